@@ -1,0 +1,83 @@
+/* addr.c - filling struct sockaddr_in / sockaddr_in6 and struct hostent. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <string.h>
+
+#include "pysock.h"
+
+static int port_ok(int port)
+{
+    return port >= 0 && port <= 65535;
+}
+
+/* gethostbyname_r reports through h_errno-style codes, not errno: give them
+ * their own negative range so Python can tell "no such host" from EINVAL. */
+static int resolver_code(int rc, int herr)
+{
+    if (rc == ERANGE)
+        return -ERANGE;
+    return -(PS_ERESOLVE + (herr ? herr : NO_RECOVERY));
+}
+
+int ps_gethostbyname(const char *name, struct hostent *out,
+                     char *buf, size_t buflen)
+{
+    struct hostent *res = NULL;
+    int herr = 0;
+    int rc;
+
+    if (name == NULL || out == NULL || buf == NULL)
+        return -EINVAL;
+    rc = gethostbyname_r(name, out, buf, buflen, &res, &herr);
+    if (rc != 0 || res == NULL)
+        return resolver_code(rc, herr);
+    if (out->h_addrtype != AF_INET || out->h_addr_list[0] == NULL)
+        return -(PS_ERESOLVE + NO_DATA);
+    return 0;
+}
+
+const char *ps_hstrerror(int code)
+{
+    return hstrerror(code - PS_ERESOLVE);
+}
+
+/* A name goes the tutorials' way: hostent, then h_addr_list[0] into
+ * sin_addr.  8 KiB holds the answer for any sane /etc/hosts entry; a
+ * larger one comes back as -ERANGE. */
+static int resolve_in(struct in_addr *out, const char *host)
+{
+    struct hostent he;
+    char buf[8192];
+    int rc = ps_gethostbyname(host, &he, buf, sizeof buf);
+
+    if (rc < 0)
+        return rc;
+    memcpy(out, he.h_addr_list[0], sizeof *out);
+    return 0;
+}
+
+int ps_sockaddr_in(struct sockaddr_in *out, const char *host, int port)
+{
+    if (out == NULL || host == NULL || !port_ok(port))
+        return -EINVAL;
+    memset(out, 0, sizeof *out);
+    out->sin_family = AF_INET;
+    out->sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, host, &out->sin_addr) == 1)
+        return 0;
+    return resolve_in(&out->sin_addr, host);
+}
+
+/* IPv6 takes numeric addresses only: the hostent path is IPv4's. */
+int ps_sockaddr_in6(struct sockaddr_in6 *out, const char *host, int port)
+{
+    if (out == NULL || host == NULL || !port_ok(port))
+        return -EINVAL;
+    memset(out, 0, sizeof *out);
+    out->sin6_family = AF_INET6;
+    out->sin6_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET6, host, &out->sin6_addr) == 1)
+        return 0;
+    return -EINVAL;
+}

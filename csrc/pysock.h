@@ -1,0 +1,86 @@
+/* pysock.h - the public C API of pysock.
+ *
+ * This header is written once and read twice: the C compiler includes it,
+ * and pysock/_build.py hands it to cffi (which drops the preprocessor lines
+ * except the integer #defines below).  Keep it in the subset cffi parses:
+ * no macros with arguments, no inline code.
+ *
+ * Conventions (after libuv): every call returns a count, an fd or 0 on
+ * success and a negative code on failure: -errno, or for the resolver
+ * -(PS_ERESOLVE + h_errno).
+ */
+#ifndef PYSOCK_H
+#define PYSOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netdb.h>
+
+/* Resolver failures live above this, apart from every errno value. */
+#define PS_ERESOLVE 20000
+
+/* What a server sends back for the bytes it receives. */
+#define PS_XF_UPPER 0
+#define PS_XF_ECHO 1
+#define PS_XF_STAMP 2
+
+/* How a TCP server waits for its clients. */
+#define PS_MODEL_THREADS 0
+#define PS_MODEL_EPOLL 1
+
+/* The largest UDP payload over IPv4, and the receive buffer that holds it. */
+#define PS_UDP_MAX 65507
+#define PS_BUFSIZE 65536
+
+typedef struct ps_config {
+    int family;          /* AF_INET, AF_INET6 or AF_UNIX */
+    int socktype;        /* SOCK_STREAM or SOCK_DGRAM */
+    const char *host;    /* numeric address or host name (AF_INET, AF_INET6) */
+    int port;            /* 0 picks a free port */
+    const char *path;    /* filesystem path (AF_UNIX) */
+    int backlog;
+    int transform;       /* PS_XF_* */
+    int model;           /* PS_MODEL_* (TCP only) */
+    int workers;         /* serving threads, each with its own socket */
+    int spin_us;         /* busy-poll this long before sleeping */
+    int max_conns;       /* open connections; the next is closed at once */
+    int idle_ms;         /* close a connection silent this long; 0: never */
+    int send_timeout_ms; /* cut off a client whose echo stays unsent this long */
+    size_t max_unsent;   /* cut off a client with more echo than this unsent */
+} ps_config;
+
+typedef struct ps_stats {
+    uint64_t accepted;   /* connections accepted (TCP) */
+    uint64_t active;     /* connections open now (TCP) */
+    uint64_t rejected;   /* connections closed at once: over max_conns */
+    uint64_t idle_closed;
+    uint64_t slow_closed;
+    uint64_t datagrams;  /* datagrams received (UDP) */
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t errors;     /* failed calls that did not end the server */
+} ps_stats;
+
+typedef struct ps_server ps_server;
+
+/* Addresses (addr.c) */
+int ps_sockaddr_in(struct sockaddr_in *out, const char *host, int port);
+int ps_sockaddr_in6(struct sockaddr_in6 *out, const char *host, int port);
+int ps_gethostbyname(const char *name, struct hostent *out,
+                     char *buf, size_t buflen);
+const char *ps_hstrerror(int code);
+
+/* Transforms (transform.c) */
+void ps_upper(unsigned char *buf, size_t n);
+
+/* Servers (server.c, tcp.c, udp.c) */
+int ps_server_open(ps_server **out, const ps_config *cfg);
+int ps_server_sockname(const ps_server *srv, char *host, size_t hostlen);
+int ps_server_serve(ps_server *srv);
+int ps_server_stop(ps_server *srv);
+void ps_server_stats(const ps_server *srv, ps_stats *out);
+void ps_server_close(ps_server *srv);
+
+#endif

@@ -1,0 +1,259 @@
+/* tcp.c - the blocking TCP model: an accept loop in the caller's thread and
+ * one C thread per connection (recv -> transform -> send everything). */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* How long a stopping server keeps sending an echo it has started. */
+#define STOP_GRACE_MS 100
+/* A connection thread needs its 64 KiB buffer and little else. */
+#define CONN_STACK (256 * 1024)
+
+struct ps__conn {
+    ps_server *srv;
+    int fd;
+    pthread_t tid;
+    ps__conn *next;
+};
+
+static int64_t deadline_after(int ms)
+{
+    return ms > 0 ? ps__now_ms() + ms : INT64_MAX;
+}
+
+static int ms_until(int64_t deadline)
+{
+    int64_t left;
+
+    if (deadline == INT64_MAX)
+        return -1;
+    left = deadline - ps__now_ms();
+    return left > 0 ? (int)left : 0;
+}
+
+/* Send all n bytes.  A client that reads nothing for send_timeout_ms is cut
+ * off (-ETIMEDOUT); a stop leaves STOP_GRACE_MS to finish this echo. */
+static int send_all(ps__conn *c, const unsigned char *p, size_t n)
+{
+    ps_server *s = c->srv;
+    int64_t deadline = deadline_after(s->cfg.send_timeout_ms);
+    int wake = s->wake[0];
+    int rc;
+
+    while (n > 0) {
+        ssize_t k = send(c->fd, p, n, MSG_NOSIGNAL);
+
+        if (k >= 0) {
+            PS_ADD(s->stats.bytes_out, (uint64_t)k);
+            p += k;
+            n -= (size_t)k;
+            continue;
+        }
+        /* EINTR cannot happen here: connection threads block all signals. */
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return -errno;
+        rc = ps__wait(c->fd, POLLOUT, wake, ms_until(deadline));
+        if (rc == PS__WOKEN) {
+            wake = -1;
+            if (deadline > ps__now_ms() + STOP_GRACE_MS)
+                deadline = ps__now_ms() + STOP_GRACE_MS;
+        } else if (rc == PS__TIMEOUT) {
+            return -ETIMEDOUT;
+        } else if (rc < 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* Echo until the client closes its side, goes idle, stops reading or the
+ * server stops.  Every byte read is answered before the next read, so a
+ * client that half-closes gets its whole echo before our FIN. */
+static void serve_conn(ps__conn *c)
+{
+    ps_server *s = c->srv;
+    unsigned char buf[PS_BUFSIZE];
+    int rc;
+
+    while (!ps__stopping(s)) {
+        ssize_t n = recv(c->fd, buf, sizeof buf, 0);
+
+        if (n > 0) {
+            PS_ADD(s->stats.bytes_in, (uint64_t)n);
+            rc = send_all(c, buf, ps__transform(s->cfg.transform, buf, (size_t)n));
+            if (rc == -ETIMEDOUT)
+                PS_ADD(s->stats.slow_closed, 1);
+            else if (rc < 0)
+                PS_ADD(s->stats.errors, 1);
+            if (rc < 0)
+                return;
+            continue;
+        }
+        if (n == 0)
+            return;
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            PS_ADD(s->stats.errors, 1);
+            return;
+        }
+        rc = ps__wait(c->fd, POLLIN, s->wake[0], s->cfg.idle_ms > 0 ? s->cfg.idle_ms : -1);
+        if (rc == PS__TIMEOUT)
+            PS_ADD(s->stats.idle_closed, 1);
+        if (rc == PS__TIMEOUT || rc == PS__WOKEN)
+            return;
+    }
+}
+
+static void *conn_main(void *arg)
+{
+    ps__conn *c = arg;
+    ps_server *s = c->srv;
+
+    serve_conn(c);
+    close(c->fd);
+    PS_SUB(s->stats.active, 1);
+    pthread_mutex_lock(&s->lock);
+    c->next = s->done;
+    s->done = c;
+    s->threads--;
+    pthread_cond_broadcast(&s->changed);
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+/* Join the threads that have finished, so none is left behind. */
+static void reap(ps_server *s)
+{
+    ps__conn *c, *next;
+
+    pthread_mutex_lock(&s->lock);
+    c = s->done;
+    s->done = NULL;
+    pthread_mutex_unlock(&s->lock);
+    for (; c != NULL; c = next) {
+        next = c->next;
+        pthread_join(c->tid, NULL);
+        free(c);
+    }
+}
+
+void ps__tcp_drain(ps_server *s)
+{
+    pthread_mutex_lock(&s->lock);
+    while (s->threads > 0)
+        pthread_cond_wait(&s->changed, &s->lock);
+    pthread_mutex_unlock(&s->lock);
+    reap(s);
+}
+
+/* Signals belong to Python's thread: a connection thread blocks them all. */
+static int spawn(ps__conn *c)
+{
+    pthread_attr_t attr;
+    sigset_t all, old;
+    int rc;
+
+    if ((rc = pthread_attr_init(&attr)) != 0)
+        return -rc;
+    pthread_attr_setstacksize(&attr, CONN_STACK);
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&c->tid, &attr, conn_main, c);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    return -rc;
+}
+
+static int start_conn(ps_server *s, int fd)
+{
+    ps__conn *c = calloc(1, sizeof *c);
+    int rc;
+
+    if (c == NULL)
+        return -ENOMEM;
+    c->srv = s;
+    c->fd = fd;
+    pthread_mutex_lock(&s->lock);
+    s->threads++;
+    pthread_mutex_unlock(&s->lock);
+    PS_ADD(s->stats.active, 1);
+    rc = spawn(c);
+    if (rc < 0) {
+        PS_SUB(s->stats.active, 1);
+        pthread_mutex_lock(&s->lock);
+        s->threads--;
+        pthread_mutex_unlock(&s->lock);
+        free(c);
+    }
+    return rc;
+}
+
+static int over_limit(ps_server *s)
+{
+    return s->cfg.max_conns > 0 &&
+           PS_LOAD(s->stats.active) >= (uint64_t)s->cfg.max_conns;
+}
+
+/* accept() failed: most reasons concern one connection only. */
+static int accept_failed(ps_server *s, int err)
+{
+    int rc;
+
+    if (err == EAGAIN || err == EWOULDBLOCK)
+        return 0;           /* the client left before we took it */
+    if (err == EINTR)
+        return -EINTR;
+    PS_ADD(s->stats.errors, 1);
+    if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
+        return 0;           /* ECONNABORTED, EPROTO, EPERM: next client */
+    /* Out of descriptors or memory: the connection stays in the backlog and
+     * poll() would report it again at once.  Back off rather than spin;
+     * service resumes by itself once descriptors are free. */
+    rc = ps__wait(s->wake[0], POLLIN, -1, 50);
+    return rc < 0 ? rc : 0;
+}
+
+static int accept_one(ps_server *s)
+{
+    int fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int one = 1;
+
+    if (fd < 0)
+        return accept_failed(s, errno);
+    PS_ADD(s->stats.accepted, 1);
+    if (over_limit(s)) {
+        PS_ADD(s->stats.rejected, 1);
+        close(fd);
+        return 0;
+    }
+    if (s->cfg.family != AF_UNIX)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (start_conn(s, fd) < 0) {
+        PS_ADD(s->stats.errors, 1);
+        close(fd);
+    }
+    return 0;
+}
+
+int ps__tcp_serve(ps_server *s)
+{
+    int rc;
+
+    for (;;) {
+        reap(s);
+        if (ps__stopping(s)) {
+            ps__tcp_drain(s);
+            return 0;
+        }
+        rc = ps__wait(s->fd, POLLIN, s->wake[0], -1);
+        if (rc < 0)
+            return rc;
+        if (rc == PS__READY && (rc = accept_one(s)) < 0)
+            return rc;
+    }
+}

@@ -1,0 +1,132 @@
+"""The client side: one request, or a connection kept open for many."""
+from __future__ import annotations
+
+import socket
+from typing import Optional, Union
+
+from pysock.errors import ConfigError, ReplyError
+
+Address = Union[tuple, str]
+UDP_MAX = 65507
+DEFAULT_TIMEOUT = 5.0
+
+
+def _family(address: Address) -> int:
+    if isinstance(address, str):
+        return socket.AF_UNIX
+    host = address[0]
+    try:
+        socket.inet_pton(socket.AF_INET6, host)
+        return socket.AF_INET6
+    except OSError:
+        return socket.AF_INET
+
+
+def _socktype(proto: str) -> int:
+    if proto == "tcp":
+        return socket.SOCK_STREAM
+    if proto == "udp":
+        return socket.SOCK_DGRAM
+    raise ConfigError(f"unknown proto {proto!r}: choose one of tcp, udp")
+
+
+def _name(address: Address, proto: str) -> str:
+    if isinstance(address, str):
+        return f"unix://{address}"
+    host, port = address[0], address[1]
+    return f"{proto}://[{host}]:{port}" if ":" in host else f"{proto}://{host}:{port}"
+
+
+def connect(address: Address, proto: str = "tcp", timeout: Optional[float] = DEFAULT_TIMEOUT) -> socket.socket:
+    """A socket connected to address (for UDP: replies from elsewhere are ignored)."""
+    sock = socket.socket(_family(address), _socktype(proto))
+    try:
+        sock.settimeout(timeout)
+        sock.connect(address if isinstance(address, str) else tuple(address[:2]))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def recv_until_eof(sock: socket.socket) -> bytes:
+    """Everything the peer sends until it closes its side."""
+    chunks = []
+    while True:
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def recv_exactly(sock: socket.socket, n: int) -> bytes:
+    """n bytes, however the stream splits them; ReplyError if it ends first."""
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(min(n - len(buf), 1 << 16))
+        if not chunk:
+            raise ReplyError(f"the server closed the connection after {len(buf)} of {n} bytes")
+        buf += chunk
+    return bytes(buf)
+
+
+def request(data: bytes, address: Address, proto: str = "tcp", timeout: Optional[float] = DEFAULT_TIMEOUT) -> bytes:
+    """Send data, return the server's whole reply.
+
+    TCP: send everything, half-close, read until the server closes.  UDP: one
+    datagram out, one back (data is at most 65507 bytes)."""
+    if proto == "udp" and len(data) > UDP_MAX:
+        raise ConfigError(f"a UDP datagram holds at most {UDP_MAX} bytes, not {len(data)}")
+    with connect(address, proto, timeout) as sock:
+        try:
+            if proto == "udp":
+                sock.send(data)
+                return sock.recv(1 << 16)
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+            return recv_until_eof(sock)
+        except socket.timeout:
+            raise ReplyError(f"no reply from {_name(address, proto)} within {timeout} s") from None
+
+
+class LineReader:
+    """Lines from a stream socket, however the stream splits them."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+
+    def readline(self) -> bytes:
+        """The next line with its newline; at EOF what is left (maybe b"")."""
+        while True:
+            end = self.buf.find(b"\n")
+            if end >= 0:
+                line = bytes(self.buf[: end + 1])
+                del self.buf[: end + 1]
+                return line
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                line = bytes(self.buf)
+                self.buf.clear()
+                return line
+            self.buf += chunk
+
+
+class Connection:
+    """A TCP connection for many round trips (the reply to n bytes is n bytes)."""
+
+    def __init__(self, address: Address, timeout: Optional[float] = DEFAULT_TIMEOUT) -> None:
+        self.sock = connect(address, "tcp", timeout)
+
+    def roundtrip(self, data: bytes) -> bytes:
+        self.sock.sendall(data)
+        return recv_exactly(self.sock, len(data))
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> "Connection":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

@@ -1,0 +1,108 @@
+"""Server configuration: every choice a server takes, checked in Python before
+any C code runs, with one clear error for each mistake."""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from dataclasses import dataclass
+from typing import Optional
+
+from pysock.errors import ConfigError
+
+PROTOS = ("tcp", "udp")
+FAMILIES = ("inet", "inet6", "unix")
+TRANSFORMS = ("upper", "echo")
+BACKENDS = ("c",)
+# The loop models each backend offers, per protocol; the first is the default.
+MODELS = {
+    ("c", "tcp"): ("threads",),
+    ("c", "udp"): ("loop",),
+}
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 12000  # the tutorials' port; the CLI's default (the API's is 0)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """What a server is asked to be.  Build it with :meth:`validated`."""
+
+    host: str = DEFAULT_HOST
+    port: int = 0
+    proto: str = "tcp"
+    family: str = "inet"
+    path: Optional[str] = None
+    transform: str = "upper"
+    backend: str = "c"
+    model: Optional[str] = None
+    workers: int = 1
+    spin_us: int = 0
+    backlog: int = 0  # 0: the system's SOMAXCONN
+    max_conns: int = 1000
+    idle_timeout: float = 300.0  # seconds; 0 or None: never
+    send_timeout: float = 10.0  # seconds an echo may stay unsent; 0: never
+    max_unsent: int = 1 << 20  # bytes of echo a client may leave unread
+
+    def validated(self) -> "ServerConfig":
+        """Return a checked copy, with the family and the model filled in."""
+        _check_choice("proto", self.proto, PROTOS)
+        _check_choice("transform", self.transform, TRANSFORMS)
+        _check_choice("backend", self.backend, BACKENDS)
+        _check_int("port", self.port, 0, 65535)
+        _check_int("workers", self.workers, 1, 1024)
+        _check_int("spin_us", self.spin_us, 0, 1_000_000)
+        _check_int("backlog", self.backlog, 0, 1 << 16)
+        _check_int("max_conns", self.max_conns, 1, 1 << 20)
+        _check_int("max_unsent", self.max_unsent, 1, 1 << 40)
+        _check_seconds("idle_timeout", self.idle_timeout)
+        _check_seconds("send_timeout", self.send_timeout)
+        family = _family(self.family, self.host, self.path)
+        models = MODELS[(self.backend, self.proto)]
+        model = self.model if self.model is not None else models[0]
+        _check_choice(f"model for {self.backend} {self.proto}", model, models)
+        return dataclasses.replace(self, family=family, model=model)
+
+    def url(self, host: str, port: int) -> str:
+        """The ready line: tcp://HOST:PORT, udp://[::1]:PORT, unix://PATH."""
+        if self.family == "unix":
+            return f"unix://{self.path}"
+        shown = f"[{host}]" if ":" in host else host
+        return f"{self.proto}://{shown}:{port}"
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {name} {value!r}: choose one of {', '.join(choices)}")
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be a whole number, not {value!r}")
+    if not low <= value <= high:
+        raise ConfigError(f"{name} {value} is out of range {low}-{high}")
+
+
+def _check_seconds(name: str, value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(f"{name} must be a number of seconds >= 0, not {value!r}")
+
+
+def _family(family: str, host: str, path: Optional[str]) -> str:
+    if path is not None or family == "unix":
+        if not path:
+            raise ConfigError("a unix socket needs a path")
+        return "unix"
+    if not isinstance(host, str) or not host:
+        raise ConfigError(f"host must be an address or a name, not {host!r}")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return "inet"  # a name: resolved through hostent when the server binds
+    return "inet6" if ip.version == 6 else "inet"
+
+
+def millis(seconds: Optional[float]) -> int:
+    """Seconds as the C library's milliseconds (0: never)."""
+    return 0 if not seconds else max(1, round(seconds * 1000))

@@ -1,0 +1,19 @@
+"""pysock's exceptions.  Failures of the operating system stay OSError (with
+the errno's own subclass); these cover what is pysock's to say."""
+from __future__ import annotations
+
+
+class PysockError(Exception):
+    """Base of pysock's own errors."""
+
+
+class ConfigError(PysockError, ValueError):
+    """A server or client was asked for something it cannot be."""
+
+
+class ResolveError(PysockError, OSError):
+    """A host name did not resolve."""
+
+
+class ReplyError(PysockError, OSError):
+    """A peer did not answer as an echo server must (no reply, or a short one)."""
