@@ -1,0 +1,86 @@
+"""The pysock command as a user runs it: a subprocess, real sockets."""
+from __future__ import annotations
+
+import signal
+import socket
+
+import pytest
+
+import pysock
+from conftest import CliServer, run_cli
+
+
+def test_serve_prints_ready_lines_and_serves_both_protocols():
+    with CliServer("serve", "0", lines=2) as cli:
+        tcp = cli.address("tcp")
+        udp = cli.address("udp")
+        assert tcp[0] == "127.0.0.1" and tcp[1] > 0
+        assert tcp[1] == udp[1]  # PORT 0: one free port for both
+        assert pysock.request(b"via tcp", tcp, "tcp") == b"VIA TCP"
+        assert pysock.request(b"via udp", udp, "udp") == b"VIA UDP"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_ends_serve_cleanly_and_frees_the_port(sig):
+    with CliServer("serve", "0", "--tcp") as cli:
+        host, port = cli.address("tcp")
+        idle = socket.create_connection((host, port), timeout=5)  # a client still connected
+        code, err = cli.interrupt(sig, timeout=2)
+        idle.close()
+    assert code in (0, 130)
+    assert b"Traceback" not in err
+    with pysock.Server(host, port, "tcp"):  # the port is free again
+        pass
+
+
+def test_port_in_use_is_one_line_and_exit_1(tcp_server):
+    result = run_cli("serve", str(tcp_server.port), "--tcp")
+    assert result.returncode == 1
+    err = result.stderr.decode()
+    assert err.count("\n") == 1 and "in use" in err and str(tcp_server.port) in err
+
+
+@pytest.mark.parametrize("args", [["serve", "70000"], ["serve", "http"], ["serve", "--frobnicate"],
+                                  ["send", "127.0.0.1"], ["nosuchcommand"], []])
+def test_usage_errors_exit_2_with_one_line(args):
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert result.stderr.decode().count("\n") == 1
+    assert b"Traceback" not in result.stderr
+
+
+def test_unresolvable_bind_address_exits_1():
+    result = run_cli("serve", "0", "-b", "no-such-host.invalid")
+    assert result.returncode == 1
+    assert "no-such-host.invalid" in result.stderr.decode()
+    assert result.stderr.decode().count("\n") == 1
+
+
+def test_send_message_over_tcp_and_udp(tcp_server, udp_server):
+    tcp = run_cli("send", "127.0.0.1", str(tcp_server.port), "hello", "world")
+    assert (tcp.returncode, tcp.stdout) == (0, b"HELLO WORLD\n")
+    udp = run_cli("send", "-u", "127.0.0.1", str(udp_server.port), "hello")
+    assert (udp.returncode, udp.stdout) == (0, b"HELLO\n")
+
+
+@pytest.mark.parametrize("flag", [[], ["-u"]])
+def test_send_reads_lines_from_stdin_without_prompting(tcp_server, udp_server, flag):
+    port = udp_server.port if flag else tcp_server.port
+    result = run_cli("send", *flag, "127.0.0.1", str(port), input=b"first line\nsecond\n")
+    assert result.returncode == 0
+    assert result.stdout == b"FIRST LINE\nSECOND\n"  # no prompt: stdin is not a terminal
+
+
+def test_send_to_nobody_is_one_line_and_exit_1():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: connections are refused
+        result = run_cli("send", "127.0.0.1", str(port), "hi")
+    assert result.returncode == 1
+    assert "refused" in result.stderr.decode().lower()
+
+
+def test_python_dash_m_and_help():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert b"serve" in result.stdout and b"send" in result.stdout
