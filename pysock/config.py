@@ -11,7 +11,9 @@ from pysock.errors import ConfigError
 
 PROTOS = ("tcp", "udp")
 FAMILIES = ("inet", "inet6", "unix")
-TRANSFORMS = ("upper", "echo")
+from pysock.transform import TRANSFORMS as _TRANSFORMS
+
+TRANSFORMS = tuple(_TRANSFORMS)
 BACKENDS = ("c",)
 # The loop models each backend offers, per protocol; the first is the default.
 MODELS = {
