@@ -15,6 +15,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCALHOST = "127.0.0.1"
+# A name that cannot resolve and never reaches a DNS server: a 64-byte label
+# is too long for a DNS query, so the resolver fails before sending anything.
+# (A plain "no-such-host.invalid" would send a query to the machine's
+# nameserver; tests send traffic to this machine only.)
+UNRESOLVABLE = "x" * 64 + ".invalid"
 TEST_TIMEOUT = 120  # seconds; a hung test ends the run with every thread's traceback
 
 

@@ -7,6 +7,7 @@ import socket
 import pytest
 
 import pysock
+from conftest import UNRESOLVABLE
 from conftest import CliServer, run_cli
 
 
@@ -50,9 +51,9 @@ def test_usage_errors_exit_2_with_one_line(args):
 
 
 def test_unresolvable_bind_address_exits_1():
-    result = run_cli("serve", "0", "-b", "no-such-host.invalid")
+    result = run_cli("serve", "0", "-b", UNRESOLVABLE)
     assert result.returncode == 1
-    assert "no-such-host.invalid" in result.stderr.decode()
+    assert UNRESOLVABLE in result.stderr.decode()
     assert result.stderr.decode().count("\n") == 1
 
 
