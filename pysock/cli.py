@@ -8,10 +8,11 @@ import argparse
 import signal
 import sys
 import threading
+import warnings
 from typing import Callable, Optional, Sequence
 
-from pysock.config import DEFAULT_HOST, DEFAULT_PORT
-from pysock.errors import PysockError
+from pysock.config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig
+from pysock.errors import ConfigError, PysockError
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -44,6 +45,15 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
     """Options every listening command shares."""
     p.add_argument("-b", "--bind", default=DEFAULT_HOST, metavar="ADDR",
                    help=f"address to bind (default {DEFAULT_HOST}; 0.0.0.0 for every interface)")
+    limits = p.add_argument_group("limits")
+    limits.add_argument("--max-conns", type=int, default=ServerConfig.max_conns, metavar="N",
+                        help=f"open connections at most; the next is closed at once (default {ServerConfig.max_conns})")
+    limits.add_argument("--idle-timeout", type=float, default=ServerConfig.idle_timeout, metavar="S",
+                        help=f"close a connection silent this long, 0: never (default {ServerConfig.idle_timeout:g})")
+    limits.add_argument("--send-timeout", type=float, default=ServerConfig.send_timeout, metavar="S",
+                        help=f"cut off a client that leaves its echo unread this long (default {ServerConfig.send_timeout:g})")
+    limits.add_argument("--max-unsent", type=int, default=ServerConfig.max_unsent, metavar="BYTES",
+                        help=f"cut off a client with more unread echo than this (default {ServerConfig.max_unsent})")
 
 
 def _add_serve(sub) -> None:
@@ -59,7 +69,9 @@ def _add_serve(sub) -> None:
 
 
 def server_options(args: argparse.Namespace) -> dict:
-    return {"transform": args.transform}
+    """The Server keyword arguments that the shared options set."""
+    return {"transform": args.transform, "max_conns": args.max_conns, "idle_timeout": args.idle_timeout,
+            "send_timeout": args.send_timeout, "max_unsent": args.max_unsent}
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -153,7 +165,12 @@ def _sigterm(signum, frame) -> None:
     raise SystemExit(0)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"pysock: warning: {message}", file=sys.stderr, flush=True)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    warnings.showwarning = _show_warning
     try:
         args = build_parser().parse_args(argv)
     except UsageError as exc:
@@ -165,7 +182,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return args.func(args)
     except KeyboardInterrupt:
         return EXIT_SIGINT
-    except UsageError as exc:
+    except (UsageError, ConfigError) as exc:
         print(f"pysock: usage error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (PysockError, OSError) as exc:

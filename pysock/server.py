@@ -6,8 +6,10 @@ released; stopping writes to a wake-up pipe that every C loop polls."""
 from __future__ import annotations
 
 import errno
+import ipaddress
 import signal
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -98,6 +100,17 @@ class CEngine:
         self._srv = ffi.NULL
 
 
+class ReflectionWarning(RuntimeWarning):
+    """A UDP echo server reachable from other machines."""
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a unix socket path: this machine only
+
+
 def _make_engine(cfg: ServerConfig):
     return CEngine(cfg)
 
@@ -112,6 +125,9 @@ class Server:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, proto: str = "tcp", **options) -> None:
         self.config = ServerConfig(host=host, port=port, proto=proto, **options).validated()
         self._engine = _make_engine(self.config)
+        if self.config.proto == "udp" and not _is_loopback(self.host):
+            warnings.warn(f"UDP echo on {self.url} answers anyone who can reach it, and any spoofed "
+                          "sender: it can be used to reflect traffic at others", ReflectionWarning, stacklevel=2)
         self._lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
         self._serving = threading.Event()

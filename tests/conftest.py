@@ -47,10 +47,15 @@ def run_cli(*args: str, input: bytes = b"", timeout: float = 20) -> subprocess.C
 class CliServer:
     """``python -m pysock ARGS`` running in the background, its ready lines read."""
 
-    def __init__(self, *args: str, lines: int = 1, timeout: float = 20) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "pysock", *args],
+    def __init__(self, *args: str, lines: int = 1, timeout: float = 20, python_code: str = "",
+                 env: dict | None = None, preexec_fn=None) -> None:
+        """python_code: run ``python -c CODE ARGS`` instead of ``python -m pysock ARGS``;
+        env: variables added to the environment; preexec_fn: run in the child."""
+        head = ["-c", python_code] if python_code else ["-m", "pysock"]
+        self.proc = subprocess.Popen([sys.executable, *head, *args],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=cli_env())
+                                     stderr=subprocess.PIPE, env={**cli_env(), **(env or {})},
+                                     preexec_fn=preexec_fn)
         self.urls = [self.readline(timeout) for _ in range(lines)]
 
     def readline(self, timeout: float) -> str:

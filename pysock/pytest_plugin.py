@@ -1,0 +1,69 @@
+"""pytest fixtures for an echo backend in your own tests (registered through
+the ``pytest11`` entry point, so installing pysock is all it takes).
+
+    def test_my_client(pysock_tcp_echo):
+        assert my_client.call(pysock_tcp_echo.address, b"hi") == b"HI"
+
+    @pytest.mark.pysock(transform="echo", idle_timeout=1.0)
+    def test_with_options(pysock_udp_echo): ...
+
+    def test_many(pysock_server):
+        a = pysock_server("tcp", transform="echo")
+        b = pysock_server("udp")
+
+Every server binds 127.0.0.1 port 0 itself (no pre-picked port that could
+race), is serving before the test starts, runs in a daemon thread and is
+stopped after the test.  This module imports nothing of pysock's C core
+until a fixture is used."""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import pytest
+
+STOP_TIMEOUT = 0.2  # seconds; a stuck stop fails the test instead of hanging the run
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "pysock(**options): options for the pysock_tcp_echo / pysock_udp_echo servers "
+        "(transform, backend, model, max_conns, idle_timeout, ...)",
+    )
+
+
+@pytest.fixture
+def pysock_server() -> Iterator[Callable[..., Any]]:
+    """A factory: ``pysock_server(proto="tcp", **options)`` returns a started
+    pysock.Server on 127.0.0.1 and a free port; all are stopped afterwards."""
+    from pysock.server import Server
+
+    servers: list[Server] = []
+
+    def make(proto: str = "tcp", host: str = "127.0.0.1", **options: Any) -> Server:
+        srv = Server(host, 0, proto, **options)
+        servers.append(srv)
+        return srv.start()
+
+    try:
+        yield make
+    finally:
+        for srv in servers:
+            srv.stop(timeout=STOP_TIMEOUT)
+
+
+def _marker_options(request: pytest.FixtureRequest) -> dict:
+    marker = request.node.get_closest_marker("pysock")
+    return dict(marker.kwargs) if marker else {}
+
+
+@pytest.fixture
+def pysock_tcp_echo(pysock_server, request: pytest.FixtureRequest):
+    """A running TCP echo server (uppercase unless a pysock marker says otherwise)."""
+    return pysock_server("tcp", **_marker_options(request))
+
+
+@pytest.fixture
+def pysock_udp_echo(pysock_server, request: pytest.FixtureRequest):
+    """A running UDP echo server (uppercase unless a pysock marker says otherwise)."""
+    return pysock_server("udp", **_marker_options(request))

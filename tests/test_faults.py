@@ -1,0 +1,171 @@
+"""Faults a server must survive: each ends with the server serving the next
+client.  Faults that would take the test process down with them (a low
+descriptor limit, SIGPIPE at its default action, a shim in front of libc)
+run the server as a `pysock serve` subprocess."""
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+import pysock
+from conftest import CliServer, ROOT, wait_for
+
+CC = shutil.which("cc") or shutil.which("gcc")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (clock ticks)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def echoes(address, data: bytes = b"ping", timeout: float = 0.5) -> bool:
+    try:
+        return pysock.request(data, address, "tcp", timeout=timeout) == data.upper()
+    except OSError:
+        return False
+
+
+def low_fd_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
+
+def test_out_of_descriptors_no_busy_loop_and_service_resumes():
+    with CliServer("serve", "0", "--tcp", preexec_fn=low_fd_limit) as cli:
+        address = cli.address("tcp")
+        held = []
+        starved = None
+        for _ in range(60):  # more than 40 descriptors can hold
+            sock = socket.create_connection(address, timeout=5)
+            sock.sendall(b"x")
+            sock.settimeout(0.5)
+            try:
+                if sock.recv(1) == b"X":
+                    held.append(sock)
+                    continue
+            except socket.timeout:
+                pass
+            starved = sock  # accepted by the kernel, not by the starved server
+            break
+        assert starved is not None, "the server never ran out of descriptors"
+        before = cpu_seconds(cli.proc.pid)
+        time.sleep(1.0)
+        spent = cpu_seconds(cli.proc.pid) - before
+        assert spent < 0.5, f"the starved server used {spent:.2f} s of CPU in 1 s: a busy loop"
+        for sock in held:
+            sock.close()
+        starved.settimeout(5)
+        assert starved.recv(1) == b"X"  # served by itself once descriptors were free
+        starved.close()
+        assert echoes(address)
+
+
+SIGPIPE_DEFAULT = ("import signal, sys; signal.signal(signal.SIGPIPE, signal.SIG_DFL); "
+                   "from pysock.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+def test_sigpipe_at_its_default_action_does_not_kill_the_server():
+    with CliServer("serve", "0", "--tcp", python_code=SIGPIPE_DEFAULT) as cli:
+        address = cli.address("tcp")
+        for _ in range(5):  # clients that vanish while their echo is being written
+            sock = socket.create_connection(address, timeout=5)
+            sock.sendall(b"x" * (1 << 20))
+            sock.shutdown(socket.SHUT_WR)  # the server goes to CLOSE_WAIT ...
+            time.sleep(0.05)
+            sock.close()  # ... and the RST for its unread echo makes the next send EPIPE
+        time.sleep(0.2)
+        assert cli.proc.poll() is None, "the server died (SIGPIPE?)"
+        assert echoes(address)
+
+
+@pytest.fixture(scope="module")
+def inject_so(tmp_path_factory):
+    if CC is None:
+        pytest.skip("no C compiler to build the fault-injection shim")
+    out = tmp_path_factory.mktemp("inject") / "inject.so"
+    subprocess.run([CC, "-shared", "-fPIC", "-o", str(out), str(ROOT / "tests/faults/inject.c"), "-ldl"],
+                   check=True, timeout=60)
+    return out
+
+
+def serve_with_faults(inject_so, proto: str, **faults: str) -> CliServer:
+    # After whatever is preloaded already (a sanitizer runtime must come first).
+    preload = f"{os.environ.get('LD_PRELOAD', '')} {inject_so}".strip()
+    return CliServer("serve", "0", f"--{proto}", env={"LD_PRELOAD": preload, **faults})
+
+
+def test_per_connection_accept_errors_are_survived(inject_so):
+    codes = [errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENOBUFS]
+    with serve_with_faults(inject_so, "tcp", PYSOCK_FAULT_ACCEPT4=" ".join(map(str, codes))) as cli:
+        address = cli.address("tcp")
+        assert pysock.request(b"after accept errors", address, "tcp") == b"AFTER ACCEPT ERRORS"
+        assert echoes(address)
+        assert cli.proc.poll() is None
+
+
+def test_icmp_error_on_the_udp_socket_is_survived(inject_so):
+    # Linux reports an ICMP port unreachable on an unconnected UDP socket only
+    # with IP_RECVERR; the shim makes recvfrom fail as it then would.
+    refused = str(errno.ECONNREFUSED)
+    with serve_with_faults(inject_so, "udp", PYSOCK_FAULT_RECV=f"{refused} {refused} {errno.ENOMEM}") as cli:
+        address = cli.address("udp")
+        assert pysock.request(b"after icmp", address, "udp") == b"AFTER ICMP"
+        assert cli.proc.poll() is None
+
+
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+def test_a_signal_delivered_to_the_serving_thread(proto):
+    got = []
+    old = signal.signal(signal.SIGUSR1, lambda *a: got.append(1))
+    try:
+        with pysock.Server("127.0.0.1", 0, proto) as srv:
+            for _ in range(3):
+                signal.pthread_kill(srv._thread.ident, signal.SIGUSR1)
+                time.sleep(0.02)
+            wait_for(lambda: got)
+            assert srv._thread.is_alive()
+            assert pysock.request(b"still serving", srv.address, proto) == b"STILL SERVING"
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def os_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_a_thousand_start_stop_cycles_leave_nothing_behind():
+    fds, threads, py_threads = open_fds(), os_threads(), threading.active_count()
+    for i in range(1000):
+        proto = "tcp" if i % 2 == 0 else "udp"
+        with pysock.Server("127.0.0.1", 0, proto) as srv:
+            if i % 10 == 0:
+                assert pysock.request(b"cycle", srv.address, proto) == b"CYCLE"
+    wait_for(lambda: os_threads() <= threads)  # a thread's exit may lag its join by a moment
+    assert open_fds() == fds
+    assert threading.active_count() == py_threads
+
+
+def test_graceful_stop_finishes_the_echo_then_eof():
+    srv = pysock.Server("127.0.0.1", 0, "tcp").start()
+    sock = pysock.client.connect(srv.address)
+    sock.sendall(b"in flight")
+    wait_for(lambda: srv.stats.bytes_out == 9)  # echoed, not yet read by the client
+    port = srv.port
+    srv.stop(timeout=0.2)
+    assert pysock.client.recv_until_eof(sock) == b"IN FLIGHT"  # all of it, then EOF
+    sock.close()
+    with pysock.Server("127.0.0.1", port, "tcp") as again:  # the port is free at once
+        assert echoes(again.address)
