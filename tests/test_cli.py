@@ -85,3 +85,37 @@ def test_python_dash_m_and_help():
     result = run_cli("--help")
     assert result.returncode == 0
     assert b"serve" in result.stdout and b"send" in result.stdout
+
+
+def test_send_prompts_like_the_tutorials_on_a_terminal(tcp_server):
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+
+    main, side = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "pysock", "send", "127.0.0.1", str(tcp_server.port)],
+                            stdin=side, stdout=side, stderr=subprocess.PIPE, env=cli_env())
+    os.close(side)
+    seen = b""
+    try:
+        def read_until(marker: bytes) -> None:
+            nonlocal seen
+            while marker not in seen:
+                ready, _, _ = select.select([main], [], [], 10)
+                assert ready, f"no {marker!r} on the terminal; saw {seen!r}"
+                seen += os.read(main, 1024)
+
+        read_until(b"Input lowercase sentence:")
+        os.write(main, b"from a terminal\n")
+        read_until(b"FROM A TERMINAL")
+        os.write(main, b"\x04")  # Ctrl-D: end of input
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=5)
+        os.close(main)
