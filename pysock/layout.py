@@ -13,7 +13,7 @@ import socket
 import struct
 import sys
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from pysock._core import check, ffi, lib
 
@@ -45,12 +45,6 @@ class CStruct:
     size: int
     align: int
     members: list[CMember]
-
-    def member(self, name: str) -> CMember:
-        for m in self.members:
-            if m.name == name:
-                return m
-        raise KeyError(f"{self.name} has no member {name!r}")
 
     def holes(self) -> list[Hole]:
         """Every gap between members, and the tail padding, if any."""
@@ -137,7 +131,7 @@ class SockaddrIn6(ctypes.Structure):
     ]
 
 
-CTYPES: dict[str, type] = {
+CTYPES: dict[str, type[ctypes.Structure]] = {
     "struct sockaddr_in": SockaddrIn,
     "struct in_addr": InAddr,
     "struct hostent": Hostent,
@@ -161,7 +155,7 @@ def struct_format(name: str) -> str:
     return "@" + "".join(code for _, code in STRUCT_CODES[name])
 
 
-def _ctypes_name(t: type) -> str:
+def _ctypes_name(t: Any) -> str:
     if issubclass(t, ctypes.Array):
         return f"{_ctypes_name(t._type_)} * {t._length_}"
     if issubclass(t, ctypes._Pointer):
@@ -179,9 +173,10 @@ class PyMember:
     align: Optional[int]  # the struct module has no notion of it
 
 
-def ctypes_members(cls: type) -> dict[str, PyMember]:
+def ctypes_members(cls: type[ctypes.Structure]) -> dict[str, PyMember]:
     out = {}
-    for fname, ftype in cls._fields_:
+    for entry in cls._fields_:
+        fname, ftype = entry[0], entry[1]
         desc = getattr(cls, fname)
         out[fname] = PyMember(_ctypes_name(ftype), desc.offset, desc.size, ctypes.alignment(ftype))
     return out
@@ -291,7 +286,39 @@ def _meaning(name: str, raw: bytes) -> str:
     return "all zero" if not any(raw) else "NOT zero"
 
 
-def filled_sockaddr_in(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> tuple[bytes, list[Slice]]:
+@dataclass(frozen=True)
+class Example:
+    """A sockaddr_in filled in C, cut at C's offsets, and Python's own
+    recipe for the same bytes."""
+
+    host: str
+    port: int
+    raw: bytes
+    slices: list[Slice]
+    python_recipe: str
+    python_agrees: bool
+
+
+def _python_address(host: str) -> tuple[bytes, str]:
+    """host's 4 bytes as Python finds them, without C, and how that is spelled."""
+    try:
+        socket.inet_pton(socket.AF_INET, host)
+        return socket.inet_aton(host), f"socket.inet_aton({host!r})"
+    except OSError:
+        return (socket.inet_aton(socket.gethostbyname(host)),
+                f"socket.inet_aton(socket.gethostbyname({host!r}))")
+
+
+def python_packed(host: str, port: int) -> tuple[bytes, str]:
+    """The sockaddr_in Python builds for (host, port), and the recipe: '='
+    packs without padding, htons puts the port in network order, inet_aton
+    gives the address in network order already."""
+    address, spelled = _python_address(host)
+    recipe = f"struct.pack('=HH4s8x', AF_INET, socket.htons({port}), {spelled})"
+    return struct.pack("=HH4s8x", socket.AF_INET, socket.htons(port), address), recipe
+
+
+def filled_sockaddr_in(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> Example:
     """The bytes ps_sockaddr_in fills for (host, port), cut at C's offsets."""
     from pysock.addr import sockaddr_in
 
@@ -301,21 +328,8 @@ def filled_sockaddr_in(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> tu
     for m in layout.members:
         part = raw[m.offset:m.offset + m.size]
         slices.append(Slice(m.name, m.offset, part, BYTE_ORDER.get(m.name, "?"), _meaning(m.name, part)))
-    return raw, slices
-
-
-def python_recipe(raw: bytes) -> str:
-    """How Python spells the same sockaddr_in with the struct module."""
-    port = int.from_bytes(raw[2:4], "big")
-    return (f"struct.pack('=HH4s8x', AF_INET, socket.htons({port}), "
-            f"socket.inet_aton('{socket.inet_ntoa(raw[4:8])}'))")
-
-
-def python_packed(raw: bytes) -> bytes:
-    """The recipe run: '=' packs without padding, htons puts the port in
-    network order, inet_aton gives the address in network order already."""
-    port = int.from_bytes(raw[2:4], "big")
-    return struct.pack("=HH4s8x", socket.AF_INET, socket.htons(port), socket.inet_aton(socket.inet_ntoa(raw[4:8])))
+    packed, recipe = python_packed(host, port)
+    return Example(host, port, raw, slices, recipe, packed == raw)
 
 
 # -- output -------------------------------------------------------------------
@@ -364,19 +378,19 @@ def _struct_text(comp: Comparison) -> list[str]:
     return lines
 
 
-def _example_text(host: str, port: int, raw: bytes, slices: list[Slice]) -> list[str]:
-    width = max(len(s.hex()) for s in slices)
-    lines = [f"struct sockaddr_in for {host}:{port}, filled in C by ps_sockaddr_in ({len(raw)} bytes)",
+def _example_text(ex: Example) -> list[str]:
+    width = max(len(s.hex()) for s in ex.slices)
+    lines = [f"struct sockaddr_in for {ex.host}:{ex.port}, filled in C by ps_sockaddr_in ({len(ex.raw)} bytes)",
              f"  {'offset':>6}  {'bytes':<{width}}  {'member':<11} {'order':<8} value"]
-    for s in slices:
+    for s in ex.slices:
         lines.append(f"  {s.offset:>6}  {s.hex():<{width}}  {s.name:<11} {s.order:<8} {s.value}")
-    lines.append(f"  hex: {raw.hex()}   (host order here is {sys.byteorder}-endian; network order is big-endian)")
-    same = "the same bytes" if python_packed(raw) == raw else "DIFFERENT bytes"
-    lines.append(f"  Python: {python_recipe(raw)} gives {same}")
+    lines.append(f"  hex: {ex.raw.hex()}   (host order here is {sys.byteorder}-endian; network order is big-endian)")
+    same = "the same bytes" if ex.python_agrees else "DIFFERENT bytes"
+    lines.append(f"  Python: {ex.python_recipe} gives {same}")
     return lines
 
 
-def render_text(comps: list[Comparison], host: str, port: int, raw: bytes, slices: list[Slice]) -> str:
+def render_text(comps: list[Comparison], ex: Example) -> str:
     m = machine()
     lines = [f"Struct layouts as pysock's C library was compiled on this machine: "
              f"{m['machine']}, {m['byteorder']}-endian, {m['pointer_size']}-byte pointers.",
@@ -384,7 +398,7 @@ def render_text(comps: list[Comparison], host: str, port: int, raw: bytes, slice
              "(see pysock/layout.py).", ""]
     for comp in comps:
         lines += _struct_text(comp) + [""]
-    lines += _example_text(host, port, raw, slices)
+    lines += _example_text(ex)
     return "\n".join(lines)
 
 
@@ -407,22 +421,22 @@ def _comparison_json(comp: Comparison) -> dict:
                        "agrees": comp.struct_agrees}}
 
 
-def render_json(comps: list[Comparison], host: str, port: int, raw: bytes, slices: list[Slice]) -> str:
+def render_json(comps: list[Comparison], ex: Example) -> str:
     import json
 
-    example = {"host": host, "port": port, "hex": raw.hex(), "python": python_recipe(raw),
-               "python_agrees": python_packed(raw) == raw,
+    example = {"host": ex.host, "port": ex.port, "hex": ex.raw.hex(), "python": ex.python_recipe,
+               "python_agrees": ex.python_agrees,
                "members": [{"name": s.name, "offset": s.offset, "size": len(s.raw), "hex": s.raw.hex(),
-                            "order": s.order, "value": s.value} for s in slices]}
+                            "order": s.order, "value": s.value} for s in ex.slices]}
     doc = {"machine": machine(), "structs": [_comparison_json(c) for c in comps], "example": example}
     return json.dumps(doc, indent=2)
 
 
 def report(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, as_json: bool = False) -> str:
     """What ``pysock layout`` prints."""
-    raw, slices = filled_sockaddr_in(host, port)
+    example = filled_sockaddr_in(host, port)
     render = render_json if as_json else render_text
-    return render(comparisons(), host, port, raw, slices)
+    return render(comparisons(), example)
 
 
 def sockaddr_in_many(host: str, first_port: int, count: int) -> list[bytes]:

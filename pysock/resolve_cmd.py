@@ -45,7 +45,7 @@ def python_checks(name: str, entry: HostEntry) -> list[Check]:
     try:
         infos = socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM, 0, socket.AI_CANONNAME)
         canon = infos[0][3]
-        found = _unique([info[4][0] for info in infos])
+        found = _unique([str(info[4][0]) for info in infos])
         checks += [Check("getaddrinfo", "canonname", canon, canon == entry.name),
                    Check("getaddrinfo", "addresses", found, set(found) == set(entry.addresses))]
     except OSError as exc:

@@ -102,14 +102,15 @@ def _expected(host: str, port: int) -> bytes:
 
 @pytest.mark.parametrize("host, port", [("127.0.0.1", 12000), ("10.1.2.3", 1), ("255.255.255.255", 65535)])
 def test_example_is_the_bytes_struct_pack_and_inet_aton_give(host, port):
-    raw, slices = layout.filled_sockaddr_in(host, port)
+    example = layout.filled_sockaddr_in(host, port)
+    raw = example.raw
     assert raw == _expected(host, port)
-    assert layout.python_packed(raw) == raw
-    assert b"".join(s.raw for s in slices) == raw
-    by_name = {s.name: s for s in slices}
+    assert example.python_agrees
+    assert b"".join(s.raw for s in example.slices) == raw
+    by_name = {s.name: s for s in example.slices}
     assert by_name["sin_port"].raw == struct.pack("!H", port)
     assert by_name["sin_addr"].raw == socket.inet_aton(host)
-    assert [s.order for s in slices] == ["host", "network", "network", "-"]
+    assert [s.order for s in example.slices] == ["host", "network", "network", "-"]
 
 
 def test_layout_cli_dumps_the_example_the_user_asks_for():
