@@ -81,3 +81,28 @@ int ps_sockaddr_in6(struct sockaddr_in6 *out, const char *host, int port)
         return 0;
     return -EINVAL;
 }
+
+/* n addresses for one host on the ports first_port, first_port + 1, ...:
+ * the host is parsed (or resolved) once, then each element is a copy with
+ * its own port.  The whole loop runs on this side of cffi, so Python pays
+ * for one crossing, not n. */
+int ps_sockaddr_in_many(struct sockaddr_in *out, size_t n, const char *host,
+                        int first_port)
+{
+    size_t i;
+    int rc;
+
+    if (n == 0)
+        return 0;
+    if (out == NULL || n > 65536 || !port_ok(first_port)
+        || !port_ok(first_port + (int)(n - 1)))
+        return -EINVAL;
+    rc = ps_sockaddr_in(&out[0], host, first_port);
+    if (rc < 0)
+        return rc;
+    for (i = 1; i < n; i++) {
+        out[i] = out[0];
+        out[i].sin_port = htons((uint16_t)(first_port + (int)i));
+    }
+    return (int)n;
+}

@@ -65,12 +65,36 @@ typedef struct ps_stats {
 
 typedef struct ps_server ps_server;
 
+/* One member of a system struct as the compiler laid it out (layout.c). */
+typedef struct ps_member {
+    const char *name;
+    const char *type;    /* as the header spells it; the element type of an array */
+    size_t count;        /* elements of an array; 1 for anything else */
+    size_t offset;
+    size_t size;
+    size_t align;
+} ps_member;
+
+typedef struct ps_layout {
+    const char *name;    /* "struct sockaddr_in" */
+    const char *header;  /* where the system declares it */
+    size_t size;
+    size_t align;
+    size_t nmembers;
+    const ps_member *members;
+} ps_layout;
+
 /* Addresses (addr.c) */
 int ps_sockaddr_in(struct sockaddr_in *out, const char *host, int port);
 int ps_sockaddr_in6(struct sockaddr_in6 *out, const char *host, int port);
 int ps_gethostbyname(const char *name, struct hostent *out,
                      char *buf, size_t buflen);
+int ps_sockaddr_in_many(struct sockaddr_in *out, size_t n, const char *host,
+                        int first_port);
 const char *ps_hstrerror(int code);
+
+/* Struct layouts (layout.c): points *out at a static table, returns its length. */
+int ps_layouts(const ps_layout **out);
 
 /* Transforms (transform.c) */
 void ps_upper(unsigned char *buf, size_t n);

@@ -148,8 +148,49 @@ def cmd_send(args: argparse.Namespace) -> int:
                 _print_reply(lines.readline())
 
 
+# -- layout, resolve (pysock/layout.py, pysock/resolve_cmd.py) ----------------
+def _add_layout(sub) -> None:
+    from pysock.layout import DEFAULT_HOST as EXAMPLE_HOST, DEFAULT_PORT as EXAMPLE_PORT
+
+    p = sub.add_parser("layout", help="show sockaddr_in, in_addr, hostent, sockaddr_in6 as C laid them out",
+                       description="Every member's offset, size and alignment, every padding hole, as "
+                                   "the C compiler laid the structs out; the same structs as ctypes and "
+                                   "struct formats beside them; then a sockaddr_in for HOST:PORT, filled "
+                                   "in C, byte by byte.")
+    p.add_argument("host", nargs="?", default=EXAMPLE_HOST,
+                   help=f"address (or name) for the filled example (default {EXAMPLE_HOST})")
+    p.add_argument("port", nargs="?", type=port_number, default=EXAMPLE_PORT,
+                   help=f"port for the filled example (default {EXAMPLE_PORT})")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=cmd_layout)
+
+
+def cmd_layout(args: argparse.Namespace) -> int:
+    from pysock import layout
+
+    print(layout.report(args.host, args.port, as_json=args.json))
+    return 0
+
+
+def _add_resolve(sub) -> None:
+    p = sub.add_parser("resolve", help="resolve a name into a struct hostent in C, beside Python's answers",
+                       description="Fill a struct hostent with gethostbyname_r in C and print every field, "
+                                   "then what socket.gethostbyname_ex and socket.getaddrinfo say, and "
+                                   "whether they agree.")
+    p.add_argument("name", help="host name (or IPv4 address) to resolve")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=cmd_resolve)
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    from pysock import resolve_cmd
+
+    print(resolve_cmd.report(args.name, as_json=args.json))
+    return 0
+
+
 # -- main -----------------------------------------------------------------
-COMMANDS: list[Callable] = [_add_serve, _add_send]
+COMMANDS: list[Callable] = [_add_serve, _add_send, _add_layout, _add_resolve]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,264 @@
+"""pysock layout and pysock resolve: the struct layouts as C laid them out,
+checked against ctypes, the struct module, cffi and Python's resolver."""
+from __future__ import annotations
+
+import ctypes
+import json
+import re
+import socket
+import struct
+
+import pytest
+
+import pysock
+from conftest import run_cli
+from pysock import layout, resolve_cmd
+from pysock._core import ffi
+
+STRUCTS = ["struct sockaddr_in", "struct in_addr", "struct hostent", "struct sockaddr_in6"]
+
+
+def _by_name() -> dict[str, layout.CStruct]:
+    return {c.name: c for c in layout.c_layouts()}
+
+
+# -- the C table --------------------------------------------------------------
+
+
+def test_c_table_has_the_four_structs_in_lesson_order():
+    assert [c.name for c in layout.c_layouts()] == STRUCTS
+
+
+@pytest.mark.parametrize("name", STRUCTS)
+def test_c_table_matches_cffi_which_asked_the_compiler(name):
+    c = _by_name()[name]
+    assert (c.size, c.align) == (ffi.sizeof(name), ffi.alignof(name))
+    known = dict(ffi.typeof(name).fields)  # the members pysock's cdef names; the rest are "..."
+    checked = [m for m in c.members if m.name in known]
+    assert checked
+    for m in checked:
+        assert (m.offset, m.size) == (known[m.name].offset, ffi.sizeof(known[m.name].type)), m.name
+
+
+def test_filled_structs_are_as_long_as_c_says():
+    c = _by_name()
+    assert len(pysock.sockaddr_in("127.0.0.1", 1)) == c["struct sockaddr_in"].size
+    assert len(pysock.sockaddr_in6("::1", 1)) == c["struct sockaddr_in6"].size
+
+
+@pytest.mark.parametrize("name", STRUCTS)
+def test_holes_and_members_account_for_every_byte(name):
+    c = _by_name()[name]
+    assert sum(m.size for m in c.members) + sum(h.size for h in c.holes()) == c.size
+
+
+def test_holes_are_found_between_members_and_at_the_end():
+    class Padded(ctypes.Structure):
+        _fields_ = [("a", ctypes.c_char), ("b", ctypes.c_int), ("c", ctypes.c_char)]
+
+    members = [layout.CMember(n, "?", getattr(Padded, n).offset, getattr(Padded, n).size, 1) for n in "abc"]
+    padded = layout.CStruct("struct padded", "-", ctypes.sizeof(Padded), 4, members)
+    assert padded.holes() == [layout.Hole(1, 3, "a"), layout.Hole(9, 3, "c")]
+
+
+# -- C beside ctypes and struct ----------------------------------------------
+
+
+@pytest.mark.parametrize("name", STRUCTS)
+def test_ctypes_and_struct_agree_with_c(name):
+    c = _by_name()[name]
+    cls = layout.CTYPES[name]
+    assert ctypes.sizeof(cls) == c.size
+    assert ctypes.alignment(cls) == c.align
+    assert struct.calcsize(layout.struct_format(name)) == c.size
+    py_struct = layout.struct_members(name)
+    assert [f for f, _ in cls._fields_] == [m.name for m in c.members] == list(py_struct)
+    for m in c.members:
+        field = getattr(cls, m.name)
+        assert (field.offset, field.size) == (m.offset, m.size), m.name
+        assert (py_struct[m.name].offset, py_struct[m.name].size) == (m.offset, m.size), m.name
+    comparison = layout.compare(c)
+    assert comparison.ctypes_agrees and comparison.struct_agrees
+
+
+def test_a_struct_format_that_differs_from_c_is_reported(monkeypatch):
+    codes = dict(layout.STRUCT_CODES)
+    codes["struct sockaddr_in6"] = [(n, "Q" if n == "sin6_scope_id" else c)
+                                    for n, c in codes["struct sockaddr_in6"]]
+    monkeypatch.setattr(layout, "STRUCT_CODES", codes)
+    comparison = layout.compare(_by_name()["struct sockaddr_in6"])
+    assert comparison.ctypes_agrees
+    assert not comparison.struct_agrees
+    assert [r.struct_agrees for r in comparison.rows] == [True, True, True, True, False]
+
+
+# -- the filled example -------------------------------------------------------
+
+
+def _expected(host: str, port: int) -> bytes:
+    return (struct.pack("=H", socket.AF_INET) + struct.pack("!H", port)
+            + socket.inet_aton(host) + bytes(8))
+
+
+@pytest.mark.parametrize("host, port", [("127.0.0.1", 12000), ("10.1.2.3", 1), ("255.255.255.255", 65535)])
+def test_example_is_the_bytes_struct_pack_and_inet_aton_give(host, port):
+    example = layout.filled_sockaddr_in(host, port)
+    raw = example.raw
+    assert raw == _expected(host, port)
+    assert example.python_agrees
+    assert b"".join(s.raw for s in example.slices) == raw
+    by_name = {s.name: s for s in example.slices}
+    assert by_name["sin_port"].raw == struct.pack("!H", port)
+    assert by_name["sin_addr"].raw == socket.inet_aton(host)
+    assert [s.order for s in example.slices] == ["host", "network", "network", "-"]
+
+
+def test_layout_cli_dumps_the_example_the_user_asks_for():
+    result = run_cli("layout", "10.1.2.3", "8080")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout.decode()
+    assert _expected("10.1.2.3", 8080).hex() in text
+    assert re.search(r"^\s+2  1f 90\s+sin_port\s+network\s+8080 ", text, re.M)
+    assert re.search(r"^\s+4  0a 01 02 03\s+sin_addr\s+network\s+10\.1\.2\.3 ", text, re.M)
+    assert "gives the same bytes" in text
+    for name in STRUCTS:
+        assert re.search(rf"^{name}  <", text, re.M)
+
+
+def test_layout_cli_defaults_to_127_0_0_1_port_12000():
+    result = run_cli("layout", "--json")
+    assert result.returncode == 0, result.stderr
+    example = json.loads(result.stdout)["example"]
+    assert (example["host"], example["port"]) == ("127.0.0.1", 12000)
+    assert example["hex"] == _expected("127.0.0.1", 12000).hex()
+
+
+def test_layout_cli_unknown_host_is_one_line_and_exit_1():
+    result = run_cli("layout", "no-such-host.invalid")
+    assert result.returncode == 1
+    assert result.stdout == b""
+    assert result.stderr.decode().count("\n") == 1
+    assert "no-such-host.invalid" in result.stderr.decode()
+
+
+# -- text and JSON carry the same numbers ------------------------------------
+
+HEADER = re.compile(r"^(struct \w+)  <(.+)>  (\d+) bytes, aligned to (\d+)$")
+MEMBER = re.compile(r"^\s+(\d+)\s+(\d+)\s+(\d+)  (\w+)\s+(.+?)\s{2,}(\S.*?)\s{2,}(\S+)\s+(yes|no \(\w+\))$")
+HOLE = re.compile(r"(\d+) bytes at offset (\d+) \(after (\w+|\(start\))\)")
+TOTAL = re.compile(r"total: C (\d+), ctypes (\w+) (\d+) \((agree|DISAGREE)\), struct '(.+)' (\d+) \((agree|DISAGREE)\)")
+EXAMPLE = re.compile(r"^\s+(\d+)  ((?:[0-9a-f]{2} )*[0-9a-f]{2})\s+(\w+)\s+(host|network|-)\s+(.+)$")
+
+
+def _parse_text(text: str) -> dict:
+    """The numbers of `pysock layout` text, shaped like its JSON."""
+    structs: list[dict] = []
+    example: list[dict] = []
+    for line in text.splitlines():
+        if m := HEADER.match(line):
+            structs.append({"name": m[1], "header": m[2], "size": int(m[3]), "align": int(m[4]),
+                            "members": [], "holes": []})
+        elif m := MEMBER.match(line):
+            structs[-1]["members"].append({"offset": int(m[1]), "size": int(m[2]), "align": int(m[3]),
+                                           "name": m[4], "ctype": m[5], "ctypes": m[6], "struct": m[7],
+                                           "agrees": m[8] == "yes"})
+        elif "padding holes:" in line:
+            structs[-1]["holes"] = [{"size": int(h[0]), "offset": int(h[1]), "after": h[2]}
+                                    for h in HOLE.findall(line)]
+        elif m := TOTAL.search(line):
+            structs[-1]["total"] = (int(m[1]), m[2], int(m[3]), m[4] == "agree", m[5], int(m[6]), m[7] == "agree")
+        elif m := EXAMPLE.match(line):
+            example.append({"offset": int(m[1]), "hex": m[2].replace(" ", ""), "name": m[3],
+                            "order": m[4], "value": m[5]})
+    return {"structs": structs, "example": example}
+
+
+def test_layout_json_and_text_carry_the_same_numbers():
+    text_run = run_cli("layout")
+    json_run = run_cli("layout", "--json")
+    assert text_run.returncode == json_run.returncode == 0
+    text = _parse_text(text_run.stdout.decode())
+    doc = json.loads(json_run.stdout)
+    assert [s["name"] for s in text["structs"]] == [s["name"] for s in doc["structs"]] == STRUCTS
+    for seen, js in zip(text["structs"], doc["structs"]):
+        assert (seen["header"], seen["size"], seen["align"]) == (js["header"], js["size"], js["align"])
+        assert seen["holes"] == js["holes"]
+        assert seen["total"] == (js["size"], js["ctypes"]["class"], js["ctypes"]["size"], js["ctypes"]["agrees"],
+                                 js["struct"]["format"], js["struct"]["size"], js["struct"]["agrees"])
+        assert len(seen["members"]) == len(js["members"])
+        for row, m in zip(seen["members"], js["members"]):
+            assert (row["offset"], row["size"], row["align"], row["name"], row["ctype"]) == (
+                m["offset"], m["size"], m["align"], m["name"], m["ctype"])
+            assert (row["ctypes"], row["struct"]) == (m["ctypes"]["type"], m["struct"]["code"])
+            assert row["agrees"] == (m["ctypes"]["agrees"] and m["struct"]["agrees"])
+    example = [{k: e[k] for k in ("offset", "hex", "name", "order", "value")} for e in doc["example"]["members"]]
+    assert text["example"] == example
+    assert doc["example"]["hex"] in text_run.stdout.decode()
+
+
+def test_layout_json_numbers_are_the_c_numbers():
+    doc = json.loads(run_cli("layout", "--json").stdout)
+    for js, c in zip(doc["structs"], layout.c_layouts()):
+        assert (js["name"], js["size"], js["align"]) == (c.name, c.size, c.align)
+        assert [(m["name"], m["offset"], m["size"], m["align"]) for m in js["members"]] == [
+            (m.name, m.offset, m.size, m.align) for m in c.members]
+
+
+# -- many in one call ---------------------------------------------------------
+
+
+def test_sockaddr_in_many_fills_each_like_one_call():
+    many = layout.sockaddr_in_many("127.0.0.1", 12000, 1000)
+    assert len(many) == 1000
+    assert many[0] == pysock.sockaddr_in("127.0.0.1", 12000)
+    assert many[999] == pysock.sockaddr_in("127.0.0.1", 12999)
+    assert all(raw == _expected("127.0.0.1", 12000 + i) for i, raw in enumerate(many))
+
+
+def test_sockaddr_in_many_takes_a_name_and_zero_elements():
+    assert layout.sockaddr_in_many("localhost", 80, 2)[1][4:8] == socket.inet_aton(socket.gethostbyname("localhost"))
+    assert layout.sockaddr_in_many("127.0.0.1", 80, 0) == []
+
+
+def test_sockaddr_in_many_refuses_ports_past_65535():
+    assert layout.sockaddr_in_many("127.0.0.1", 65534, 2)[1][2:4] == b"\xff\xff"
+    with pytest.raises(OSError, match="65535") as info:
+        layout.sockaddr_in_many("127.0.0.1", 65535, 2)
+    assert info.value.errno == 22
+
+
+# -- resolve ------------------------------------------------------------------
+
+
+def test_resolve_cli_matches_gethostbyname_ex():
+    name, aliases, addresses = socket.gethostbyname_ex("localhost")
+    result = run_cli("resolve", "localhost", "--json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["hostent"] == {"h_name": name, "h_aliases": aliases, "h_addrtype": socket.AF_INET,
+                              "h_length": 4, "h_addr_list": addresses}
+    assert doc["agree"] is True
+    text = run_cli("resolve", "localhost").stdout.decode()
+    assert re.search(rf"^  h_name\s+{re.escape(name)}$", text, re.M)
+    assert re.search(rf"^  h_addr_list\s+{re.escape(addresses[0])} ", text, re.M)
+    assert re.search(r"^  h_addrtype\s+2 \(AF_INET\)$", text, re.M)
+    assert re.search(r"^  h_length\s+4$", text, re.M)
+    assert "C and Python agree on every field." in text
+
+
+def test_resolve_unknown_name_is_one_line_and_exit_1():
+    result = run_cli("resolve", "no-such-host.invalid")
+    assert result.returncode == 1
+    assert result.stdout == b""
+    err = result.stderr.decode()
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "no-such-host.invalid" in err
+
+
+def test_resolve_reports_where_python_disagrees():
+    entry = pysock.HostEntry(name="localhost", aliases=[], addrtype=socket.AF_INET, length=4,
+                             addresses=["10.9.9.9"])
+    checks = resolve_cmd.python_checks("localhost", entry)
+    differ = {(c.source, c.field) for c in checks if not c.agrees}
+    assert differ == {("gethostbyname_ex", "addresses"), ("getaddrinfo", "addresses")}
+    assert "differ" in resolve_cmd.verdict_line(checks)
