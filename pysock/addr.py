@@ -53,7 +53,8 @@ def resolve(name: str) -> HostEntry:
         if rc != -errno.ERANGE or size >= _HOSTENT_BUF_MAX:
             break
         size *= 2
-    check(rc, f"cannot resolve {name!r}")
+    if rc < 0:
+        check(rc, f"cannot resolve {name!r}")
     return HostEntry(
         name=ffi.string(he.h_name).decode(),
         aliases=_strings(he.h_aliases),
@@ -66,12 +67,16 @@ def resolve(name: str) -> HostEntry:
 def sockaddr_in(host: str, port: int) -> bytes:
     """The bytes of the struct sockaddr_in that C fills for (host, port)."""
     sa = ffi.new("struct sockaddr_in *")
-    check(lib.ps_sockaddr_in(sa, host.encode(), port), f"cannot fill sockaddr_in for {host}:{port}")
+    rc = lib.ps_sockaddr_in(sa, host.encode(), port)
+    if rc < 0:
+        check(rc, f"cannot fill sockaddr_in for {host}:{port}")
     return ffi.buffer(sa)[:]
 
 
 def sockaddr_in6(host: str, port: int) -> bytes:
     """The bytes of the struct sockaddr_in6 that C fills for (host, port)."""
     sa = ffi.new("struct sockaddr_in6 *")
-    check(lib.ps_sockaddr_in6(sa, host.encode(), port), f"cannot fill sockaddr_in6 for {host}:{port}")
+    rc = lib.ps_sockaddr_in6(sa, host.encode(), port)
+    if rc < 0:
+        check(rc, f"cannot fill sockaddr_in6 for {host}:{port}")
     return ffi.buffer(sa)[:]

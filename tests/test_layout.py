@@ -11,7 +11,7 @@ import struct
 import pytest
 
 import pysock
-from conftest import run_cli
+from conftest import UNRESOLVABLE, run_cli
 from pysock import layout, resolve_cmd
 from pysock._core import ffi
 
@@ -134,11 +134,11 @@ def test_layout_cli_defaults_to_127_0_0_1_port_12000():
 
 
 def test_layout_cli_unknown_host_is_one_line_and_exit_1():
-    result = run_cli("layout", "no-such-host.invalid")
+    result = run_cli("layout", UNRESOLVABLE)
     assert result.returncode == 1
     assert result.stdout == b""
     assert result.stderr.decode().count("\n") == 1
-    assert "no-such-host.invalid" in result.stderr.decode()
+    assert UNRESOLVABLE in result.stderr.decode()
 
 
 # -- text and JSON carry the same numbers ------------------------------------
@@ -247,12 +247,12 @@ def test_resolve_cli_matches_gethostbyname_ex():
 
 
 def test_resolve_unknown_name_is_one_line_and_exit_1():
-    result = run_cli("resolve", "no-such-host.invalid")
+    result = run_cli("resolve", UNRESOLVABLE)
     assert result.returncode == 1
     assert result.stdout == b""
     err = result.stderr.decode()
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert "no-such-host.invalid" in err
+    assert UNRESOLVABLE in err
 
 
 def test_resolve_reports_where_python_disagrees():
