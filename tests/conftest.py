@@ -64,7 +64,7 @@ class CliServer:
             if not byte:
                 raise AssertionError(f"exited {self.proc.wait(5)}; stderr: {self.kill()!r}")
             line += byte
-        return line.decode().strip()
+        return line.decode(errors="replace").strip()
 
     def write(self, text: str) -> None:
         """Type text on the process's stdin."""
@@ -87,9 +87,18 @@ class CliServer:
             seen.append(line)
 
     def rest(self, timeout: float = 10) -> tuple[int, str]:
-        """Wait for the exit: (exit code, the rest of stdout)."""
-        out, _ = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, out.decode()
+        """Wait for the exit, stdin left as it is: (exit code, the rest of stdout)."""
+        deadline = time.monotonic() + timeout
+        out = b""
+        while True:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.proc.stdout], [], [], max(left, 0))
+            if not ready:
+                raise AssertionError(f"still running after {timeout} s; stdout {out!r}; stderr: {self.kill()!r}")
+            chunk = os.read(self.proc.stdout.fileno(), 1 << 16)
+            if not chunk:
+                return self.proc.wait(max(deadline - time.monotonic(), 0.1)), out.decode(errors="replace")
+            out += chunk
 
     def path(self, index: int = 0) -> str:
         """The PATH of the index-th unix://PATH ready line."""
