@@ -99,10 +99,10 @@ class ChatServer:
         while True:
             try:
                 data, sender = self.sock.recvfrom(UDP_MAX + 1)
-            except BlockingIOError:
-                return
             except OSError:
-                continue  # ECONNREFUSED: an earlier relay met a closed port
+                # EAGAIN: drained.  ECONNREFUSED: an earlier relay met a closed
+                # port; anything still queued wakes the selector again.
+                return
             self._dispatch(data, sender[:2])
 
     def _dispatch(self, data: bytes, sender: Address) -> None:
@@ -178,8 +178,11 @@ def join(name: str, address: Address, timeout: float = 5.0) -> None:
 
 def _send_line(sock: socket.socket, line: bytes) -> bool:
     text = line.rstrip(b"\r\n")
-    if text:
-        sock.send(text[:UDP_MAX])
+    try:
+        if text:
+            sock.send(text[:UDP_MAX])
+    except ConnectionRefusedError:  # the ICMP answer to an earlier datagram
+        return _room_gone()
     return text != QUIT
 
 
@@ -187,7 +190,11 @@ def _print_message(sock: socket.socket) -> bool:
     try:
         data = sock.recv(UDP_MAX)
     except ConnectionRefusedError:
-        say("the chat room is gone")
-        return False
+        return _room_gone()
     write_out(data + b"\n")
     return True
+
+
+def _room_gone() -> bool:
+    say("the chat room is gone")
+    return False

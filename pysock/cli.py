@@ -68,20 +68,20 @@ def server_options(args: argparse.Namespace) -> dict:
     return {"transform": args.transform}
 
 
+DGRAM_SUFFIX = ".dgram"  # serve --unix PATH: the datagram socket's path when both are served
+
+
 def serve_targets(args: argparse.Namespace) -> list[tuple[str, dict]]:
     """(proto, where) for each server the serve command opens."""
     protos = [p for p in ("tcp", "udp") if getattr(args, p)] or ["tcp", "udp"]
     if args.unix is None:
         port = DEFAULT_PORT if args.port is None else args.port
         return [(proto, {"host": args.bind, "port": port}) for proto in protos]
-    if args.port is not None:
-        raise UsageError("--unix takes a PATH, not a PORT")
+    if args.port is not None or args.bind != DEFAULT_HOST:
+        raise UsageError("--unix takes a PATH, not a PORT or -b ADDR")
     if len(protos) == 1:
         return [(protos[0], {"path": args.unix})]
     return [("tcp", {"path": args.unix}), ("udp", {"path": args.unix + DGRAM_SUFFIX})]
-
-
-DGRAM_SUFFIX = ".dgram"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -49,7 +49,7 @@ class Lines:
     def push(self, data: bytes) -> list[bytes]:
         """The complete lines (with their newline) that data finishes."""
         self.buf += data
-        lines = []
+        lines: list[bytes] = []
         while True:
             end = self.buf.find(b"\n", 0, LINE_MAX)
             if end < 0 and len(self.buf) < LINE_MAX:

@@ -116,7 +116,7 @@ class Server:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, proto: str = "tcp", **options) -> None:
         self.config = ServerConfig(host=host, port=port, proto=proto, **options).validated()
-        if self.config.family == "unix":
+        if self.config.path is not None:  # AF_UNIX
             claim(self.config.path)  # a stale socket file goes, a live server's path is refused
         self._engine = _make_engine(self.config)
         self._lock = threading.Lock()

@@ -148,6 +148,15 @@ def test_server_logs_joins_and_leaves():
             server.expect("dave left")
 
 
+def test_member_notices_when_the_room_is_gone():
+    with CliServer("chat", "serve", "0") as server:
+        port = server.address("udp")[1]
+        with join(port, "frank") as frank:
+            server.interrupt(signal.SIGINT)
+            frank.write("hello?\n")  # meets a closed port: ICMP port unreachable
+            assert frank.rest() == (0, "the chat room is gone\n")
+
+
 def test_join_without_a_room_is_one_line_and_exit_1():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((LOCALHOST, 0))  # bound, never answering

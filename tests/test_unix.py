@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
+import subprocess
 
 import pytest
 
@@ -116,12 +118,22 @@ def test_cli_live_path_is_one_line_and_exit_1(sock_path):
     assert err.count("\n") == 1 and "live server" in err and sock_path in err
 
 
-def test_cli_unix_with_a_port_is_a_usage_error(sock_path):
-    result = run_cli("serve", "5000", "--unix", sock_path)
+@pytest.mark.parametrize("extra", [["5000"], ["-b", "::1"]])
+def test_cli_unix_with_a_port_or_address_is_a_usage_error(sock_path, extra):
+    result = run_cli("serve", *extra, "--unix", sock_path)
     assert result.returncode == 2 and result.stderr.decode().count("\n") == 1
+    assert not os.path.exists(sock_path)
 
 
 def test_send_to_a_missing_path_is_one_line_and_exit_1(tmp_path):
     result = run_cli("send", "--unix", str(tmp_path / "nobody.sock"), "hi")
     assert result.returncode == 1
     assert result.stderr.decode().count("\n") == 1 and b"Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("socat") is None, reason="socat is not installed (.ci/run installs it)")
+def test_socat_client_over_a_unix_stream(sock_path):
+    with pysock.Server(path=sock_path, proto="tcp"):
+        result = subprocess.run(["socat", "-", f"UNIX-CONNECT:{sock_path}"], input=b"via socat\n",
+                                capture_output=True, timeout=10)
+    assert result.stdout == b"VIA SOCAT\n", result.stderr
