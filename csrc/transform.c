@@ -107,6 +107,7 @@ static int answer_line(ps__xf *x, const stamp *st, const unsigned char *rest,
 
     if (rc < 0)
         return rc;
+    /* Cannot fail: the room is reserved above. */
     ps__buf_append(&x->out, st->text, st->len);
     ps__buf_append(&x->out, x->line.data, x->line.len);
     ps__buf_append(&x->out, rest, n);
