@@ -55,6 +55,8 @@ static int check_config(const ps_config *cfg)
         return -EINVAL;
     if (cfg->socktype != SOCK_STREAM && cfg->socktype != SOCK_DGRAM)
         return -EINVAL;
+    if (cfg->transform < PS_XF_UPPER || cfg->transform > PS_XF_STAMP)
+        return -EINVAL;
     if (cfg->family == AF_UNIX)
         return cfg->path != NULL && strlen(cfg->path) < 108 ? 0 : -EINVAL;
     if (cfg->family != AF_INET && cfg->family != AF_INET6)
@@ -151,6 +153,7 @@ static int new_server(ps_server **out, const ps_config *cfg)
         strcpy(s->path, cfg->path);
     s->cfg.host = s->host;
     s->cfg.path = s->path;
+    ps__xf_init(&s->dgram, cfg->transform);
     if (s->cfg.backlog <= 0)
         s->cfg.backlog = SOMAXCONN;
     pthread_mutex_init(&s->lock, NULL);
@@ -270,6 +273,7 @@ void ps_server_close(ps_server *s)
     close_fd(s->wake[1]);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->changed);
+    ps__xf_free(&s->dgram);
     free(s->buf);
     free(s);
 }

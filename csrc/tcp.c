@@ -1,5 +1,6 @@
 /* tcp.c - the blocking TCP model: an accept loop in the caller's thread and
- * one C thread per connection (recv -> transform -> send everything). */
+ * one C thread per connection (recv -> transform -> send everything).
+ * AF_UNIX stream sockets take the same path. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -72,13 +73,28 @@ static int send_all(ps__conn *c, const unsigned char *p, size_t n)
     return 0;
 }
 
-/* Echo until the client closes its side, goes idle, stops reading or the
- * server stops.  Every byte read is answered before the next read, so a
- * client that half-closes gets its whole echo before our FIN. */
-static void serve_conn(ps__conn *c)
+/* Send a reply; a failure is counted and ends the connection. */
+static int send_reply(ps__conn *c, const unsigned char *p, ssize_t n)
+{
+    ps_server *s = c->srv;
+    int rc = n < 0 ? (int)n : send_all(c, p, (size_t)n);
+
+    if (rc == -ETIMEDOUT)
+        PS_ADD(s->stats.slow_closed, 1);
+    else if (rc < 0)
+        PS_ADD(s->stats.errors, 1);
+    return rc;
+}
+
+/* Answer until the client closes its side, goes idle, stops reading or the
+ * server stops.  Every byte read is answered before the next read, and what
+ * the transform still owes at the client's EOF (stamp: a last line without
+ * its \n) is sent before our FIN, so a client that half-closes gets it all. */
+static void serve_conn(ps__conn *c, ps__xf *x)
 {
     ps_server *s = c->srv;
     unsigned char buf[PS_BUFSIZE];
+    const unsigned char *out = NULL;
     int rc;
 
     while (!ps__stopping(s)) {
@@ -86,17 +102,16 @@ static void serve_conn(ps__conn *c)
 
         if (n > 0) {
             PS_ADD(s->stats.bytes_in, (uint64_t)n);
-            rc = send_all(c, buf, ps__transform(s->cfg.transform, buf, (size_t)n));
-            if (rc == -ETIMEDOUT)
-                PS_ADD(s->stats.slow_closed, 1);
-            else if (rc < 0)
-                PS_ADD(s->stats.errors, 1);
-            if (rc < 0)
+            n = ps__xf_feed(x, buf, (size_t)n, &out);
+            if (send_reply(c, out, n) < 0)
                 return;
             continue;
         }
-        if (n == 0)
+        if (n == 0) {
+            n = ps__xf_finish(x, &out);
+            send_reply(c, out, n);
             return;
+        }
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
             PS_ADD(s->stats.errors, 1);
             return;
@@ -113,8 +128,11 @@ static void *conn_main(void *arg)
 {
     ps__conn *c = arg;
     ps_server *s = c->srv;
+    ps__xf x;
 
-    serve_conn(c);
+    ps__xf_init(&x, s->cfg.transform);
+    serve_conn(c, &x);
+    ps__xf_free(&x);
     close(c->fd);
     PS_SUB(s->stats.active, 1);
     pthread_mutex_lock(&s->lock);

@@ -1,5 +1,20 @@
-/* transform.c - what the servers do to the bytes they send back. */
+/* transform.c - what the servers send back for the bytes they receive.
+ *
+ * upper and echo work in place on the receive buffer: no state, no copy.
+ * stamp (the tutorials' timestamp server) answers each line with
+ * "at <ctime> :<line>", keeping the unfinished line between reads; the
+ * interface the serving loops call is described in internal.h. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
 #include "internal.h"
+
+/* "at " + ctime_r's 24 characters + " :" is 29 bytes; room to spare. */
+#define STAMP_MAX 64
 
 /* ASCII uppercase on bytes, exactly Python's bytes.upper(): only a-z
  * change.  Written without a branch so the compiler can vectorise it. */
@@ -16,4 +31,194 @@ size_t ps__transform(int kind, unsigned char *buf, size_t n)
     if (kind == PS_XF_UPPER)
         ps_upper(buf, n);
     return n;
+}
+
+/* -- growable buffers ------------------------------------------------- */
+
+int ps__buf_reserve(ps__buf *b, size_t more)
+{
+    size_t cap = b->cap ? b->cap : 256;
+    unsigned char *p;
+
+    if (b->cap - b->len >= more)
+        return 0;
+    while (cap - b->len < more) {
+        if (cap > SIZE_MAX / 2)
+            return -ENOMEM;
+        cap *= 2;
+    }
+    p = realloc(b->data, cap);
+    if (p == NULL)
+        return -ENOMEM;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+int ps__buf_append(ps__buf *b, const void *p, size_t n)
+{
+    int rc = ps__buf_reserve(b, n);
+
+    if (rc < 0)
+        return rc;
+    if (n > 0)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+void ps__buf_free(ps__buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+/* -- stamp ------------------------------------------------------------ */
+
+typedef struct stamp {
+    char text[STAMP_MAX];
+    size_t len;
+} stamp;
+
+/* "at Sun Nov 22 01:56:25 2026 :": ctime() as C gives it, without its
+ * newline.  Taken once per read: every line of one read shares it. */
+static int stamp_now(stamp *st)
+{
+    char when[STAMP_MAX];
+    time_t now = time(NULL);
+    int n;
+
+    if (ctime_r(&now, when) == NULL)
+        return -EOVERFLOW;  /* a year past 9999 */
+    n = snprintf(st->text, sizeof st->text, "at %.*s :",
+                 (int)strcspn(when, "\n"), when);
+    if (n < 0 || (size_t)n >= sizeof st->text)
+        return -EOVERFLOW;
+    st->len = (size_t)n;
+    return 0;
+}
+
+/* One reply: the stamp, the waiting part of the line, then its rest. */
+static int answer_line(ps__xf *x, const stamp *st, const unsigned char *rest,
+                       size_t n)
+{
+    int rc = ps__buf_reserve(&x->out, st->len + x->line.len + n);
+
+    if (rc < 0)
+        return rc;
+    /* Cannot fail: the room is reserved above. */
+    ps__buf_append(&x->out, st->text, st->len);
+    ps__buf_append(&x->out, x->line.data, x->line.len);
+    ps__buf_append(&x->out, rest, n);
+    x->line.len = 0;
+    return 0;
+}
+
+/* The length of the next piece of in: up to and including a \n, or what
+ * fills the waiting line to PS__LINE_MAX.  *whole: the piece ends a line
+ * (or a full-size piece) and is answered now rather than kept. */
+static size_t next_piece(const ps__xf *x, const unsigned char *in, size_t n,
+                         int *whole)
+{
+    size_t room = PS__LINE_MAX - x->line.len;
+    size_t take = n < room ? n : room;
+    const unsigned char *nl = memchr(in, '\n', take);
+
+    if (nl != NULL) {
+        *whole = 1;
+        return (size_t)(nl - in) + 1;
+    }
+    *whole = take == room;
+    return take;
+}
+
+static int stamp_feed(ps__xf *x, const unsigned char *in, size_t n)
+{
+    stamp st;
+    int rc = stamp_now(&st);
+
+    while (rc == 0 && n > 0) {
+        int whole;
+        size_t k = next_piece(x, in, n, &whole);
+
+        rc = whole ? answer_line(x, &st, in, k) : ps__buf_append(&x->line, in, k);
+        in += k;
+        n -= k;
+    }
+    return rc;
+}
+
+static int stamp_finish(ps__xf *x)
+{
+    stamp st;
+    int rc;
+
+    if (x->line.len == 0)
+        return 0;
+    rc = stamp_now(&st);
+    return rc < 0 ? rc : answer_line(x, &st, NULL, 0);
+}
+
+static int stamp_datagram(ps__xf *x, const unsigned char *in, size_t n)
+{
+    stamp st;
+    int rc = stamp_now(&st);
+
+    if (rc < 0)
+        return rc;
+    if (n > PS_UDP_MAX - st.len)
+        n = PS_UDP_MAX - st.len;  /* else the reply could not be sent at all */
+    return answer_line(x, &st, in, n);
+}
+
+/* -- the interface the serving loops call (internal.h) --------------- */
+
+void ps__xf_init(ps__xf *x, int kind)
+{
+    memset(x, 0, sizeof *x);
+    x->kind = kind;
+}
+
+/* A result in x->out as (pointer, length), or the failure. */
+static ssize_t from_out(const ps__xf *x, int rc, const unsigned char **out)
+{
+    if (rc < 0)
+        return rc;
+    *out = x->out.data;
+    return (ssize_t)x->out.len;
+}
+
+ssize_t ps__xf_feed(ps__xf *x, unsigned char *buf, size_t n,
+                    const unsigned char **out)
+{
+    if (x->kind != PS_XF_STAMP) {
+        *out = buf;
+        return (ssize_t)ps__transform(x->kind, buf, n);
+    }
+    x->out.len = 0;
+    return from_out(x, stamp_feed(x, buf, n), out);
+}
+
+ssize_t ps__xf_finish(ps__xf *x, const unsigned char **out)
+{
+    x->out.len = 0;
+    return from_out(x, x->kind == PS_XF_STAMP ? stamp_finish(x) : 0, out);
+}
+
+ssize_t ps__xf_datagram(ps__xf *x, unsigned char *buf, size_t n,
+                        const unsigned char **out)
+{
+    if (x->kind != PS_XF_STAMP) {
+        *out = buf;
+        return (ssize_t)ps__transform(x->kind, buf, n);
+    }
+    x->out.len = 0;
+    return from_out(x, stamp_datagram(x, buf, n), out);
+}
+
+void ps__xf_free(ps__xf *x)
+{
+    ps__buf_free(&x->line);
+    ps__buf_free(&x->out);
 }

@@ -1,4 +1,5 @@
-"""The command line: ``pysock serve``, ``pysock send`` and friends.
+"""The command line: ``pysock serve``, ``pysock send``, ``pysock chat``,
+``pysock talk`` and friends.
 
 Every failure becomes one line on stderr and an exit code: 1 for a runtime
 error, 2 for a usage error, 130 after Ctrl-C; never a traceback."""
@@ -11,7 +12,7 @@ import threading
 import warnings
 from typing import Callable, Optional, Sequence
 
-from pysock.config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig
+from pysock.config import DEFAULT_HOST, DEFAULT_PORT, TRANSFORMS, ServerConfig
 from pysock.errors import ConfigError, PysockError
 
 EXIT_RUNTIME = 1
@@ -57,14 +58,19 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_serve(sub) -> None:
-    p = sub.add_parser("serve", help="run the uppercase echo server (TCP and UDP)",
-                       description="Serve until Ctrl-C. Prints one ready line per socket: tcp://HOST:PORT, udp://HOST:PORT.")
-    p.add_argument("port", nargs="?", type=port_number, default=DEFAULT_PORT,
+    p = sub.add_parser("serve", help="run the echo server (TCP and UDP, or AF_UNIX)",
+                       description="Serve until Ctrl-C. Prints one ready line per socket: tcp://HOST:PORT, "
+                                   "udp://HOST:PORT, unix://PATH.")
+    p.add_argument("port", nargs="?", type=port_number, default=None,
                    help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)")
     add_server_options(p)
     p.add_argument("--tcp", action="store_true", help="serve TCP (default: TCP and UDP)")
     p.add_argument("--udp", action="store_true", help="serve UDP (default: TCP and UDP)")
-    p.add_argument("--transform", default="upper", help="upper (default) or echo")
+    p.add_argument("--transform", default="upper", choices=TRANSFORMS,
+                   help="upper (default), echo, or stamp: 'at <ctime()> :' before each line or datagram")
+    p.add_argument("--unix", metavar="PATH",
+                   help="serve on an AF_UNIX socket instead: --tcp a stream socket at PATH, --udp a "
+                        "datagram socket at PATH, neither (or both) the two, the datagram one at PATH.dgram")
     p.set_defaults(func=cmd_serve)
 
 
@@ -74,17 +80,34 @@ def server_options(args: argparse.Namespace) -> dict:
             "send_timeout": args.send_timeout, "max_unsent": args.max_unsent}
 
 
+DGRAM_SUFFIX = ".dgram"  # serve --unix PATH: the datagram socket's path when both are served
+
+
+def serve_targets(args: argparse.Namespace) -> list[tuple[str, dict]]:
+    """(proto, where) for each server the serve command opens."""
+    protos = [p for p in ("tcp", "udp") if getattr(args, p)] or ["tcp", "udp"]
+    if args.unix is None:
+        port = DEFAULT_PORT if args.port is None else args.port
+        return [(proto, {"host": args.bind, "port": port}) for proto in protos]
+    if args.port is not None or args.bind != DEFAULT_HOST:
+        raise UsageError("--unix takes a PATH, not a PORT or -b ADDR")
+    if len(protos) == 1:
+        return [(protos[0], {"path": args.unix})]
+    return [("tcp", {"path": args.unix}), ("udp", {"path": args.unix + DGRAM_SUFFIX})]
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from pysock.server import Server
 
-    protos = [p for p in ("tcp", "udp") if getattr(args, p)] or ["tcp", "udp"]
+    targets = serve_targets(args)
     options = server_options(args)
     servers = []
     try:
-        for proto in protos:
-            servers.append(Server(args.bind, args.port, proto, **options))
-            if args.port == 0 and len(protos) > 1:
-                args.port = servers[0].port  # both protocols on the one free port
+        for proto, where in targets:
+            servers.append(Server(proto=proto, **where, **options))
+            if where.get("port") == 0 and len(targets) > 1:
+                for _, later in targets:
+                    later["port"] = servers[0].port  # both protocols on the one free port
         run_until_signal(servers)
     finally:
         for srv in servers:
@@ -104,17 +127,30 @@ def run_until_signal(servers: list) -> None:
 # -- send -----------------------------------------------------------------
 def _add_send(sub) -> None:
     p = sub.add_parser("send", help="send a message to an echo server and print the reply",
+                       usage="pysock send [-h] [-u] [-t TIMEOUT] (HOST PORT | --unix PATH) [MESSAGE ...]",
                        description="With a MESSAGE, send it and print the reply. Without one, "
                                    "send each line of stdin and print each reply.")
-    p.add_argument("-u", "--udp", action="store_true", help="use UDP (default TCP)")
+    p.add_argument("-u", "--udp", action="store_true", help="use UDP, or a datagram socket with --unix (default TCP)")
     p.add_argument("-t", "--timeout", type=float, default=5.0, help="seconds to wait for a reply (default 5)")
-    p.add_argument("host")
-    p.add_argument("port", type=port_number)
-    p.add_argument("message", nargs="*")
+    p.add_argument("--unix", metavar="PATH", help="the server's AF_UNIX socket, instead of HOST PORT")
+    p.add_argument("words", nargs="*", metavar="HOST PORT MESSAGE", help="the server, then the message")
     p.set_defaults(func=cmd_send)
 
 
 PROMPT = "Input lowercase sentence:"
+
+
+def send_target(args: argparse.Namespace):
+    """The server's address, and the message words that follow it."""
+    if args.unix is not None:
+        return args.unix, args.words
+    if len(args.words) < 2:
+        raise UsageError("send needs HOST PORT (or --unix PATH) (see 'pysock send --help')")
+    try:
+        port = port_number(args.words[1])
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(str(exc)) from None
+    return (args.words[0], port), args.words[2:]
 
 
 def _print_reply(reply: bytes) -> None:
@@ -127,9 +163,9 @@ def cmd_send(args: argparse.Namespace) -> int:
     from pysock import client
 
     proto = "udp" if args.udp else "tcp"
-    address = (args.host, args.port)
-    if args.message:
-        _print_reply(client.request(" ".join(args.message).encode(), address, proto, args.timeout))
+    address, message = send_target(args)
+    if message:
+        _print_reply(client.request(" ".join(message).encode(), address, proto, args.timeout))
         return 0
     interactive = sys.stdin.isatty()
     with client.connect(address, proto, args.timeout) as sock:
@@ -189,8 +225,92 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- chat -----------------------------------------------------------------
+def _add_chat(sub) -> None:
+    p = sub.add_parser("chat", help="the UDP chat room: serve it, or join it",
+                       description="The tutorials' UDP chat room.")
+    room = p.add_subparsers(dest="chat_command", metavar="serve|join", parser_class=_Parser)
+    room.required = True
+    s = room.add_parser("serve", help="run the room; prints its ready line udp://HOST:PORT",
+                        description="Relay every member's lines to the others until Ctrl-C.")
+    s.add_argument("port", nargs="?", type=port_number, default=DEFAULT_PORT,
+                   help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)")
+    add_server_options(s)
+    s.set_defaults(func=cmd_chat_serve)
+    j = room.add_parser("join", usage="pysock chat join [-h] [-t TIMEOUT] NAME [HOST] PORT",
+                        help="enter the room as NAME: type lines, read the others'",
+                        description="Send each line of stdin to the room and print what the others say, "
+                                    "until EOF or the line q.")
+    j.add_argument("-t", "--timeout", type=float, default=5.0,
+                   help="seconds to wait for the room's welcome (default 5)")
+    j.add_argument("name", metavar="NAME")
+    j.add_argument("where", nargs="+", metavar="[HOST] PORT")
+    j.set_defaults(func=cmd_chat_join)
+
+
+def cmd_chat_serve(args: argparse.Namespace) -> int:
+    from pysock.chat import ChatServer
+    from pysock.interactive import say
+
+    room = ChatServer(args.bind, args.port, log=say)
+    try:
+        say(room.url)
+        room.serve_forever()
+    finally:
+        room.close()
+    return 0
+
+
+def cmd_chat_join(args: argparse.Namespace) -> int:
+    from pysock import chat
+
+    if len(args.where) > 2:
+        raise UsageError("chat join takes NAME [HOST] PORT (see 'pysock chat join --help')")
+    host = args.where[0] if len(args.where) == 2 else DEFAULT_HOST
+    try:
+        port = port_number(args.where[-1])
+        name = chat.check_name(args.name)
+    except (argparse.ArgumentTypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    chat.join(name, (host, port), args.timeout)
+    return 0
+
+
+# -- talk -----------------------------------------------------------------
+def _add_talk(sub) -> None:
+    p = sub.add_parser("talk", help="two-way talk over TCP: --listen on one side, HOST PORT on the other",
+                       usage="pysock talk [-h] (--listen [PORT] [-b ADDR] | HOST PORT)",
+                       description="Send each line of stdin to the peer and print the peer's, at once, "
+                                   "until either side ends (EOF, the line q, Ctrl-C).")
+    p.add_argument("--listen", nargs="?", type=port_number, const=DEFAULT_PORT, metavar="PORT",
+                   help=f"wait for one peer on PORT (default {DEFAULT_PORT}; 0 picks a free one) "
+                        "and print the ready line tcp://HOST:PORT")
+    add_server_options(p)
+    p.add_argument("-t", "--timeout", type=float, default=5.0, help="seconds to wait to connect (default 5)")
+    p.add_argument("peer", nargs="*", metavar="HOST PORT", help="the listening side to connect to")
+    p.set_defaults(func=cmd_talk)
+
+
+def cmd_talk(args: argparse.Namespace) -> int:
+    from pysock import talk
+
+    if args.listen is not None:
+        if args.peer:
+            raise UsageError("talk --listen takes no HOST PORT (see 'pysock talk --help')")
+        talk.serve_one(args.bind, args.listen)
+        return 0
+    if len(args.peer) != 2:
+        raise UsageError("talk needs HOST PORT, or --listen [PORT] (see 'pysock talk --help')")
+    try:
+        port = port_number(args.peer[1])
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(str(exc)) from None
+    talk.call(args.peer[0], port, args.timeout)
+    return 0
+
+
 # -- main -----------------------------------------------------------------
-COMMANDS: list[Callable] = [_add_serve, _add_send, _add_layout, _add_resolve]
+COMMANDS: list[Callable] = [_add_serve, _add_send, _add_layout, _add_resolve, _add_chat, _add_talk]
 
 
 def build_parser() -> argparse.ArgumentParser:

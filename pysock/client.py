@@ -11,7 +11,8 @@ UDP_MAX = 65507
 DEFAULT_TIMEOUT = 5.0
 
 
-def _family(address: Address) -> int:
+def address_family(address: Address) -> int:
+    """AF_UNIX for a path, AF_INET6 for an IPv6 address, else AF_INET."""
     if isinstance(address, str):
         return socket.AF_UNIX
     host = address[0]
@@ -30,7 +31,8 @@ def _socktype(proto: str) -> int:
     raise ConfigError(f"unknown proto {proto!r}: choose one of tcp, udp")
 
 
-def _name(address: Address, proto: str) -> str:
+def url(address: Address, proto: str) -> str:
+    """How pysock names an address: tcp://HOST:PORT, udp://[::1]:PORT, unix://PATH."""
     if isinstance(address, str):
         return f"unix://{address}"
     host, port = address[0], address[1]
@@ -38,10 +40,18 @@ def _name(address: Address, proto: str) -> str:
 
 
 def connect(address: Address, proto: str = "tcp", timeout: Optional[float] = DEFAULT_TIMEOUT) -> socket.socket:
-    """A socket connected to address (for UDP: replies from elsewhere are ignored)."""
-    sock = socket.socket(_family(address), _socktype(proto))
+    """A socket connected to address (for UDP: replies from elsewhere are ignored).
+
+    address is (host, port), or a filesystem path for AF_UNIX, where proto
+    "tcp" means a stream socket and "udp" a datagram one."""
+    family = address_family(address)
+    sock = socket.socket(family, _socktype(proto))
     try:
         sock.settimeout(timeout)
+        if family == socket.AF_UNIX and proto == "udp":
+            # A datagram server can only answer a sender with an address.  Linux
+            # autobinds an abstract one for an empty path: no file to clean up.
+            sock.bind("")
         sock.connect(address if isinstance(address, str) else tuple(address[:2]))
     except BaseException:
         sock.close()
@@ -86,7 +96,7 @@ def request(data: bytes, address: Address, proto: str = "tcp", timeout: Optional
             sock.shutdown(socket.SHUT_WR)
             return recv_until_eof(sock)
         except socket.timeout:
-            raise ReplyError(f"no reply from {_name(address, proto)} within {timeout} s") from None
+            raise ReplyError(f"no reply from {url(address, proto)} within {timeout} s") from None
 
 
 class LineReader:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 from dataclasses import dataclass
 from typing import Optional
 
 from pysock.errors import ConfigError
+from pysock.transform import TRANSFORMS as _TRANSFORMS
+from pysock.unixpath import PATH_MAX as _UNIX_PATH_MAX
 
 PROTOS = ("tcp", "udp")
 FAMILIES = ("inet", "inet6", "unix")
-from pysock.transform import TRANSFORMS as _TRANSFORMS
 
 TRANSFORMS = tuple(_TRANSFORMS)
 BACKENDS = ("c",)
@@ -58,11 +60,12 @@ class ServerConfig:
         _check_int("max_unsent", self.max_unsent, 1, 1 << 40)
         _check_seconds("idle_timeout", self.idle_timeout)
         _check_seconds("send_timeout", self.send_timeout)
-        family = _family(self.family, self.host, self.path)
+        path = os.fspath(self.path) if isinstance(self.path, os.PathLike) else self.path
+        family = _family(self.family, self.host, path)
         models = MODELS[(self.backend, self.proto)]
         model = self.model if self.model is not None else models[0]
         _check_choice(f"model for {self.backend} {self.proto}", model, models)
-        return dataclasses.replace(self, family=family, model=model)
+        return dataclasses.replace(self, family=family, path=path, model=model)
 
     def url(self, host: str, port: int) -> str:
         """The ready line: tcp://HOST:PORT, udp://[::1]:PORT, unix://PATH."""
@@ -93,9 +96,13 @@ def _check_seconds(name: str, value: object) -> None:
 
 def _family(family: str, host: str, path: Optional[str]) -> str:
     if path is not None or family == "unix":
-        if not path:
+        if not isinstance(path, str) or not path:
             raise ConfigError("a unix socket needs a path")
+        if len(path.encode()) > _UNIX_PATH_MAX:
+            raise ConfigError(f"unix socket path is {len(path.encode())} bytes long; "
+                              f"at most {_UNIX_PATH_MAX} fit in sockaddr_un")
         return "unix"
+    _check_choice("family", family, FAMILIES)
     if not isinstance(host, str) or not host:
         raise ConfigError(f"host must be an address or a name, not {host!r}")
     try:

@@ -15,6 +15,7 @@ from typing import Optional, Union
 
 from pysock._core import check, ffi, lib
 from pysock.config import ServerConfig, millis
+from pysock.unixpath import claim
 
 Address = Union[tuple, str]
 
@@ -36,7 +37,7 @@ class Stats:
 
 _FAMILY = {"inet": "AF_INET", "inet6": "AF_INET6", "unix": "AF_UNIX"}
 _SOCKTYPE = {"tcp": "SOCK_STREAM", "udp": "SOCK_DGRAM"}
-_TRANSFORM = {"upper": "PS_XF_UPPER", "echo": "PS_XF_ECHO"}
+_TRANSFORM = {"upper": "PS_XF_UPPER", "echo": "PS_XF_ECHO", "stamp": "PS_XF_STAMP"}
 _MODEL = {"threads": "PS_MODEL_THREADS", "loop": "PS_MODEL_THREADS"}
 
 
@@ -120,10 +121,16 @@ class Server:
 
     >>> with Server(port=0, proto="udp") as srv:   # serving in a thread
     ...     host, port = srv.address
+
+    ``Server(path="/tmp/echo.sock", proto="tcp")`` (or ``family="unix"``)
+    serves on an AF_UNIX socket instead: proto "tcp" is a stream socket,
+    "udp" a datagram one.  The path is removed when the server stops.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, proto: str = "tcp", **options) -> None:
         self.config = ServerConfig(host=host, port=port, proto=proto, **options).validated()
+        if self.config.path is not None:  # AF_UNIX
+            claim(self.config.path)  # a stale socket file goes, a live server's path is refused
         self._engine = _make_engine(self.config)
         if self.config.proto == "udp" and not _is_loopback(self.host):
             warnings.warn(f"UDP echo on {self.url} answers anyone who can reach it, and any spoofed "

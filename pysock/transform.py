@@ -1,7 +1,17 @@
 """The transforms in Python: the reference the tests hold the C code to, and
 what the pure-Python servers run.  A transform is made per connection (or
-per datagram) because some keep state between reads."""
+per datagram) because some keep state between reads.
+
+Over a stream, a server calls ``feed(data)`` for each read and sends what it
+returns, then ``finish()`` at the client's EOF.  For a datagram it sends
+``datagram(data)``: the whole datagram is one message."""
 from __future__ import annotations
+
+import time
+from typing import Optional
+
+LINE_MAX = 65536  # stamp: a longer line is answered in pieces of this size
+UDP_MAX = 65507   # the largest reply a datagram server can send over IPv4
 
 
 class Upper:
@@ -14,6 +24,9 @@ class Upper:
         """What is still owed when the client half-closes."""
         return b""
 
+    def datagram(self, data: bytes) -> bytes:
+        return data.upper()
+
 
 class Echo:
     """The bytes unchanged."""
@@ -24,8 +37,56 @@ class Echo:
     def finish(self) -> bytes:
         return b""
 
+    def datagram(self, data: bytes) -> bytes:
+        return data
 
-TRANSFORMS = {"upper": Upper, "echo": Echo}
+
+def stamp_prefix(now: Optional[float] = None) -> bytes:
+    """b"at <ctime()> :", ctime as C's ctime_r gives it, without its newline."""
+    return b"at " + time.ctime(now).encode() + b" :"
+
+
+class Stamp:
+    """The tutorials' timestamp server: each line (ending in \\n, which the
+    reply keeps) comes back as ``at <ctime()> :<line>``.  The unfinished line
+    waits for the next feed(), or for finish(), which answers it without a
+    \\n.  A line longer than LINE_MAX bytes (its \\n included) is answered in
+    pieces of LINE_MAX bytes, so what waits stays bounded."""
+
+    def __init__(self) -> None:
+        self.line = bytearray()
+
+    def feed(self, data: bytes) -> bytes:
+        prefix = stamp_prefix()  # one time for every line of one read, as in C
+        out = bytearray()
+        view = memoryview(data)
+        while view:
+            room = LINE_MAX - len(self.line)
+            piece = bytes(view[:room])
+            end = piece.find(b"\n")
+            if end >= 0:
+                piece = piece[: end + 1]
+            self.line += piece
+            view = view[len(piece):]
+            if end >= 0 or len(self.line) == LINE_MAX:
+                out += prefix + self.line
+                self.line.clear()
+        return bytes(out)
+
+    def finish(self) -> bytes:
+        if not self.line:
+            return b""
+        out = stamp_prefix() + self.line
+        self.line.clear()
+        return bytes(out)
+
+    def datagram(self, data: bytes) -> bytes:
+        """One reply for the whole datagram, cut to UDP_MAX bytes so it can
+        be sent."""
+        return (stamp_prefix() + data)[:UDP_MAX]
+
+
+TRANSFORMS = {"upper": Upper, "echo": Echo, "stamp": Stamp}
 
 
 def make(name: str):
@@ -34,6 +95,11 @@ def make(name: str):
 
 
 def apply(name: str, data: bytes) -> bytes:
-    """The whole reply to data sent at once and then half-closed."""
+    """The whole reply to data sent at once over a stream and then half-closed."""
     t = make(name)
     return t.feed(data) + t.finish()
+
+
+def datagram(name: str, data: bytes) -> bytes:
+    """The reply to one datagram."""
+    return make(name).datagram(data)

@@ -6,6 +6,7 @@ import faulthandler
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -45,17 +46,20 @@ def run_cli(*args: str, input: bytes = b"", timeout: float = 20) -> subprocess.C
 
 
 class CliServer:
-    """``python -m pysock ARGS`` running in the background, its ready lines read."""
+    """``python -m pysock ARGS`` running in the background, its ready lines read.
 
-    def __init__(self, *args: str, lines: int = 1, timeout: float = 20, python_code: str = "",
-                 env: dict | None = None, preexec_fn=None) -> None:
+    With ``stdin=True`` the test types into it: write(), then expect() what
+    it prints (chat join, talk)."""
+
+    def __init__(self, *args: str, lines: int = 1, timeout: float = 20, stdin: bool = False,
+                 python_code: str = "", env: dict | None = None, preexec_fn=None) -> None:
         """python_code: run ``python -c CODE ARGS`` instead of ``python -m pysock ARGS``;
         env: variables added to the environment; preexec_fn: run in the child."""
         head = ["-c", python_code] if python_code else ["-m", "pysock"]
         self.proc = subprocess.Popen([sys.executable, *head, *args],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env={**cli_env(), **(env or {})},
-                                     preexec_fn=preexec_fn)
+                                     stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env={**cli_env(), **(env or {})}, preexec_fn=preexec_fn)
         self.urls = [self.readline(timeout) for _ in range(lines)]
 
     def readline(self, timeout: float) -> str:
@@ -65,12 +69,51 @@ class CliServer:
             left = deadline - time.monotonic()
             ready, _, _ = select.select([self.proc.stdout], [], [], max(left, 0))
             if not ready:
-                raise AssertionError(f"no ready line within {timeout} s; stderr: {self.kill()!r}")
+                raise AssertionError(f"no line within {timeout} s after {line!r}; stderr: {self.kill()!r}")
             byte = os.read(self.proc.stdout.fileno(), 1)  # unbuffered: select() sees the rest
             if not byte:
                 raise AssertionError(f"exited {self.proc.wait(5)}; stderr: {self.kill()!r}")
             line += byte
-        return line.decode().strip()
+        return line.decode(errors="replace").strip()
+
+    def write(self, text: str) -> None:
+        """Type text on the process's stdin."""
+        self.proc.stdin.write(text.encode())
+        self.proc.stdin.flush()
+
+    def close_stdin(self) -> None:
+        """EOF on the process's stdin."""
+        self.proc.stdin.close()
+        self.proc.stdin = None  # communicate() must not flush it again
+
+    def expect(self, wanted: str, timeout: float = 10) -> list[str]:
+        """Read lines until one equals wanted; return the lines read before it."""
+        seen = []
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.readline(max(deadline - time.monotonic(), 0.01))
+            if line == wanted:
+                return seen
+            seen.append(line)
+
+    def rest(self, timeout: float = 10) -> tuple[int, str]:
+        """Wait for the exit, stdin left as it is: (exit code, the rest of stdout)."""
+        deadline = time.monotonic() + timeout
+        out = b""
+        while True:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.proc.stdout], [], [], max(left, 0))
+            if not ready:
+                raise AssertionError(f"still running after {timeout} s; stdout {out!r}; stderr: {self.kill()!r}")
+            chunk = os.read(self.proc.stdout.fileno(), 1 << 16)
+            if not chunk:
+                return self.proc.wait(max(deadline - time.monotonic(), 0.1)), out.decode(errors="replace")
+            out += chunk
+
+    def path(self, index: int = 0) -> str:
+        """The PATH of the index-th unix://PATH ready line."""
+        paths = [url[len("unix://"):] for url in self.urls if url.startswith("unix://")]
+        return paths[index]
 
     def address(self, scheme: str) -> tuple[str, int]:
         """(host, port) of the ready line starting with scheme://."""
@@ -94,12 +137,28 @@ class CliServer:
             return self.proc.communicate(timeout=5)[1] or b""
         except ValueError:  # already collected
             return b""
+        finally:
+            if self.proc.stdin:
+                self.proc.stdin.close()
 
     def __enter__(self) -> "CliServer":
         return self
 
     def __exit__(self, *exc_info) -> None:
         self.kill()
+
+
+def has_ipv6_loopback() -> bool:
+    """Whether this machine can bind ::1 (containers without IPv6 cannot)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+needs_ipv6 = pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine cannot bind ::1 (no IPv6 loopback)")
 
 
 @pytest.fixture
