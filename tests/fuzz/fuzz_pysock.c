@@ -1,5 +1,6 @@
 /* fuzz_pysock.c - a libFuzzer target for the C code that reads untrusted
- * input: the transforms and the address parsing.
+ * input: the transforms (the stamp's line splitting above all) and the
+ * address parsing.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
  *         -Icsrc tests/fuzz/fuzz_pysock.c -o fuzz_pysock -lpthread
@@ -82,9 +83,72 @@ static void check_addresses(const uint8_t *data, size_t size)
         abort();
 }
 
+/* "at " + ctime's 24 characters + " :" */
+#define STAMP_PREFIX 29
+
+/* Take the stamp prefixes out of a stamped reply; what is left must be the
+ * input, cut after each \n and every PS__LINE_MAX bytes of a line. */
+static void unstamp(const ps__buf *reply, ps__buf *text)
+{
+    size_t i = 0, line = 0;
+
+    while (i < reply->len) {
+        size_t start, piece = 0;
+
+        if (reply->len - i < STAMP_PREFIX || memcmp(reply->data + i, "at ", 3) != 0 ||
+            memcmp(reply->data + i + 27, " :", 2) != 0)
+            abort();
+        start = i += STAMP_PREFIX;
+        while (i < reply->len && line + piece < PS__LINE_MAX) {
+            piece++;
+            if (reply->data[i++] == '\n')
+                break;
+        }
+        line = reply->data[i - 1] == '\n' || piece == 0 ? 0 : (line + piece) % PS__LINE_MAX;
+        if (ps__buf_append(text, reply->data + start, piece) < 0)
+            abort();
+    }
+}
+
+/* Feed the input to a stamp in pieces whose sizes the input's first byte
+ * chooses, then finish: the unstamped reply must be the input itself. */
+static void check_stamp(const uint8_t *data, size_t size)
+{
+    ps__xf x;
+    ps__buf reply = {0}, text = {0};
+    const unsigned char *out;
+    unsigned char *copy = malloc(size ? size : 1);
+    size_t step = size ? (size_t)data[0] % 7 + 1 : 1, at = 0;
+    ssize_t k;
+
+    if (copy == NULL)
+        return;
+    memcpy(copy, data, size);
+    ps__xf_init(&x, PS_XF_STAMP);
+    while (at < size) {
+        size_t n = size - at < step ? size - at : step;
+
+        k = ps__xf_feed(&x, copy + at, n, &out);
+        if (k < 0 || ps__buf_append(&reply, out, (size_t)k) < 0)
+            abort();
+        at += n;
+    }
+    k = ps__xf_finish(&x, &out);
+    if (k < 0 || ps__buf_append(&reply, out, (size_t)k) < 0)
+        abort();
+    unstamp(&reply, &text);
+    if (text.len != size || (size && memcmp(text.data, data, size) != 0))
+        abort();
+    ps__xf_free(&x);
+    ps__buf_free(&reply);
+    ps__buf_free(&text);
+    free(copy);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     check_upper(data, size);
     check_addresses(data, size);
+    check_stamp(data, size);
     return 0;
 }
