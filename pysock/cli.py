@@ -40,10 +40,28 @@ def port_number(text: str) -> int:
 
 
 # -- serve ----------------------------------------------------------------
+def count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, not {n}")
+    return n
+
+
 def add_server_options(p: argparse.ArgumentParser) -> None:
     """Options every listening command shares."""
     p.add_argument("-b", "--bind", default=DEFAULT_HOST, metavar="ADDR",
                    help=f"address to bind (default {DEFAULT_HOST}; 0.0.0.0 for every interface)")
+    p.add_argument("--model", default=None,
+                   help="how TCP waits for clients: threads (default, a thread per connection) "
+                        "or epoll (one event loop per worker); UDP has one loop")
+    p.add_argument("--workers", type=count, default=1, metavar="N",
+                   help="serving threads, each with its own socket on the port (default 1)")
+    p.add_argument("--spin", type=count, default=0, metavar="US",
+                   help="busy-poll this many microseconds before sleeping (default 0): "
+                        "faster answers for a busy core")
 
 
 def _add_serve(sub) -> None:
@@ -58,19 +76,23 @@ def _add_serve(sub) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-def server_options(args: argparse.Namespace) -> dict:
-    return {"transform": args.transform}
+def server_options(args: argparse.Namespace, proto: str) -> dict:
+    """The Server keyword arguments the shared options ask for; --model
+    names the TCP model."""
+    options = {"transform": args.transform, "workers": args.workers, "spin_us": args.spin}
+    if proto == "tcp":
+        options["model"] = args.model
+    return options
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from pysock.server import Server
 
     protos = [p for p in ("tcp", "udp") if getattr(args, p)] or ["tcp", "udp"]
-    options = server_options(args)
     servers = []
     try:
         for proto in protos:
-            servers.append(Server(args.bind, args.port, proto, **options))
+            servers.append(Server(args.bind, args.port, proto, **server_options(args, proto)))
             if args.port == 0 and len(protos) > 1:
                 args.port = servers[0].port  # both protocols on the one free port
         run_until_signal(servers)

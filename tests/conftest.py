@@ -92,11 +92,20 @@ class CliServer:
         self.kill()
 
 
+TCP_MODELS = ("threads", "epoll")
+
+
+@pytest.fixture(params=TCP_MODELS)
+def tcp_model(request) -> str:
+    """Each C TCP model in turn: every TCP test runs against all of them."""
+    return request.param
+
+
 @pytest.fixture
-def tcp_server():
+def tcp_server(tcp_model):
     import pysock
 
-    with pysock.Server(LOCALHOST, 0, "tcp") as srv:
+    with pysock.Server(LOCALHOST, 0, "tcp", model=tcp_model) as srv:
         yield srv
 
 
