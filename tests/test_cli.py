@@ -7,7 +7,7 @@ import socket
 import pytest
 
 import pysock
-from conftest import CliServer, run_cli
+from conftest import CliServer, run_cli, skip_without
 
 
 def test_serve_prints_ready_lines_and_serves_both_protocols():
@@ -33,7 +33,8 @@ def test_signal_ends_serve_cleanly_and_frees_the_port(sig):
         pass
 
 
-def test_serve_with_the_fast_paths_and_stop_it_with_ctrl_c():
+def test_serve_with_the_fast_paths_and_stop_it_with_ctrl_c(reuseport):
+    skip_without("epoll")
     with CliServer("serve", "0", "--model", "epoll", "--workers", "2", "--spin", "20", lines=2) as cli:
         tcp, udp = cli.address("tcp"), cli.address("udp")
         assert pysock.request(b"epoll", tcp, "tcp") == b"EPOLL"

@@ -96,9 +96,8 @@ def test_a_slow_client_does_not_block_another(tcp_server):
         assert fast.roundtrip(b"quick") == b"QUICK"
 
 
-@pytest.mark.parametrize("proto", ["tcp", "udp"])
-def test_stop_is_prompt_with_clients_connected(proto, tcp_model):
-    model = tcp_model if proto == "tcp" else None
+def test_stop_is_prompt_with_clients_connected(proto_model):
+    proto, model = proto_model
     srv = pysock.Server("127.0.0.1", 0, proto, model=model).start()
     with pysock.client.connect(srv.address, proto) as a, pysock.client.connect(srv.address, proto) as b:
         a.send(b"x")
