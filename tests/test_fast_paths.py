@@ -113,6 +113,69 @@ def test_a_client_that_never_reads_is_cut_off_after_send_timeout(tcp_model):
         assert pysock.request(b"after", srv.address) == b"AFTER"
 
 
+def test_stop_is_prompt_while_a_client_refuses_its_echo(tcp_model):
+    srv = pysock.Server(LOCALHOST, 0, "tcp", model=tcp_model, max_unsent=64 * 1024).start()
+    flood = Flooder(srv.address, 64 << 20)
+    try:
+        wait_until_still(lambda: srv.stats.bytes_in)  # the server holds echo it cannot send
+        srv.stop(timeout=0.5)  # a short grace for that echo, then the connection closes
+    finally:
+        flood.close()
+
+
+OUT_OF_FDS_SERVER = """
+import json, os, resource, sys
+import pysock
+srv = pysock.Server("127.0.0.1", 0, "tcp", model=sys.argv[1])
+top = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+resource.setrlimit(resource.RLIMIT_NOFILE, (top + 4, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+srv.start()
+print(srv.port, flush=True)
+for line in sys.stdin:
+    print(json.dumps(srv.stats.errors), flush=True)
+srv.stop()
+"""
+
+
+def test_out_of_descriptors_the_server_waits_then_serves_again(tcp_model):
+    """accept() fails with EMFILE while the process has no descriptor left:
+    the server counts it, does not spin on it, and serves the waiting
+    clients once descriptors are free again."""
+    import json
+    import subprocess
+    import sys
+    from conftest import cli_env
+
+    proc = subprocess.Popen([sys.executable, "-c", OUT_OF_FDS_SERVER, tcp_model], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=cli_env())
+    socks: list[socket.socket] = []
+    try:
+        port = int(proc.stdout.readline())
+        socks = [pysock.client.connect((LOCALHOST, port), timeout=2) for _ in range(8)]
+        for i, s in enumerate(socks):
+            s.sendall(b"client %d" % i)
+        served = []
+        for i, s in enumerate(socks):
+            try:
+                served.append(recv_exactly(s, len(b"client %d" % i)) == b"CLIENT %d" % i)
+            except socket.timeout:
+                break  # not accepted: the server is out of descriptors
+        assert 1 <= len(served) < 8 and all(served)
+        proc.stdin.write("errors\n")
+        proc.stdin.flush()
+        assert json.loads(proc.stdout.readline()) >= 1  # EMFILE, counted
+        for s in socks[: len(served)]:
+            s.close()  # descriptors free again: the waiting clients get in
+        for i in range(len(served), 8):
+            socks[i].settimeout(10)
+            assert recv_exactly(socks[i], len(b"client %d" % i)) == b"CLIENT %d" % i
+    finally:
+        for s in socks:
+            s.close()
+        proc.stdin.close()
+        proc.wait(10)
+
+
 @pytest.mark.parametrize("max_unsent", [1, 100_000])
 def test_stream_with_a_small_unsent_bound_arrives_whole(tcp_model, max_unsent):
     data = os.urandom(4 << 20)
