@@ -60,8 +60,8 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=count, default=1, metavar="N",
                    help="serving threads, each with its own socket on the port (default 1)")
     p.add_argument("--spin", type=count, default=0, metavar="US",
-                   help="busy-poll this many microseconds before sleeping (default 0): "
-                        "faster answers for a busy core")
+                   help="keep polling this many microseconds before sleeping (default 0): "
+                        "quicker answers to clients that do not sleep either, for a busy core")
 
 
 def _add_serve(sub) -> None:
