@@ -4,18 +4,34 @@
 #define PYSOCK_INTERNAL_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
 #include "pysock.h"
 
+/* The fast paths need Linux (epoll, recvmmsg/sendmmsg).  Building with
+ * -DPYSOCK_PORTABLE leaves them out, as a system without them would. */
+#if defined(__linux__) && !defined(PYSOCK_PORTABLE)
+#define PS__HAVE_EPOLL 1
+#define PS__HAVE_MMSG 1
+#define PS__HAVE_PPOLL 1
+#endif
+#if defined(SO_REUSEPORT) && !defined(PYSOCK_PORTABLE)
+#define PS__HAVE_REUSEPORT 1
+#endif
+
 /* Counters are bumped by serving threads and read by Python at any time. */
 #define PS_ADD(field, n) __atomic_add_fetch(&(field), (n), __ATOMIC_RELAXED)
 #define PS_SUB(field, n) __atomic_sub_fetch(&(field), (n), __ATOMIC_RELAXED)
 #define PS_LOAD(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
 
-typedef struct ps__conn ps__conn;
+/* How long a stopping server keeps sending an echo it has started. */
+#define PS__STOP_GRACE_MS 100
+/* Echo a client may leave unread before the epoll loop stops reading it
+ * (when cfg.max_unsent is 0). */
+#define PS__MAX_UNSENT (1u << 20)
 
 /* A growable byte buffer: len bytes used of cap allocated. */
 typedef struct ps__buf {
@@ -70,22 +86,42 @@ ssize_t ps__xf_datagram(ps__xf *x, unsigned char *buf, size_t n,
                         const unsigned char **out);
 void ps__xf_free(ps__xf *x);
 
+typedef struct ps__conn ps__conn;
+typedef struct ps__loop ps__loop;
+typedef struct ps__batch ps__batch;
+
+/* One serving thread and its own socket.  Worker 0 runs in the thread that
+ * calls ps_server_serve; the others are C threads it starts. */
+typedef struct ps__worker {
+    ps_server *srv;
+    int fd;              /* this worker's listening or datagram socket */
+    pthread_t tid;
+    int rc;              /* how a helper thread's loop ended */
+    ps__loop *loop;      /* the epoll model's state (epoll.c) */
+    ps__batch *batch;    /* the UDP loop's buffers (udp.c) */
+    const sigset_t *sigmask;  /* worker 0 in Python's thread: the mask to wait with */
+    /* Each worker counts on its own cache line; ps_server_stats sums. */
+    char pad[64];
+    ps_stats stats;
+    char pad_end[64];
+} ps__worker;
+
 struct ps_server {
     ps_config cfg;
     char host[256];      /* cfg.host and cfg.path point here */
     char path[108];
-    int fd;              /* the listening or datagram socket */
     int bound;           /* bind() succeeded: an AF_UNIX path is ours to unlink */
     int wake[2];         /* a pipe: one byte in wake[1] wakes every poller */
     int stopping;
-    ps_stats stats;
-    /* TCP connection threads: started by the accept loop, joined by it. */
+    ps__worker *w;       /* cfg.workers of them */
+    int nw;              /* workers whose socket is open */
+    int started;         /* serve has started the helpers (once, for re-entry) */
+    int helpers;         /* helper threads running: workers 1..helpers */
+    /* TCP connection threads: started by the accept loops, joined by them. */
     pthread_mutex_t lock;
     pthread_cond_t changed;
     int threads;         /* connection threads running */
     ps__conn *done;      /* threads that have finished, waiting to be joined */
-    unsigned char *buf;  /* the UDP loop's datagram buffer */
-    ps__xf dgram;        /* the UDP loop's transform */
 };
 
 /* What a wait for a descriptor ended with. */
@@ -93,15 +129,23 @@ struct ps_server {
 #define PS__WOKEN 2
 #define PS__TIMEOUT 3
 
-int ps__wait(int fd, short events, int wake_fd, int timeout_ms);
+int ps__wait(int fd, short events, int wake_fd, int timeout_ms, const sigset_t *mask);
 int ps__stopping(const ps_server *s);
 int64_t ps__now_ms(void);
+int64_t ps__now_us(void);
+uint64_t ps__active(const ps_server *s);
+int ps__over_limit(const ps_server *s);
 
-int ps__tcp_serve(ps_server *s);
+int ps__tcp_serve(ps__worker *w);
 void ps__tcp_drain(ps_server *s);
-int ps__udp_serve(ps_server *s);
 
-/* The in-place transforms alone (upper, echo): stamp needs a ps__xf. */
-size_t ps__transform(int kind, unsigned char *buf, size_t n);
+int ps__epoll_open(ps__worker *w);
+int ps__epoll_serve(ps__worker *w);
+void ps__epoll_free(ps__worker *w);
+
+int ps__udp_open(ps__worker *w);
+int ps__udp_serve(ps__worker *w);
+void ps__udp_free(ps__worker *w);
+
 
 #endif

@@ -26,9 +26,15 @@
 #define PS_XF_ECHO 1
 #define PS_XF_STAMP 2
 
-/* How a TCP server waits for its clients. */
+/* How a TCP server waits for its clients: a thread per connection, or
+ * one non-blocking event loop per worker. */
 #define PS_MODEL_THREADS 0
 #define PS_MODEL_EPOLL 1
+
+/* What this build can do (ps_features): the fast paths need Linux. */
+#define PS_FEAT_EPOLL 1
+#define PS_FEAT_MMSG 2
+#define PS_FEAT_REUSEPORT 4
 
 /* The largest UDP payload over IPv4, and the receive buffer that holds it. */
 #define PS_UDP_MAX 65507
@@ -43,12 +49,12 @@ typedef struct ps_config {
     int backlog;
     int transform;       /* PS_XF_* */
     int model;           /* PS_MODEL_* (TCP only) */
-    int workers;         /* serving threads, each with its own socket */
-    int spin_us;         /* busy-poll this long before sleeping */
+    int workers;         /* serving threads, each with its own socket (SO_REUSEPORT) */
+    int spin_us;         /* busy-poll this long before sleeping (epoll, UDP, threads) */
     int max_conns;       /* open connections; the next is closed at once */
     int idle_ms;         /* close a connection silent this long; 0: never */
     int send_timeout_ms; /* cut off a client whose echo stays unsent this long */
-    size_t max_unsent;   /* cut off a client with more echo than this unsent */
+    size_t max_unsent;   /* epoll: stop reading from a client with this much echo unsent */
 } ps_config;
 
 typedef struct ps_stats {
@@ -99,7 +105,8 @@ int ps_layouts(const ps_layout **out);
 /* Transforms (transform.c) */
 void ps_upper(unsigned char *buf, size_t n);
 
-/* Servers (server.c, tcp.c, udp.c) */
+/* Servers (server.c, tcp.c, epoll.c, udp.c) */
+int ps_features(void);
 int ps_server_open(ps_server **out, const ps_config *cfg);
 int ps_server_sockname(const ps_server *srv, char *host, size_t hostlen);
 int ps_server_serve(ps_server *srv);

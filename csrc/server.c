@@ -1,9 +1,11 @@
-/* server.c - a server's life: open (socket, bind, listen), serve, stop, close.
- * The serving loops themselves are in tcp.c and udp.c. */
+/* server.c - a server's life: open (socket, bind, listen, once per worker),
+ * serve (worker 0 here, the others in threads), stop, close.  The serving
+ * loops themselves are in tcp.c, epoll.c and udp.c. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
@@ -20,15 +22,50 @@ int64_t ps__now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t ps__now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 int ps__stopping(const ps_server *s)
 {
     return __atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE);
 }
 
+static int poll_masked(struct pollfd *p, nfds_t nfds, int timeout_ms, const sigset_t *mask)
+{
+#ifdef PS__HAVE_PPOLL
+    struct timespec ts;
+
+    ts.tv_sec = timeout_ms / 1000;
+    ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000;
+    return ppoll(p, nfds, timeout_ms >= 0 ? &ts : NULL, mask);
+#else
+    /* Without ppoll a signal in the gap before poll() waits for the next
+     * event, as it always does with plain poll(). */
+    sigset_t cur;
+    int n, err;
+
+    if (mask != NULL)
+        pthread_sigmask(SIG_SETMASK, mask, &cur);
+    n = poll(p, nfds, timeout_ms);
+    err = errno;
+    if (mask != NULL)
+        pthread_sigmask(SIG_SETMASK, &cur, NULL);
+    errno = err;
+    return n;
+#endif
+}
+
 /* Wait until fd is ready for events, the wake pipe has a byte (wake_fd < 0:
  * don't watch it) or timeout_ms passes (-1: no limit).  A signal comes back
- * as -EINTR: the caller returns to Python rather than waiting again. */
-int ps__wait(int fd, short events, int wake_fd, int timeout_ms)
+ * as -EINTR: the caller returns to Python rather than waiting again.  mask
+ * (NULL: the thread's own) is the signal mask to wait with: see
+ * ps_server_serve. */
+int ps__wait(int fd, short events, int wake_fd, int timeout_ms, const sigset_t *mask)
 {
     struct pollfd p[2];
     int n;
@@ -39,7 +76,8 @@ int ps__wait(int fd, short events, int wake_fd, int timeout_ms)
     p[1].fd = wake_fd;
     p[1].events = POLLIN;
     p[1].revents = 0;
-    n = poll(p, wake_fd >= 0 ? 2 : 1, timeout_ms);
+    n = mask != NULL ? poll_masked(p, wake_fd >= 0 ? 2 : 1, timeout_ms, mask)
+                     : poll(p, wake_fd >= 0 ? 2 : 1, timeout_ms);
     if (n < 0)
         return -errno;
     if (n == 0)
@@ -49,16 +87,34 @@ int ps__wait(int fd, short events, int wake_fd, int timeout_ms)
     return PS__READY;
 }
 
+int ps_features(void)
+{
+    int f = 0;
+
+#ifdef PS__HAVE_EPOLL
+    f |= PS_FEAT_EPOLL;
+#endif
+#ifdef PS__HAVE_MMSG
+    f |= PS_FEAT_MMSG;
+#endif
+#ifdef PS__HAVE_REUSEPORT
+    f |= PS_FEAT_REUSEPORT;
+#endif
+    return f;
+}
+
 static int check_config(const ps_config *cfg)
 {
     if (cfg == NULL || cfg->port < 0 || cfg->port > 65535)
         return -EINVAL;
     if (cfg->socktype != SOCK_STREAM && cfg->socktype != SOCK_DGRAM)
         return -EINVAL;
+    if (cfg->workers < 0 || cfg->spin_us < 0)
+        return -EINVAL;
     if (cfg->transform < PS_XF_UPPER || cfg->transform > PS_XF_STAMP)
         return -EINVAL;
     if (cfg->family == AF_UNIX)
-        return cfg->path != NULL && strlen(cfg->path) < 108 ? 0 : -EINVAL;
+        return cfg->path != NULL && strlen(cfg->path) < 108 && cfg->workers <= 1 ? 0 : -EINVAL;
     if (cfg->family != AF_INET && cfg->family != AF_INET6)
         return -EINVAL;
     return cfg->host != NULL && strlen(cfg->host) < 256 ? 0 : -EINVAL;
@@ -105,36 +161,127 @@ static int bind_in6(int fd, const char *host, int port)
     return bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ? -errno : 0;
 }
 
-static int bind_address(ps_server *s)
+static int bind_address(ps_server *s, int fd, int port)
 {
     if (s->cfg.family == AF_UNIX)
-        return bind_un(s->fd, s->cfg.path);
+        return bind_un(fd, s->cfg.path);
     if (s->cfg.family == AF_INET6)
-        return bind_in6(s->fd, s->cfg.host, s->cfg.port);
-    return bind_in(s->fd, s->cfg.host, s->cfg.port);
+        return bind_in6(fd, s->cfg.host, port);
+    return bind_in(fd, s->cfg.host, port);
 }
 
-/* socket, options, bind, listen: the order every server follows. */
-static int open_socket(ps_server *s)
+static int bound_port(int fd)
 {
-    int rc;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
 
-    s->fd = socket(s->cfg.family, s->cfg.socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (s->fd < 0)
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
         return -errno;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static int set_reuseport(int fd)
+{
+#ifdef PS__HAVE_REUSEPORT
+    return set_int_option(fd, SOL_SOCKET, SO_REUSEPORT, 1);
+#else
+    (void)fd;
+    return -EOPNOTSUPP;
+#endif
+}
+
+/* socket, options, bind, listen: the order every server follows.  *out is
+ * set as soon as the socket exists, so the caller closes it on failure. */
+static int open_socket(ps_server *s, int *out, int port, int reuseport)
+{
+    int fd, rc;
+
+    fd = socket(s->cfg.family, s->cfg.socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    *out = fd;
     if (s->cfg.family != AF_UNIX) {
         /* A stopped server's port is free for a restart at once, even with
          * its old connections still in TIME_WAIT. */
-        rc = set_int_option(s->fd, SOL_SOCKET, SO_REUSEADDR, 1);
+        rc = set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1);
         if (rc < 0)
             return rc;
     }
-    rc = bind_address(s);
+    if (reuseport && (rc = set_reuseport(fd)) < 0)
+        return rc;
+    rc = bind_address(s, fd, port);
     if (rc < 0)
         return rc;
     s->bound = 1;
-    if (s->cfg.socktype == SOCK_STREAM && listen(s->fd, s->cfg.backlog) < 0)
+    if (s->cfg.socktype == SOCK_STREAM && listen(fd, s->cfg.backlog) < 0)
         return -errno;
+    return 0;
+}
+
+/* SO_REUSEPORT would let our workers join another server of the same user
+ * already on this port.  A plain bind first finds such a server: the port
+ * is in use, as it is for a server with one worker. */
+static int check_port_free(ps_server *s)
+{
+    int fd, rc = 0;
+
+    if (s->cfg.port == 0)
+        return 0;
+    fd = socket(s->cfg.family, s->cfg.socktype | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    /* TCP: ignore TIME_WAIT, as the real sockets do.  UDP: SO_REUSEADDR
+     * would share the port, so the probe goes without it. */
+    if (s->cfg.socktype == SOCK_STREAM)
+        rc = set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    if (rc == 0)
+        rc = bind_address(s, fd, s->cfg.port);
+    close(fd);
+    return rc;
+}
+
+static int open_model(ps__worker *w)
+{
+    const ps_config *cfg = &w->srv->cfg;
+
+    if (cfg->socktype == SOCK_DGRAM)
+        return ps__udp_open(w);
+    if (cfg->model == PS_MODEL_EPOLL)
+        return ps__epoll_open(w);
+    return cfg->model == PS_MODEL_THREADS ? 0 : -EINVAL;
+}
+
+/* Worker 0 binds the port asked for (0: a free one); the others bind the
+ * port it got, each with a socket of its own, and the kernel spreads the
+ * clients over them. */
+static int open_workers(ps_server *s)
+{
+    int n = s->cfg.workers > 1 ? s->cfg.workers : 1;
+    int port = s->cfg.port;
+    int i, rc;
+
+    if (n > 1 && (rc = check_port_free(s)) < 0)
+        return rc;
+    s->w = calloc((size_t)n, sizeof *s->w);
+    if (s->w == NULL)
+        return -ENOMEM;
+    for (i = 0; i < n; i++) {
+        ps__worker *w = &s->w[i];
+
+        w->srv = s;
+        w->fd = -1;
+        s->nw = i + 1;
+        rc = open_socket(s, &w->fd, port, n > 1);
+        if (rc < 0)
+            return rc;
+        if (i == 0 && n > 1 && port == 0 && (port = bound_port(w->fd)) < 0)
+            return port;
+        rc = open_model(w);
+        if (rc < 0)
+            return rc;
+    }
     return 0;
 }
 
@@ -144,7 +291,6 @@ static int new_server(ps_server **out, const ps_config *cfg)
 
     if (s == NULL)
         return -ENOMEM;
-    s->fd = -1;
     s->wake[0] = s->wake[1] = -1;
     s->cfg = *cfg;
     if (cfg->host != NULL)
@@ -153,9 +299,10 @@ static int new_server(ps_server **out, const ps_config *cfg)
         strcpy(s->path, cfg->path);
     s->cfg.host = s->host;
     s->cfg.path = s->path;
-    ps__xf_init(&s->dgram, cfg->transform);
     if (s->cfg.backlog <= 0)
         s->cfg.backlog = SOMAXCONN;
+    if (s->cfg.max_unsent == 0)
+        s->cfg.max_unsent = PS__MAX_UNSENT;  /* a bound there must be: see epoll.c */
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->changed, NULL);
     *out = s;
@@ -180,11 +327,7 @@ int ps_server_open(ps_server **out, const ps_config *cfg)
         rc = -errno;
         goto error;
     }
-    if (cfg->socktype == SOCK_DGRAM && (s->buf = malloc(PS_BUFSIZE)) == NULL) {
-        rc = -ENOMEM;
-        goto error;
-    }
-    rc = open_socket(s);
+    rc = open_workers(s);
     if (rc < 0)
         goto error;
     *out = s;
@@ -208,7 +351,7 @@ int ps_server_sockname(const ps_server *s, char *host, size_t hostlen)
         strcpy(host, s->path);
         return 0;
     }
-    if (getsockname(s->fd, (struct sockaddr *)&ss, &len) < 0)
+    if (getsockname(s->w[0].fd, (struct sockaddr *)&ss, &len) < 0)
         return -errno;
     if (ss.ss_family == AF_INET6) {
         addr = &((struct sockaddr_in6 *)&ss)->sin6_addr;
@@ -222,11 +365,118 @@ int ps_server_sockname(const ps_server *s, char *host, size_t hostlen)
     return port;
 }
 
+static int serve_worker(ps__worker *w)
+{
+    if (w->srv->cfg.socktype == SOCK_DGRAM)
+        return ps__udp_serve(w);
+    if (w->srv->cfg.model == PS_MODEL_EPOLL)
+        return ps__epoll_serve(w);
+    return ps__tcp_serve(w);
+}
+
+/* A helper blocks every signal, so no EINTR reaches it; should one come,
+ * serving on is right: this is not Python's thread.  A helper that fails
+ * stops the whole server, and serve reports why. */
+static void *helper_main(void *arg)
+{
+    ps__worker *w = arg;
+    int rc;
+
+    do
+        rc = serve_worker(w);
+    while (rc == -EINTR);
+    if (rc < 0) {
+        w->rc = rc;
+        ps_server_stop(w->srv);
+    }
+    return NULL;
+}
+
+/* Signals belong to Python's thread: the helpers block them all. */
+static int start_helpers(ps_server *s)
+{
+    sigset_t all, old;
+    int i, rc = 0;
+
+    s->started = 1;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    for (i = 1; i < s->nw && rc == 0; i++) {
+        rc = pthread_create(&s->w[i].tid, NULL, helper_main, &s->w[i]);
+        if (rc == 0)
+            s->helpers = i;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return -rc;
+}
+
+/* Wait for the helpers (they end on the wake pipe); the first error any of
+ * them met, or 0. */
+static int join_helpers(ps_server *s)
+{
+    int i, rc = 0;
+
+    for (i = 1; i <= s->helpers; i++) {
+        pthread_join(s->w[i].tid, NULL);
+        if (rc == 0)
+            rc = s->w[i].rc;
+    }
+    s->helpers = 0;
+    return rc;
+}
+
+/* The signals Python handles (SIGINT, SIGTERM, ...).  Faults stay
+ * deliverable: blocked, they would kill without a word. */
+static void async_signals(sigset_t *set)
+{
+    sigfillset(set);
+    sigdelset(set, SIGSEGV);
+    sigdelset(set, SIGBUS);
+    sigdelset(set, SIGFPE);
+    sigdelset(set, SIGILL);
+    sigdelset(set, SIGTRAP);
+    sigdelset(set, SIGABRT);
+    sigdelset(set, SIGSYS);
+}
+
+static int serve_here(ps_server *s)
+{
+    int rc, helpers_rc;
+
+    if (!s->started && (rc = start_helpers(s)) < 0) {
+        ps_server_stop(s);
+        join_helpers(s);
+        return rc;
+    }
+    rc = serve_worker(&s->w[0]);
+    if (rc == -EINTR)
+        return rc;
+    if (rc < 0)
+        ps_server_stop(s);
+    helpers_rc = join_helpers(s);
+    return rc < 0 ? rc : helpers_rc;
+}
+
+/* Worker 0 serves in this thread.  A signal returns -EINTR with the helpers
+ * still serving; calling again goes on where it left off.
+ *
+ * Signals stay blocked while the loop works and are let in only inside its
+ * waits (ppoll, epoll_pwait, which swap the mask atomically).  One that
+ * arrives while the loop is busy stays pending and ends the next wait at
+ * once; with plain poll() Python's handler would run in the gap and the
+ * loop would then sleep until some client came. */
 int ps_server_serve(ps_server *s)
 {
-    if (s->cfg.socktype == SOCK_STREAM)
-        return ps__tcp_serve(s);
-    return ps__udp_serve(s);
+    sigset_t block, old;
+    int rc;
+
+    async_signals(&block);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    s->w[0].sigmask = &old;
+    rc = serve_here(s);
+    s->w[0].sigmask = NULL;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);  /* a pending signal arrives now */
+    return rc;
 }
 
 /* Safe from any thread and from a signal handler: a flag and one write(). */
@@ -238,17 +488,41 @@ int ps_server_stop(ps_server *s)
     return 0;
 }
 
+static void add_stats(ps_stats *sum, const ps_stats *st)
+{
+    sum->accepted += PS_LOAD(st->accepted);
+    sum->active += PS_LOAD(st->active);
+    sum->rejected += PS_LOAD(st->rejected);
+    sum->idle_closed += PS_LOAD(st->idle_closed);
+    sum->slow_closed += PS_LOAD(st->slow_closed);
+    sum->datagrams += PS_LOAD(st->datagrams);
+    sum->bytes_in += PS_LOAD(st->bytes_in);
+    sum->bytes_out += PS_LOAD(st->bytes_out);
+    sum->errors += PS_LOAD(st->errors);
+}
+
 void ps_server_stats(const ps_server *s, ps_stats *out)
 {
-    out->accepted = PS_LOAD(s->stats.accepted);
-    out->active = PS_LOAD(s->stats.active);
-    out->rejected = PS_LOAD(s->stats.rejected);
-    out->idle_closed = PS_LOAD(s->stats.idle_closed);
-    out->slow_closed = PS_LOAD(s->stats.slow_closed);
-    out->datagrams = PS_LOAD(s->stats.datagrams);
-    out->bytes_in = PS_LOAD(s->stats.bytes_in);
-    out->bytes_out = PS_LOAD(s->stats.bytes_out);
-    out->errors = PS_LOAD(s->stats.errors);
+    int i;
+
+    memset(out, 0, sizeof *out);
+    for (i = 0; i < s->nw; i++)
+        add_stats(out, &s->w[i].stats);
+}
+
+uint64_t ps__active(const ps_server *s)
+{
+    uint64_t n = 0;
+    int i;
+
+    for (i = 0; i < s->nw; i++)
+        n += PS_LOAD(s->w[i].stats.active);
+    return n;
+}
+
+int ps__over_limit(const ps_server *s)
+{
+    return s->cfg.max_conns > 0 && ps__active(s) >= (uint64_t)s->cfg.max_conns;
 }
 
 static void close_fd(int fd)
@@ -257,23 +531,33 @@ static void close_fd(int fd)
         close(fd);
 }
 
+static void close_worker(ps__worker *w)
+{
+    ps__epoll_free(w);
+    ps__udp_free(w);
+    close_fd(w->fd);
+}
+
 /* Not while ps_server_serve runs in another thread: stop it first.  After
  * a serve that returned early (a signal), this ends and joins what is left. */
 void ps_server_close(ps_server *s)
 {
+    int i;
+
     if (s == NULL)
         return;
     ps_server_stop(s);
+    join_helpers(s);
     if (s->cfg.socktype == SOCK_STREAM)
         ps__tcp_drain(s);
-    close_fd(s->fd);
+    for (i = 0; i < s->nw; i++)
+        close_worker(&s->w[i]);
+    free(s->w);
     if (s->cfg.family == AF_UNIX && s->bound)
         unlink(s->path);
     close_fd(s->wake[0]);
     close_fd(s->wake[1]);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->changed);
-    ps__xf_free(&s->dgram);
-    free(s->buf);
     free(s);
 }

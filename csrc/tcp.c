@@ -1,4 +1,4 @@
-/* tcp.c - the blocking TCP model: an accept loop in the caller's thread and
+/* tcp.c - the blocking TCP model: an accept loop in each worker's thread and
  * one C thread per connection (recv -> transform -> send everything).
  * AF_UNIX stream sockets take the same path. */
 #include <errno.h>
@@ -11,13 +11,12 @@
 
 #include "internal.h"
 
-/* How long a stopping server keeps sending an echo it has started. */
-#define STOP_GRACE_MS 100
 /* A connection thread needs its 64 KiB buffer and little else. */
 #define CONN_STACK (256 * 1024)
 
 struct ps__conn {
     ps_server *srv;
+    ps_stats *stats;     /* the counters of the worker that accepted it */
     int fd;
     pthread_t tid;
     ps__conn *next;
@@ -51,7 +50,7 @@ static int send_all(ps__conn *c, const unsigned char *p, size_t n)
         ssize_t k = send(c->fd, p, n, MSG_NOSIGNAL);
 
         if (k >= 0) {
-            PS_ADD(s->stats.bytes_out, (uint64_t)k);
+            PS_ADD(c->stats->bytes_out, (uint64_t)k);
             p += k;
             n -= (size_t)k;
             continue;
@@ -59,11 +58,11 @@ static int send_all(ps__conn *c, const unsigned char *p, size_t n)
         /* EINTR cannot happen here: connection threads block all signals. */
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
             return -errno;
-        rc = ps__wait(c->fd, POLLOUT, wake, ms_until(deadline));
+        rc = ps__wait(c->fd, POLLOUT, wake, ms_until(deadline), NULL);
         if (rc == PS__WOKEN) {
             wake = -1;
-            if (deadline > ps__now_ms() + STOP_GRACE_MS)
-                deadline = ps__now_ms() + STOP_GRACE_MS;
+            if (deadline > ps__now_ms() + PS__STOP_GRACE_MS)
+                deadline = ps__now_ms() + PS__STOP_GRACE_MS;
         } else if (rc == PS__TIMEOUT) {
             return -ETIMEDOUT;
         } else if (rc < 0) {
@@ -73,16 +72,34 @@ static int send_all(ps__conn *c, const unsigned char *p, size_t n)
     return 0;
 }
 
+/* recv, and with spin_us, keep trying that long before the caller sleeps
+ * in poll(): a busy core buys a faster answer. */
+static ssize_t recv_spin(ps__conn *c, unsigned char *buf, size_t len)
+{
+    ps_server *s = c->srv;
+    ssize_t n = recv(c->fd, buf, len, 0);
+    int64_t end;
+
+    if (n >= 0 || s->cfg.spin_us <= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+        return n;
+    end = ps__now_us() + s->cfg.spin_us;
+    while (ps__now_us() < end && !ps__stopping(s)) {
+        n = recv(c->fd, buf, len, 0);
+        if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+            return n;
+    }
+    return n;
+}
+
 /* Send a reply; a failure is counted and ends the connection. */
 static int send_reply(ps__conn *c, const unsigned char *p, ssize_t n)
 {
-    ps_server *s = c->srv;
     int rc = n < 0 ? (int)n : send_all(c, p, (size_t)n);
 
     if (rc == -ETIMEDOUT)
-        PS_ADD(s->stats.slow_closed, 1);
+        PS_ADD(c->stats->slow_closed, 1);
     else if (rc < 0)
-        PS_ADD(s->stats.errors, 1);
+        PS_ADD(c->stats->errors, 1);
     return rc;
 }
 
@@ -98,10 +115,10 @@ static void serve_conn(ps__conn *c, ps__xf *x)
     int rc;
 
     while (!ps__stopping(s)) {
-        ssize_t n = recv(c->fd, buf, sizeof buf, 0);
+        ssize_t n = recv_spin(c, buf, sizeof buf);
 
         if (n > 0) {
-            PS_ADD(s->stats.bytes_in, (uint64_t)n);
+            PS_ADD(c->stats->bytes_in, (uint64_t)n);
             n = ps__xf_feed(x, buf, (size_t)n, &out);
             if (send_reply(c, out, n) < 0)
                 return;
@@ -113,12 +130,12 @@ static void serve_conn(ps__conn *c, ps__xf *x)
             return;
         }
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-            PS_ADD(s->stats.errors, 1);
+            PS_ADD(c->stats->errors, 1);
             return;
         }
-        rc = ps__wait(c->fd, POLLIN, s->wake[0], s->cfg.idle_ms > 0 ? s->cfg.idle_ms : -1);
+        rc = ps__wait(c->fd, POLLIN, s->wake[0], s->cfg.idle_ms > 0 ? s->cfg.idle_ms : -1, NULL);
         if (rc == PS__TIMEOUT)
-            PS_ADD(s->stats.idle_closed, 1);
+            PS_ADD(c->stats->idle_closed, 1);
         if (rc == PS__TIMEOUT || rc == PS__WOKEN)
             return;
     }
@@ -134,7 +151,7 @@ static void *conn_main(void *arg)
     serve_conn(c, &x);
     ps__xf_free(&x);
     close(c->fd);
-    PS_SUB(s->stats.active, 1);
+    PS_SUB(c->stats->active, 1);
     pthread_mutex_lock(&s->lock);
     c->next = s->done;
     s->done = c;
@@ -187,22 +204,24 @@ static int spawn(ps__conn *c)
     return -rc;
 }
 
-static int start_conn(ps_server *s, int fd)
+static int start_conn(ps__worker *w, int fd)
 {
+    ps_server *s = w->srv;
     ps__conn *c = calloc(1, sizeof *c);
     int rc;
 
     if (c == NULL)
         return -ENOMEM;
     c->srv = s;
+    c->stats = &w->stats;
     c->fd = fd;
     pthread_mutex_lock(&s->lock);
     s->threads++;
     pthread_mutex_unlock(&s->lock);
-    PS_ADD(s->stats.active, 1);
+    PS_ADD(w->stats.active, 1);
     rc = spawn(c);
     if (rc < 0) {
-        PS_SUB(s->stats.active, 1);
+        PS_SUB(w->stats.active, 1);
         pthread_mutex_lock(&s->lock);
         s->threads--;
         pthread_mutex_unlock(&s->lock);
@@ -211,55 +230,54 @@ static int start_conn(ps_server *s, int fd)
     return rc;
 }
 
-static int over_limit(ps_server *s)
-{
-    return s->cfg.max_conns > 0 &&
-           PS_LOAD(s->stats.active) >= (uint64_t)s->cfg.max_conns;
-}
-
 /* accept() failed: most reasons concern one connection only. */
-static int accept_failed(ps_server *s, int err)
+static int accept_failed(ps__worker *w, int err)
 {
+    ps_server *s = w->srv;
     int rc;
 
     if (err == EAGAIN || err == EWOULDBLOCK)
         return 0;           /* the client left before we took it */
     if (err == EINTR)
         return -EINTR;
-    PS_ADD(s->stats.errors, 1);
+    PS_ADD(w->stats.errors, 1);
     if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
         return 0;           /* ECONNABORTED, EPROTO, EPERM: next client */
     /* Out of descriptors or memory: the connection stays in the backlog and
      * poll() would report it again at once.  Back off rather than spin;
      * service resumes by itself once descriptors are free. */
-    rc = ps__wait(s->wake[0], POLLIN, -1, 50);
+    rc = ps__wait(s->wake[0], POLLIN, -1, 50, w->sigmask);
     return rc < 0 ? rc : 0;
 }
 
-static int accept_one(ps_server *s)
+static int accept_one(ps__worker *w)
 {
-    int fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    ps_server *s = w->srv;
+    int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     int one = 1;
 
     if (fd < 0)
-        return accept_failed(s, errno);
-    PS_ADD(s->stats.accepted, 1);
-    if (over_limit(s)) {
-        PS_ADD(s->stats.rejected, 1);
+        return accept_failed(w, errno);
+    PS_ADD(w->stats.accepted, 1);
+    if (ps__over_limit(s)) {
+        PS_ADD(w->stats.rejected, 1);
         close(fd);
         return 0;
     }
     if (s->cfg.family != AF_UNIX)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (start_conn(s, fd) < 0) {
-        PS_ADD(s->stats.errors, 1);
+    if (start_conn(w, fd) < 0) {
+        PS_ADD(w->stats.errors, 1);
         close(fd);
     }
     return 0;
 }
 
-int ps__tcp_serve(ps_server *s)
+/* One worker's accept loop; every worker's loop drains all connection
+ * threads on stop, so whichever returns last leaves none behind. */
+int ps__tcp_serve(ps__worker *w)
 {
+    ps_server *s = w->srv;
     int rc;
 
     for (;;) {
@@ -268,10 +286,10 @@ int ps__tcp_serve(ps_server *s)
             ps__tcp_drain(s);
             return 0;
         }
-        rc = ps__wait(s->fd, POLLIN, s->wake[0], -1);
+        rc = ps__wait(w->fd, POLLIN, s->wake[0], -1, w->sigmask);
         if (rc < 0)
             return rc;
-        if (rc == PS__READY && (rc = accept_one(s)) < 0)
+        if (rc == PS__READY && (rc = accept_one(w)) < 0)
             return rc;
     }
 }

@@ -26,7 +26,8 @@ void ps_upper(unsigned char *buf, size_t n)
         buf[i] -= (unsigned char)(((unsigned char)(buf[i] - 'a') < 26) << 5);
 }
 
-size_t ps__transform(int kind, unsigned char *buf, size_t n)
+/* upper and echo: no state, the reply is the receive buffer itself. */
+static size_t in_place(int kind, unsigned char *buf, size_t n)
 {
     if (kind == PS_XF_UPPER)
         ps_upper(buf, n);
@@ -194,7 +195,7 @@ ssize_t ps__xf_feed(ps__xf *x, unsigned char *buf, size_t n,
 {
     if (x->kind != PS_XF_STAMP) {
         *out = buf;
-        return (ssize_t)ps__transform(x->kind, buf, n);
+        return (ssize_t)in_place(x->kind, buf, n);
     }
     x->out.len = 0;
     return from_out(x, stamp_feed(x, buf, n), out);
@@ -211,7 +212,7 @@ ssize_t ps__xf_datagram(ps__xf *x, unsigned char *buf, size_t n,
 {
     if (x->kind != PS_XF_STAMP) {
         *out = buf;
-        return (ssize_t)ps__transform(x->kind, buf, n);
+        return (ssize_t)in_place(x->kind, buf, n);
     }
     x->out.len = 0;
     return from_out(x, stamp_datagram(x, buf, n), out);

@@ -1,67 +1,242 @@
-/* udp.c - the recvfrom loop: each datagram, transformed, back to its sender. */
+/* udp.c - the datagram loop: each datagram, transformed, back to its sender.
+ * On Linux one recvmmsg takes every datagram already waiting (up to BATCH)
+ * and one sendmmsg answers them all; a lone datagram is answered at once,
+ * since the receive never waits for more. */
 #include <errno.h>
 #include <poll.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 
-/* The socket is non-blocking for the receive side; a full send buffer
- * drains at loopback speed, so wait for it briefly instead of dropping. */
-static int send_reply(ps_server *s, const unsigned char *p, size_t m,
-                      const struct sockaddr *peer, socklen_t plen)
+#ifdef PS__HAVE_MMSG
+#define BATCH 32
+#else
+#define BATCH 1
+#endif
+
+struct ps__batch {
+    unsigned char *buf;   /* BATCH slots of PS_BUFSIZE; pages are touched only as used */
+    size_t len[BATCH];    /* bytes in each slot: received, then the reply */
+    struct sockaddr_storage peer[BATCH];
+    socklen_t plen[BATCH];
+    ps__xf xf;            /* each datagram is one message: no state between them */
+#ifdef PS__HAVE_MMSG
+    struct iovec iov[BATCH];
+    struct mmsghdr msg[BATCH];
+#endif
+};
+
+static unsigned char *slot(ps__batch *b, int i)
 {
-    if (sendto(s->fd, p, m, MSG_NOSIGNAL, peer, plen) >= 0)
-        return 0;
-    if (errno != EAGAIN && errno != EWOULDBLOCK)
-        return -errno;
-    if (ps__wait(s->fd, POLLOUT, -1, 100) != PS__READY)
-        return -EAGAIN;
-    return sendto(s->fd, p, m, MSG_NOSIGNAL, peer, plen) < 0 ? -errno : 0;
+    return b->buf + (size_t)i * PS_BUFSIZE;
 }
 
-/* One datagram, if one is waiting: 1 when handled, 0 when none was there,
- * -EINTR on a signal.  A failure on one datagram is counted, never fatal:
- * an ICMP error from an earlier reply surfaces here as ECONNREFUSED, and an
- * AF_UNIX sender that bound no address of its own cannot be answered. */
-static int echo_one(ps_server *s)
+#ifdef PS__HAVE_MMSG
+static void init_batch(ps__batch *b)
 {
-    struct sockaddr_storage peer;
-    socklen_t plen = sizeof peer;
-    const unsigned char *out = NULL;
-    ssize_t n, m;
+    int i;
 
-    n = recvfrom(s->fd, s->buf, PS_BUFSIZE, MSG_DONTWAIT,
-                 (struct sockaddr *)&peer, &plen);
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return 0;
-        if (errno == EINTR)
-            return -EINTR;
-        PS_ADD(s->stats.errors, 1);
-        return 1;
+    for (i = 0; i < BATCH; i++) {
+        b->iov[i].iov_base = slot(b, i);
+        b->msg[i].msg_hdr.msg_name = &b->peer[i];
+        b->msg[i].msg_hdr.msg_iov = &b->iov[i];
+        b->msg[i].msg_hdr.msg_iovlen = 1;
     }
-    PS_ADD(s->stats.datagrams, 1);
-    PS_ADD(s->stats.bytes_in, (uint64_t)n);
-    m = ps__xf_datagram(&s->dgram, s->buf, (size_t)n, &out);
-    if (m < 0 || send_reply(s, out, (size_t)m, (struct sockaddr *)&peer, plen) < 0)
-        PS_ADD(s->stats.errors, 1);
-    else
-        PS_ADD(s->stats.bytes_out, (uint64_t)m);
+}
+
+/* The datagrams waiting now: a count, 0 when none is, or -errno. */
+static int recv_batch(ps__worker *w)
+{
+    ps__batch *b = w->batch;
+    int i, n;
+
+    /* The last call's replies shortened these: each slot takes a whole datagram again. */
+    for (i = 0; i < BATCH; i++) {
+        b->iov[i].iov_len = PS_BUFSIZE;
+        b->msg[i].msg_hdr.msg_namelen = sizeof b->peer[i];
+    }
+    n = recvmmsg(w->fd, b->msg, BATCH, MSG_DONTWAIT, NULL);
+    if (n < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+    for (i = 0; i < n; i++) {
+        b->len[i] = b->msg[i].msg_len;
+        b->plen[i] = b->msg[i].msg_hdr.msg_namelen;
+    }
+    return n;
+}
+
+/* Send replies first..n-1 in one call; how many went, or -errno for the
+ * first one. */
+static int send_some(ps__worker *w, int first, int n)
+{
+    ps__batch *b = w->batch;
+    int i, k;
+
+    for (i = first; i < n; i++) {
+        b->iov[i].iov_len = b->len[i];
+        b->msg[i].msg_hdr.msg_namelen = b->plen[i];
+    }
+    k = sendmmsg(w->fd, &b->msg[first], (unsigned)(n - first), MSG_NOSIGNAL);
+    return k < 0 ? -errno : k;
+}
+#else
+static int recv_batch(ps__worker *w)
+{
+    ps__batch *b = w->batch;
+    ssize_t n;
+
+    b->plen[0] = sizeof b->peer[0];
+    n = recvfrom(w->fd, slot(b, 0), PS_BUFSIZE, MSG_DONTWAIT,
+                 (struct sockaddr *)&b->peer[0], &b->plen[0]);
+    if (n < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+    b->len[0] = (size_t)n;
     return 1;
 }
 
-int ps__udp_serve(ps_server *s)
+static int send_some(ps__worker *w, int first, int n)
 {
-    int rc;
+    ps__batch *b = w->batch;
+
+    (void)n;
+    if (sendto(w->fd, slot(b, first), b->len[first], MSG_NOSIGNAL,
+               (struct sockaddr *)&b->peer[first], b->plen[first]) < 0)
+        return -errno;
+    return 1;
+}
+#endif
+
+int ps__udp_open(ps__worker *w)
+{
+    ps__batch *b = calloc(1, sizeof *b);
+
+    if (b == NULL)
+        return -ENOMEM;
+    b->buf = malloc((size_t)BATCH * PS_BUFSIZE);
+    if (b->buf == NULL) {
+        free(b);
+        return -ENOMEM;
+    }
+#ifdef PS__HAVE_MMSG
+    init_batch(b);
+#endif
+    ps__xf_init(&b->xf, w->srv->cfg.transform);
+    w->batch = b;
+    return 0;
+}
+
+void ps__udp_free(ps__worker *w)
+{
+    if (w->batch != NULL) {
+        ps__xf_free(&w->batch->xf);
+        free(w->batch->buf);
+        free(w->batch);
+        w->batch = NULL;
+    }
+}
+
+/* The socket is non-blocking for the receive side; a full send buffer
+ * drains at loopback speed, so wait for it briefly instead of dropping.  A
+ * reply that fails is counted and skipped, never fatal: an ICMP error from
+ * an earlier reply can surface on any call. */
+static void send_replies(ps__worker *w, int n)
+{
+    int i = 0, waited = 0, k;
+
+    while (i < n) {
+        k = send_some(w, i, n);
+        if (k > 0) {
+            for (; k > 0; k--, i++)
+                PS_ADD(w->stats.bytes_out, w->batch->len[i]);
+            waited = 0;
+        } else if ((k == -EAGAIN || k == -EWOULDBLOCK) && !waited) {
+            waited = 1;
+            ps__wait(w->fd, POLLOUT, -1, 100, w->sigmask);
+        } else {
+            PS_ADD(w->stats.errors, 1);
+            i++;
+            waited = 0;
+        }
+    }
+}
+
+/* Put each datagram's reply in its slot (upper and echo work there in
+ * place; a stamped reply, at most PS_UDP_MAX bytes, is copied in).  A reply
+ * the transform could not make (out of memory) is dropped and the later
+ * ones close ranks.  Returns how many replies there are. */
+static int transform_batch(ps__worker *w, int n)
+{
+    ps__batch *b = w->batch;
+    const unsigned char *out = NULL;
+    int i, j = 0;
+
+    for (i = 0; i < n; i++) {
+        ssize_t m = ps__xf_datagram(&b->xf, slot(b, i), b->len[i], &out);
+
+        if (m < 0) {
+            PS_ADD(w->stats.errors, 1);
+            continue;
+        }
+        if (j != i) {
+            b->peer[j] = b->peer[i];
+            b->plen[j] = b->plen[i];
+        }
+        if (out != slot(b, j))
+            memmove(slot(b, j), out, (size_t)m);
+        b->len[j++] = (size_t)m;
+    }
+    return j;
+}
+
+static void answer(ps__worker *w, int n)
+{
+    ps__batch *b = w->batch;
+    uint64_t in = 0;
+    int i;
+
+    for (i = 0; i < n; i++)
+        in += b->len[i];
+    PS_ADD(w->stats.datagrams, (uint64_t)n);
+    PS_ADD(w->stats.bytes_in, in);
+    send_replies(w, transform_batch(w, n));
+}
+
+/* With spin_us, keep asking for datagrams that long before sleeping. */
+static int recv_spin(ps__worker *w)
+{
+    ps_server *s = w->srv;
+    int64_t end = ps__now_us() + s->cfg.spin_us;
+    int n;
+
+    do
+        n = recv_batch(w);
+    while (n == 0 && ps__now_us() < end && !ps__stopping(s));
+    return n;
+}
+
+int ps__udp_serve(ps__worker *w)
+{
+    ps_server *s = w->srv;
+    int n;
 
     while (!ps__stopping(s)) {
-        rc = echo_one(s);
-        if (rc < 0)
-            return rc;
-        if (rc > 0)
+        n = recv_batch(w);
+        if (n == 0 && s->cfg.spin_us > 0)
+            n = recv_spin(w);
+        if (n > 0) {
+            answer(w, n);
             continue;
-        rc = ps__wait(s->fd, POLLIN, s->wake[0], -1);
-        if (rc < 0)
-            return rc;
+        }
+        if (n == -EINTR)
+            return n;
+        if (n < 0) {            /* ECONNREFUSED and the like: one datagram's trouble */
+            PS_ADD(w->stats.errors, 1);
+            continue;
+        }
+        n = ps__wait(w->fd, POLLIN, s->wake[0], -1, w->sigmask);
+        if (n < 0)
+            return n;
     }
     return 0;
 }

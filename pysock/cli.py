@@ -42,10 +42,28 @@ def port_number(text: str) -> int:
 
 
 # -- serve ----------------------------------------------------------------
+def count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, not {n}")
+    return n
+
+
 def add_server_options(p: argparse.ArgumentParser) -> None:
     """Options every listening command shares."""
     p.add_argument("-b", "--bind", default=DEFAULT_HOST, metavar="ADDR",
                    help=f"address to bind (default {DEFAULT_HOST}; 0.0.0.0 for every interface)")
+    p.add_argument("--model", default=None,
+                   help="how TCP waits for clients: threads (default, a thread per connection) "
+                        "or epoll (one event loop per worker); UDP has one loop")
+    p.add_argument("--workers", type=count, default=1, metavar="N",
+                   help="serving threads, each with its own socket on the port (default 1)")
+    p.add_argument("--spin", type=count, default=0, metavar="US",
+                   help="keep polling this many microseconds before sleeping (default 0): "
+                        "quicker answers to clients that do not sleep either, for a busy core")
     limits = p.add_argument_group("limits")
     limits.add_argument("--max-conns", type=int, default=ServerConfig.max_conns, metavar="N",
                         help=f"open connections at most; the next is closed at once (default {ServerConfig.max_conns})")
@@ -74,10 +92,15 @@ def _add_serve(sub) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-def server_options(args: argparse.Namespace) -> dict:
-    """The Server keyword arguments that the shared options set."""
-    return {"transform": args.transform, "max_conns": args.max_conns, "idle_timeout": args.idle_timeout,
-            "send_timeout": args.send_timeout, "max_unsent": args.max_unsent}
+def server_options(args: argparse.Namespace, proto: str) -> dict:
+    """The Server keyword arguments the shared options ask for; --model
+    names the TCP model."""
+    options = {"transform": args.transform, "workers": args.workers, "spin_us": args.spin,
+               "max_conns": args.max_conns, "idle_timeout": args.idle_timeout,
+               "send_timeout": args.send_timeout, "max_unsent": args.max_unsent}
+    if proto == "tcp":
+        options["model"] = args.model
+    return options
 
 
 DGRAM_SUFFIX = ".dgram"  # serve --unix PATH: the datagram socket's path when both are served
@@ -100,11 +123,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pysock.server import Server
 
     targets = serve_targets(args)
-    options = server_options(args)
     servers = []
     try:
         for proto, where in targets:
-            servers.append(Server(proto=proto, **where, **options))
+            servers.append(Server(proto=proto, **where, **server_options(args, proto)))
             if where.get("port") == 0 and len(targets) > 1:
                 for _, later in targets:
                     later["port"] = servers[0].port  # both protocols on the one free port

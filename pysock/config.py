@@ -19,7 +19,7 @@ TRANSFORMS = tuple(_TRANSFORMS)
 BACKENDS = ("c",)
 # The loop models each backend offers, per protocol; the first is the default.
 MODELS = {
-    ("c", "tcp"): ("threads",),
+    ("c", "tcp"): ("threads", "epoll"),
     ("c", "udp"): ("loop",),
 }
 
@@ -65,6 +65,7 @@ class ServerConfig:
         models = MODELS[(self.backend, self.proto)]
         model = self.model if self.model is not None else models[0]
         _check_choice(f"model for {self.backend} {self.proto}", model, models)
+        _check_platform(self.backend, model, self.workers, family)
         return dataclasses.replace(self, family=family, path=path, model=model)
 
     def url(self, host: str, port: int) -> str:
@@ -92,6 +93,30 @@ def _check_seconds(name: str, value: object) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise ConfigError(f"{name} must be a number of seconds >= 0, not {value!r}")
+
+
+def c_features() -> frozenset[str]:
+    """What this build of the C library can do: "epoll", "mmsg" (batched UDP),
+    "reuseport" (workers > 1).  Linux has them all."""
+    from pysock._core import lib
+
+    bits = lib.ps_features()
+    names = {"epoll": lib.PS_FEAT_EPOLL, "mmsg": lib.PS_FEAT_MMSG, "reuseport": lib.PS_FEAT_REUSEPORT}
+    return frozenset(name for name, bit in names.items() if bits & bit)
+
+
+def _check_platform(backend: str, model: str, workers: int, family: str) -> None:
+    if workers > 1 and family == "unix":
+        raise ConfigError("workers > 1 needs an IP address (each worker binds the port): "
+                          "a unix socket has one worker")
+    if backend != "c":
+        return
+    if model == "epoll" and "epoll" not in c_features():
+        raise ConfigError("model 'epoll' needs Linux's epoll, which this build of pysock "
+                          "lacks: use model='threads'")
+    if workers > 1 and "reuseport" not in c_features():
+        raise ConfigError("workers > 1 needs SO_REUSEPORT, which this build of pysock "
+                          "lacks: use workers=1")
 
 
 def _family(family: str, host: str, path: Optional[str]) -> str:

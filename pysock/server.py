@@ -38,7 +38,7 @@ class Stats:
 _FAMILY = {"inet": "AF_INET", "inet6": "AF_INET6", "unix": "AF_UNIX"}
 _SOCKTYPE = {"tcp": "SOCK_STREAM", "udp": "SOCK_DGRAM"}
 _TRANSFORM = {"upper": "PS_XF_UPPER", "echo": "PS_XF_ECHO", "stamp": "PS_XF_STAMP"}
-_MODEL = {"threads": "PS_MODEL_THREADS", "loop": "PS_MODEL_THREADS"}
+_MODEL = {"threads": "PS_MODEL_THREADS", "epoll": "PS_MODEL_EPOLL", "loop": "PS_MODEL_THREADS"}
 
 
 class CEngine:
@@ -209,7 +209,8 @@ class Server:
             if not self._serving.is_set():
                 self._close()
                 return
-        self._engine.wake()
+            # Under the lock: another thread's stop() may be closing the engine.
+            self._engine.wake()
         if threading.current_thread() is self._thread:
             self._close_when_done = True  # the loop ends, then closes, by itself
             return

@@ -161,11 +161,47 @@ def has_ipv6_loopback() -> bool:
 needs_ipv6 = pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine cannot bind ::1 (no IPv6 loopback)")
 
 
+TCP_MODELS = ("threads", "epoll")
+
+
+def skip_without(feature: str) -> None:
+    """Skip where this build of pysock lacks a fast path (test_fast_paths
+    checks that a Linux build has them all)."""
+    from pysock.config import c_features
+
+    if feature not in c_features():
+        pytest.skip(f"this build of pysock has no {feature}")
+
+
+@pytest.fixture(params=TCP_MODELS)
+def tcp_model(request) -> str:
+    """Each C TCP model in turn: every TCP test runs against all of them."""
+    if request.param == "epoll":
+        skip_without("epoll")
+    return request.param
+
+
+@pytest.fixture(params=[("tcp", "threads"), ("tcp", "epoll"), ("udp", None)],
+                ids=["tcp-threads", "tcp-epoll", "udp"])
+def proto_model(request) -> tuple:
+    """(proto, model): each TCP model, and UDP (which has one loop)."""
+    proto, model = request.param
+    if model == "epoll":
+        skip_without("epoll")
+    return proto, model
+
+
 @pytest.fixture
-def tcp_server():
+def reuseport() -> None:
+    """For tests with workers > 1."""
+    skip_without("reuseport")
+
+
+@pytest.fixture
+def tcp_server(tcp_model):
     import pysock
 
-    with pysock.Server(LOCALHOST, 0, "tcp") as srv:
+    with pysock.Server(LOCALHOST, 0, "tcp", model=tcp_model) as srv:
         yield srv
 
 

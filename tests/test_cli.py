@@ -8,7 +8,7 @@ import pytest
 
 import pysock
 from conftest import UNRESOLVABLE
-from conftest import CliServer, run_cli
+from conftest import CliServer, run_cli, skip_without
 
 
 def test_serve_prints_ready_lines_and_serves_both_protocols():
@@ -34,6 +34,21 @@ def test_signal_ends_serve_cleanly_and_frees_the_port(sig):
         pass
 
 
+def test_serve_with_the_fast_paths_and_stop_it_with_ctrl_c(reuseport):
+    skip_without("epoll")
+    with CliServer("serve", "0", "--model", "epoll", "--workers", "2", "--spin", "20", lines=2) as cli:
+        tcp, udp = cli.address("tcp"), cli.address("udp")
+        assert pysock.request(b"epoll", tcp, "tcp") == b"EPOLL"
+        assert pysock.request(b"batched", udp, "udp") == b"BATCHED"
+        idle = socket.create_connection(tcp, timeout=5)
+        code, err = cli.interrupt(signal.SIGINT, timeout=2)
+        idle.close()
+    assert code == 130
+    assert b"Traceback" not in err
+    with pysock.Server(tcp[0], tcp[1], "tcp"):  # the port is free again
+        pass
+
+
 def test_port_in_use_is_one_line_and_exit_1(tcp_server):
     result = run_cli("serve", str(tcp_server.port), "--tcp")
     assert result.returncode == 1
@@ -42,12 +57,20 @@ def test_port_in_use_is_one_line_and_exit_1(tcp_server):
 
 
 @pytest.mark.parametrize("args", [["serve", "70000"], ["serve", "http"], ["serve", "--frobnicate"],
+                                  ["serve", "--workers", "two"], ["serve", "--spin", "-5"],
                                   ["send", "127.0.0.1"], ["nosuchcommand"], []])
 def test_usage_errors_exit_2_with_one_line(args):
     result = run_cli(*args)
     assert result.returncode == 2
     assert result.stderr.decode().count("\n") == 1
     assert b"Traceback" not in result.stderr
+
+
+def test_unknown_model_is_a_usage_error_naming_the_choices():
+    result = run_cli("serve", "0", "--tcp", "--model", "fork")
+    assert result.returncode == 2
+    err = result.stderr.decode()
+    assert err.count("\n") == 1 and "'fork'" in err and "epoll" in err
 
 
 def test_unresolvable_bind_address_exits_1():

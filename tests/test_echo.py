@@ -97,9 +97,9 @@ def test_a_slow_client_does_not_block_another(tcp_server):
         assert fast.roundtrip(b"quick") == b"QUICK"
 
 
-@pytest.mark.parametrize("proto", ["tcp", "udp"])
-def test_stop_is_prompt_with_clients_connected(proto):
-    srv = pysock.Server("127.0.0.1", 0, proto).start()
+def test_stop_is_prompt_with_clients_connected(proto_model):
+    proto, model = proto_model
+    srv = pysock.Server("127.0.0.1", 0, proto, model=model).start()
     with pysock.client.connect(srv.address, proto) as a, pysock.client.connect(srv.address, proto) as b:
         a.send(b"x")
         assert a.recv(1) == b"X"
@@ -111,26 +111,26 @@ def test_stop_is_prompt_with_clients_connected(proto):
         socket.create_connection(srv.address, timeout=1) if proto == "tcp" else pysock.request(b"x", srv.address, "udp", timeout=0.3)
 
 
-def test_stop_can_be_called_twice_and_from_a_serving_foreground(tcp_server):
-    srv = pysock.Server("127.0.0.1", 0, "tcp")
+def test_stop_can_be_called_twice_and_from_a_serving_foreground(tcp_model):
+    srv = pysock.Server("127.0.0.1", 0, "tcp", model=tcp_model)
     threading.Timer(0.1, srv.stop).start()
     srv.serve_forever()  # returns once stopped from the timer thread
     srv.stop()
     srv.stop()
 
 
-def test_port_is_free_for_a_restart_at_once():
-    with pysock.Server("127.0.0.1", 0, "tcp") as srv:
+def test_port_is_free_for_a_restart_at_once(tcp_model):
+    with pysock.Server("127.0.0.1", 0, "tcp", model=tcp_model) as srv:
         port = srv.port
         assert pysock.request(b"a", srv.address) == b"A"
-    with pysock.Server("127.0.0.1", port, "tcp") as again:
+    with pysock.Server("127.0.0.1", port, "tcp", model=tcp_model) as again:
         assert pysock.request(b"b", again.address) == b"B"
 
 
-def test_python_threads_run_while_c_serves():
+def test_python_threads_run_while_c_serves(tcp_model):
     """The C loop does not hold the GIL: a Python thread keeps counting while
     serve_forever sits in C in this thread."""
-    srv = pysock.Server("127.0.0.1", 0, "tcp")
+    srv = pysock.Server("127.0.0.1", 0, "tcp", model=tcp_model)
     counted = []
 
     def count_then_stop() -> None:

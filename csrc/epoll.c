@@ -1,0 +1,557 @@
+/* epoll.c - the event-loop TCP model: one non-blocking loop per worker.
+ *
+ * All connections of a loop share its one receive buffer.  A connection
+ * owns memory only for echo its client has not taken yet (out); while that
+ * is at or above cfg.max_unsent the loop stops reading from it, so a client
+ * that sends and never reads costs at most max_unsent + one buffer.
+ *
+ * Timers cost O(1) per event: each connection sits on one of two lists,
+ * kept in time order by moving a connection to the tail whenever its clock
+ * restarts, so a loop turn looks only at the two heads.
+ *   idle     nothing unsent; closed idle_ms after its last read;
+ *   pending  echo unsent; cut off send_timeout_ms after its echo began to
+ *            wait or its client last took a whole buffer (PS_BUFSIZE) of
+ *            it: the allowance the threads model gives each send_all.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#ifdef PS__HAVE_EPOLL
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+
+#define MAX_EVENTS 256
+#define ACCEPT_BURST 64         /* accepts per turn: connected clients get served too */
+#define ACCEPT_BACKOFF_MS 50    /* out of descriptors: try accepting again this much later */
+
+typedef struct econn econn;
+
+typedef struct list {
+    econn *head, *tail;
+} list;
+
+struct econn {
+    int fd;
+    uint32_t events;     /* what epoll watches for it now */
+    int eof;             /* the client half-closed: flush, then close */
+    unsigned char *out;  /* unsent echo: out[off .. off + len) */
+    size_t off, len, cap;
+    size_t taken;        /* echo the client took since its clock restarted */
+    int64_t since;       /* when its clock restarted (ms) */
+    list *on;            /* &loop->idle or &loop->pending */
+    econn *prev, *next;
+    ps__xf xf;           /* the transform's state (stamp: the unfinished line) */
+};
+
+struct ps__loop {
+    ps__worker *w;
+    int ep;
+    int listening;       /* the listening socket is in the epoll set */
+    int64_t accept_at;   /* accepting paused until then (0: not paused) */
+    int draining;        /* stopping: finishing echoes, then closing */
+    int64_t grace_end;
+    int nconns;
+    list idle, pending;
+    char listen_tag, wake_tag;  /* their addresses mark the two non-connection fds */
+    struct epoll_event ev[MAX_EVENTS];
+    unsigned char buf[PS_BUFSIZE];
+};
+
+/* -- the two timer lists ------------------------------------------------- */
+static void list_remove(econn *c)
+{
+    list *l = c->on;
+
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        l->head = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    else
+        l->tail = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void list_push(list *l, econn *c)
+{
+    c->on = l;
+    c->prev = l->tail;
+    c->next = NULL;
+    if (l->tail != NULL)
+        l->tail->next = c;
+    else
+        l->head = c;
+    l->tail = c;
+}
+
+/* Restart c's clock on list l: its deadline is now the latest of l's. */
+static void restart(list *l, econn *c, int64_t now)
+{
+    list_remove(c);
+    c->since = now;
+    c->taken = 0;
+    list_push(l, c);
+}
+
+/* -- opening and closing connections ------------------------------------- */
+static int epoll_set(ps__loop *l, int op, int fd, uint32_t events, void *ptr)
+{
+    struct epoll_event e;
+
+    memset(&e, 0, sizeof e);
+    e.events = events;
+    e.data.ptr = ptr;
+    return epoll_ctl(l->ep, op, fd, &e) < 0 ? -errno : 0;
+}
+
+static int conn_open(ps__loop *l, int fd, int64_t now)
+{
+    econn *c = calloc(1, sizeof *c);
+    int rc;
+
+    if (c == NULL)
+        return -ENOMEM;
+    c->fd = fd;
+    c->events = EPOLLIN;
+    ps__xf_init(&c->xf, l->w->srv->cfg.transform);
+    rc = epoll_set(l, EPOLL_CTL_ADD, fd, c->events, c);
+    if (rc < 0) {
+        free(c);
+        return rc;
+    }
+    c->since = now;
+    list_push(&l->idle, c);
+    l->nconns++;
+    PS_ADD(l->w->stats.active, 1);
+    return 0;
+}
+
+/* close() also takes the descriptor out of the epoll set.  Events later in
+ * the same epoll_wait batch never name c: each connection appears at most
+ * once per batch, and only timers and stopping close other connections,
+ * outside the batch. */
+static void conn_close(ps__loop *l, econn *c)
+{
+    list_remove(c);
+    close(c->fd);
+    ps__xf_free(&c->xf);
+    free(c->out);
+    free(c);
+    l->nconns--;
+    PS_SUB(l->w->stats.active, 1);
+}
+
+static void close_list(ps__loop *l, list *which, uint64_t *counter)
+{
+    while (which->head != NULL) {
+        if (counter != NULL)
+            PS_ADD(*counter, 1);
+        conn_close(l, which->head);
+    }
+}
+
+/* -- echo: reading, queueing, sending ------------------------------------ */
+static int reading(const ps__loop *l, const econn *c)
+{
+    return !c->eof && !l->draining && c->len < l->w->srv->cfg.max_unsent;
+}
+
+/* Tell epoll what c waits for now: input unless it has too much echo
+ * unsent (backpressure), output while any is. */
+static int watch(ps__loop *l, econn *c)
+{
+    uint32_t want = (reading(l, c) ? EPOLLIN : 0) | (c->len > 0 ? EPOLLOUT : 0);
+    int rc;
+
+    if (want == c->events)
+        return 0;
+    rc = epoll_set(l, EPOLL_CTL_MOD, c->fd, want, c);
+    if (rc == 0)
+        c->events = want;
+    return rc;
+}
+
+/* Keep n bytes the socket did not take, after what is already waiting. */
+static int queue(econn *c, const unsigned char *p, size_t n)
+{
+    if (c->off + c->len + n > c->cap) {
+        if (c->off > 0) {
+            memmove(c->out, c->out + c->off, c->len);
+            c->off = 0;
+        }
+        if (c->len + n > c->cap) {
+            size_t cap = c->cap * 2 > c->len + n ? c->cap * 2 : c->len + n;
+            unsigned char *out = realloc(c->out, cap);
+
+            if (out == NULL)
+                return -ENOMEM;
+            c->out = out;
+            c->cap = cap;
+        }
+    }
+    memcpy(c->out + c->off + c->len, p, n);
+    c->len += n;
+    return 0;
+}
+
+/* Send n bytes of echo: straight to the socket when nothing waits before
+ * them, the rest (or all, behind earlier echo) kept for EPOLLOUT. */
+static int conn_put(ps__loop *l, econn *c, const unsigned char *p, size_t n, int64_t now)
+{
+    ssize_t k;
+
+    if (c->len == 0 && n > 0) {
+        k = send(c->fd, p, n, MSG_NOSIGNAL);
+        if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        if (k > 0) {
+            PS_ADD(l->w->stats.bytes_out, (uint64_t)k);
+            p += k;
+            n -= (size_t)k;
+        }
+        if (n == 0)
+            return 0;
+        restart(&l->pending, c, now);  /* this echo begins to wait */
+    }
+    return queue(c, p, n);
+}
+
+static void drop_out(econn *c)
+{
+    free(c->out);
+    c->out = NULL;
+    c->off = c->len = c->cap = 0;
+}
+
+/* Send what waits (EPOLLOUT said there is room).  Memory goes back as soon
+ * as nothing waits; the idle clock starts then, as after the threads
+ * model's send_all. */
+static int flush(ps__loop *l, econn *c, int64_t now)
+{
+    ssize_t k = send(c->fd, c->out + c->off, c->len, MSG_NOSIGNAL);
+
+    if (k < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+    PS_ADD(l->w->stats.bytes_out, (uint64_t)k);
+    c->off += (size_t)k;
+    c->len -= (size_t)k;
+    c->taken += (size_t)k;
+    if (c->len == 0) {
+        drop_out(c);
+        restart(&l->idle, c, now);
+    } else if (c->taken >= PS_BUFSIZE) {
+        restart(&l->pending, c, now);
+    }
+    return 0;
+}
+
+/* The one place a transform meets a connection.  data is the loop's shared
+ * buffer; conn_put copies whatever the socket does not take, so a reply
+ * longer than its input (stamp) is fine. */
+static int conn_feed(ps__loop *l, econn *c, unsigned char *data, size_t n, int64_t now)
+{
+    const unsigned char *out = NULL;
+    ssize_t m = ps__xf_feed(&c->xf, data, n, &out);
+
+    return m < 0 ? (int)m : conn_put(l, c, out, (size_t)m, now);
+}
+
+/* The client half-closed: what the transform still owes (stamp: a last
+ * line without its \n) goes out before the close that follows the echo. */
+static int conn_finish(ps__loop *l, econn *c, int64_t now)
+{
+    const unsigned char *out = NULL;
+    ssize_t m = ps__xf_finish(&c->xf, &out);
+
+    return m < 0 ? (int)m : conn_put(l, c, out, (size_t)m, now);
+}
+
+static int on_readable(ps__loop *l, econn *c, int64_t now)
+{
+    ssize_t n = recv(c->fd, l->buf, sizeof l->buf, 0);
+
+    if (n > 0) {
+        PS_ADD(l->w->stats.bytes_in, (uint64_t)n);
+        if (c->on == &l->idle)
+            restart(&l->idle, c, now);
+        return conn_feed(l, c, l->buf, (size_t)n, now);
+    }
+    if (n == 0) {
+        c->eof = 1;
+        return conn_finish(l, c, now);
+    }
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -errno;
+}
+
+/* After an event: close c if it failed or has said and heard everything,
+ * else watch for what it needs next. */
+static void settle(ps__loop *l, econn *c, int rc)
+{
+    if (rc == 0 && c->len == 0 && (c->eof || l->draining)) {
+        conn_close(l, c);
+        return;
+    }
+    if (rc == 0)
+        rc = watch(l, c);
+    if (rc < 0) {
+        PS_ADD(l->w->stats.errors, 1);
+        conn_close(l, c);
+    }
+}
+
+/* Output first: it may make room to read.  EPOLLHUP goes to whichever side
+ * c is waiting on, whose call then reports the end. */
+static void on_conn_event(ps__loop *l, econn *c, uint32_t events, int64_t now)
+{
+    int rc = 0;
+
+    if (events & EPOLLERR) {
+        PS_ADD(l->w->stats.errors, 1);  /* reset or unreachable: no echo can arrive */
+        conn_close(l, c);
+        return;
+    }
+    if ((events & (EPOLLOUT | EPOLLHUP)) && c->len > 0)
+        rc = flush(l, c, now);
+    if (rc == 0 && (events & (EPOLLIN | EPOLLHUP)) && reading(l, c))
+        rc = on_readable(l, c, now);
+    settle(l, c, rc);
+}
+
+/* -- accepting ----------------------------------------------------------- */
+static int set_listening(ps__loop *l, int on)
+{
+    int rc;
+
+    if (on == l->listening)
+        return 0;
+    rc = epoll_set(l, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, l->w->fd, EPOLLIN, &l->listen_tag);
+    if (rc == 0)
+        l->listening = on;
+    return rc;
+}
+
+/* accept() failed: most reasons concern one connection only.  Out of
+ * descriptors or memory, the connection stays in the backlog and epoll would
+ * report it again at once: pause accepting rather than spin. */
+static void accept_failed(ps__loop *l, int err, int64_t now)
+{
+    if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)
+        return;
+    PS_ADD(l->w->stats.errors, 1);
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        if (set_listening(l, 0) == 0)
+            l->accept_at = now + ACCEPT_BACKOFF_MS;
+    }
+}
+
+static void accept_some(ps__loop *l, int64_t now)
+{
+    ps__worker *w = l->w;
+    int i, fd, one = 1;
+
+    for (i = 0; i < ACCEPT_BURST; i++) {
+        fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            accept_failed(l, errno, now);
+            return;
+        }
+        PS_ADD(w->stats.accepted, 1);
+        if (ps__over_limit(w->srv)) {
+            PS_ADD(w->stats.rejected, 1);
+            close(fd);
+            continue;
+        }
+        if (w->srv->cfg.family != AF_UNIX)
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (conn_open(l, fd, now) < 0) {
+            PS_ADD(w->stats.errors, 1);
+            close(fd);
+        }
+    }
+}
+
+/* -- timers -------------------------------------------------------------- */
+static int64_t earliest(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* How long epoll_wait may sleep: until the first deadline, -1 if none. */
+static int next_timeout(const ps__loop *l, int64_t now)
+{
+    const ps_config *cfg = &l->w->srv->cfg;
+    int64_t t = INT64_MAX;
+
+    if (l->draining)
+        t = l->grace_end;
+    if (cfg->idle_ms > 0 && l->idle.head != NULL)
+        t = earliest(t, l->idle.head->since + cfg->idle_ms);
+    if (cfg->send_timeout_ms > 0 && l->pending.head != NULL)
+        t = earliest(t, l->pending.head->since + cfg->send_timeout_ms);
+    if (l->accept_at > 0)
+        t = earliest(t, l->accept_at);
+    if (t == INT64_MAX)
+        return -1;
+    return t <= now ? 0 : (int)earliest(t - now, 1 << 30);
+}
+
+static void expire(ps__loop *l, int64_t now)
+{
+    const ps_config *cfg = &l->w->srv->cfg;
+
+    while (cfg->idle_ms > 0 && l->idle.head != NULL &&
+           now - l->idle.head->since >= cfg->idle_ms) {
+        PS_ADD(l->w->stats.idle_closed, 1);
+        conn_close(l, l->idle.head);
+    }
+    while (cfg->send_timeout_ms > 0 && l->pending.head != NULL &&
+           now - l->pending.head->since >= cfg->send_timeout_ms) {
+        PS_ADD(l->w->stats.slow_closed, 1);
+        conn_close(l, l->pending.head);
+    }
+    if (l->accept_at > 0 && now >= l->accept_at && !l->draining) {
+        if (set_listening(l, 1) == 0)
+            l->accept_at = 0;
+        else
+            l->accept_at = now + ACCEPT_BACKOFF_MS;
+    }
+}
+
+/* -- stopping ------------------------------------------------------------ */
+/* Stop accepting and reading; connections with nothing unsent close now,
+ * the others get PS__STOP_GRACE_MS to take their echo.  The wake pipe
+ * leaves the set: it stays readable and would wake every turn. */
+static void begin_drain(ps__loop *l, int64_t now)
+{
+    econn *c, *next;
+
+    l->draining = 1;
+    l->grace_end = now + PS__STOP_GRACE_MS;
+    l->accept_at = 0;
+    set_listening(l, 0);
+    epoll_set(l, EPOLL_CTL_DEL, l->w->srv->wake[0], 0, NULL);
+    close_list(l, &l->idle, NULL);
+    for (c = l->pending.head; c != NULL; c = next) {
+        next = c->next;
+        settle(l, c, 0);
+    }
+}
+
+/* -- the loop ------------------------------------------------------------ */
+/* epoll_wait, and with spin_us, poll without sleeping that long first (but
+ * never past the first deadline).  The sleeping wait lets signals in (see
+ * ps_server_serve); one that comes while spinning waits for it. */
+static int wait_events(ps__loop *l, int timeout_ms)
+{
+    int spin_us = l->w->srv->cfg.spin_us;
+    int64_t end;
+    int n;
+
+    if (spin_us > 0 && timeout_ms != 0) {
+        if (timeout_ms > 0 && (int64_t)timeout_ms * 1000 < spin_us)
+            spin_us = timeout_ms * 1000;
+        end = ps__now_us() + spin_us;
+        do
+            n = epoll_wait(l->ep, l->ev, MAX_EVENTS, 0);
+        while (n == 0 && ps__now_us() < end);
+        if (n != 0)
+            return n < 0 ? -errno : n;
+    }
+    n = epoll_pwait(l->ep, l->ev, MAX_EVENTS, timeout_ms, l->w->sigmask);
+    return n < 0 ? -errno : n;
+}
+
+static void handle(ps__loop *l, struct epoll_event *e, int64_t now)
+{
+    if (e->data.ptr == &l->wake_tag)
+        return;             /* the next turn sees the stopping flag */
+    if (e->data.ptr == &l->listen_tag)
+        accept_some(l, now);
+    else
+        on_conn_event(l, e->data.ptr, e->events, now);
+}
+
+/* Every piece of state lives in the loop, so a return on a signal (-EINTR)
+ * loses nothing: calling again goes on with the next turn. */
+int ps__epoll_serve(ps__worker *w)
+{
+    ps__loop *l = w->loop;
+    int64_t now;
+    int i, n;
+
+    for (;;) {
+        now = ps__now_ms();
+        if (!l->draining && ps__stopping(w->srv))
+            begin_drain(l, now);
+        if (l->draining && (l->nconns == 0 || now >= l->grace_end)) {
+            close_list(l, &l->pending, &w->stats.slow_closed);  /* grace is over */
+            return 0;
+        }
+        n = wait_events(l, next_timeout(l, now));
+        if (n < 0)
+            return n;
+        now = ps__now_ms();
+        for (i = 0; i < n; i++)
+            handle(l, &l->ev[i], now);
+        expire(l, now);
+    }
+}
+
+int ps__epoll_open(ps__worker *w)
+{
+    ps__loop *l = calloc(1, sizeof *l);
+    int rc;
+
+    if (l == NULL)
+        return -ENOMEM;
+    l->w = w;
+    w->loop = l;
+    l->ep = epoll_create1(EPOLL_CLOEXEC);
+    if (l->ep < 0)
+        return -errno;
+    rc = epoll_set(l, EPOLL_CTL_ADD, w->srv->wake[0], EPOLLIN, &l->wake_tag);
+    if (rc < 0)
+        return rc;
+    return set_listening(l, 1);
+}
+
+void ps__epoll_free(ps__worker *w)
+{
+    ps__loop *l = w->loop;
+
+    if (l == NULL)
+        return;
+    close_list(l, &l->idle, NULL);
+    close_list(l, &l->pending, NULL);
+    if (l->ep >= 0)
+        close(l->ep);
+    free(l);
+    w->loop = NULL;
+}
+
+#else /* no epoll: the threads model serves TCP; Python offers no "epoll" */
+
+int ps__epoll_open(ps__worker *w)
+{
+    (void)w;
+    return -ENOSYS;
+}
+
+int ps__epoll_serve(ps__worker *w)
+{
+    (void)w;
+    return -ENOSYS;
+}
+
+void ps__epoll_free(ps__worker *w)
+{
+    (void)w;
+}
+
+#endif

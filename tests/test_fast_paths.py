@@ -1,0 +1,385 @@
+"""The fast paths: the epoll model's limits (backpressure, timeouts, many
+connections), workers on one port, spinning, batched UDP.  The TCP tests run
+against every C model (the tcp_model fixture)."""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+import pysock
+from pysock.client import Connection, recv_exactly
+from conftest import LOCALHOST, wait_for
+
+BUF = 65536  # the C loops' receive buffer (PS_BUFSIZE)
+
+
+def thread_count() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def settled_thread_count() -> int:
+    """The thread count once threads left over from earlier tests have ended."""
+    return wait_until_still(thread_count, settle=0.2)
+
+
+def listeners(proto: str, port: int) -> int:
+    """Sockets of this network namespace bound to port (TCP: listening)."""
+    count = 0
+    with open(f"/proc/net/{proto}") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, state = fields[1], fields[3]
+            if int(local.rpartition(":")[2], 16) == port and (proto == "udp" or state == "0A"):
+                count += 1
+    return count
+
+
+def wait_until_still(read, settle: float = 0.3, timeout: float = 20.0) -> int:
+    """Poll read() until it has not changed for `settle` seconds; its value."""
+    deadline = time.monotonic() + timeout
+    last, since = read(), time.monotonic()
+    while time.monotonic() - since < settle:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still changing after {timeout} s")
+        time.sleep(0.05)
+        now = read()
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
+
+
+class Flooder:
+    """A client that sends `total` bytes and reads nothing."""
+
+    def __init__(self, address, total: int) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fill up soon
+        self.sock.settimeout(30)
+        self.sock.connect(address)
+        self.total = total
+        self.thread = threading.Thread(target=self._send, daemon=True)
+        self.thread.start()
+
+    def _send(self) -> None:
+        try:
+            self.sock.sendall(b"x" * self.total)
+        except OSError:
+            pass  # cut off by the server, or shut down by close()
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked sendall
+        except OSError:
+            pass
+        self.thread.join(10)
+        self.sock.close()
+
+
+# -- backpressure and limits, every TCP model ------------------------------
+def test_a_client_that_never_reads_costs_bounded_memory(tcp_model):
+    limit = 64 * 1024
+    with pysock.Server(LOCALHOST, 0, "tcp", model=tcp_model, max_unsent=limit, send_timeout=0) as srv:
+        flood = Flooder(srv.address, 64 << 20)
+        try:
+            taken = wait_until_still(lambda: srv.stats.bytes_in)
+            held = taken - srv.stats.bytes_out  # echo the server keeps in its own memory
+            assert held <= limit + BUF
+            assert taken < flood.total  # it stopped reading: the rest waits in the client
+            with Connection(srv.address) as other:  # everyone else is still served
+                assert other.roundtrip(b"meanwhile") == b"MEANWHILE"
+            assert srv.stats.slow_closed == 0  # send_timeout=0: never cut off
+        finally:
+            flood.close()
+        assert pysock.request(b"after", srv.address) == b"AFTER"
+
+
+def test_a_client_that_never_reads_is_cut_off_after_send_timeout(tcp_model):
+    with pysock.Server(LOCALHOST, 0, "tcp", model=tcp_model, max_unsent=64 * 1024, send_timeout=0.3) as srv:
+        flood = Flooder(srv.address, 64 << 20)
+        try:
+            with Connection(srv.address) as other:
+                assert other.roundtrip(b"meanwhile") == b"MEANWHILE"
+            wait_for(lambda: srv.stats.slow_closed == 1, timeout=20)
+            wait_for(lambda: srv.stats.active == 0)
+        finally:
+            flood.close()
+        assert pysock.request(b"after", srv.address) == b"AFTER"
+
+
+def test_stop_is_prompt_while_a_client_refuses_its_echo(tcp_model):
+    srv = pysock.Server(LOCALHOST, 0, "tcp", model=tcp_model, max_unsent=64 * 1024).start()
+    flood = Flooder(srv.address, 64 << 20)
+    try:
+        wait_until_still(lambda: srv.stats.bytes_in)  # the server holds echo it cannot send
+        srv.stop(timeout=0.5)  # a short grace for that echo, then the connection closes
+    finally:
+        flood.close()
+
+
+OUT_OF_FDS_SERVER = """
+import json, os, resource, sys
+import pysock
+srv = pysock.Server("127.0.0.1", 0, "tcp", model=sys.argv[1])
+top = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+resource.setrlimit(resource.RLIMIT_NOFILE, (top + 4, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+srv.start()
+print(srv.port, flush=True)
+for line in sys.stdin:
+    print(json.dumps(srv.stats.errors), flush=True)
+srv.stop()
+"""
+
+
+def test_out_of_descriptors_the_server_waits_then_serves_again(tcp_model):
+    """accept() fails with EMFILE while the process has no descriptor left:
+    the server counts it, does not spin on it, and serves the waiting
+    clients once descriptors are free again."""
+    import json
+    import subprocess
+    import sys
+    from conftest import cli_env
+
+    proc = subprocess.Popen([sys.executable, "-c", OUT_OF_FDS_SERVER, tcp_model], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=cli_env())
+    socks: list[socket.socket] = []
+    try:
+        port = int(proc.stdout.readline())
+        socks = [pysock.client.connect((LOCALHOST, port), timeout=2) for _ in range(8)]
+        for i, s in enumerate(socks):
+            s.sendall(b"client %d" % i)
+        served = []
+        for i, s in enumerate(socks):
+            try:
+                served.append(recv_exactly(s, len(b"client %d" % i)) == b"CLIENT %d" % i)
+            except socket.timeout:
+                break  # not accepted: the server is out of descriptors
+        assert 1 <= len(served) < 8 and all(served)
+        proc.stdin.write("errors\n")
+        proc.stdin.flush()
+        assert json.loads(proc.stdout.readline()) >= 1  # EMFILE, counted
+        for s in socks[: len(served)]:
+            s.close()  # descriptors free again: the waiting clients get in
+        for i in range(len(served), 8):
+            socks[i].settimeout(10)
+            assert recv_exactly(socks[i], len(b"client %d" % i)) == b"CLIENT %d" % i
+    finally:
+        for s in socks:
+            s.close()
+        proc.stdin.close()
+        proc.wait(10)
+
+
+@pytest.mark.parametrize("max_unsent", [1, 100_000])
+def test_stream_with_a_small_unsent_bound_arrives_whole(tcp_model, max_unsent):
+    data = os.urandom(4 << 20)
+    with pysock.Server(LOCALHOST, 0, "tcp", model=tcp_model, max_unsent=max_unsent) as srv:
+        assert pysock.request(data, srv.address, timeout=30) == data.upper()
+        assert srv.stats.errors == 0
+
+
+def test_idle_connections_are_closed_busy_ones_are_not(tcp_model):
+    with pysock.Server(LOCALHOST, 0, "tcp", model=tcp_model, idle_timeout=0.5) as srv:
+        with Connection(srv.address) as busy, pysock.client.connect(srv.address) as idle:
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                assert busy.roundtrip(b"ping") == b"PING"
+                time.sleep(0.05)
+            assert idle.recv(1) == b""  # the server closed it
+            assert srv.stats.idle_closed == 1
+            assert busy.roundtrip(b"still") == b"STILL"
+
+
+def test_connections_over_max_conns_are_rejected(tcp_model):
+    with pysock.Server(LOCALHOST, 0, "tcp", model=tcp_model, max_conns=2) as srv:
+        a, b = Connection(srv.address), Connection(srv.address)
+        assert a.roundtrip(b"a") == b"A" and b.roundtrip(b"b") == b"B"
+        with pysock.client.connect(srv.address) as third:
+            try:
+                assert third.recv(1) == b""  # closed at once
+            except ConnectionResetError:
+                pass
+        assert srv.stats.rejected == 1
+        a.close()
+        wait_for(lambda: srv.stats.active == 1)
+        assert pysock.request(b"room again", srv.address) == b"ROOM AGAIN"
+        b.close()
+
+
+def test_a_few_hundred_concurrent_connections_each_get_their_echo(tcp_model):
+    n = 300
+    with pysock.Server(LOCALHOST, 0, "tcp", model=tcp_model) as srv:
+        socks = [pysock.client.connect(srv.address, timeout=20) for _ in range(n)]
+        try:
+            for i, s in enumerate(socks):
+                s.sendall(b"connection %d" % i)
+            for i, s in enumerate(socks):
+                assert recv_exactly(s, len(b"connection %d" % i)) == b"CONNECTION %d" % i
+            assert srv.stats.active == n
+        finally:
+            for s in socks:
+                s.close()
+        wait_for(lambda: srv.stats.active == 0)
+        assert srv.stats.accepted == n
+
+
+# -- workers --------------------------------------------------------------
+def test_workers_share_one_port_and_serve_everyone(proto_model, reuseport):
+    proto, model = proto_model
+    before = settled_thread_count()
+    srv = pysock.Server(LOCALHOST, 0, proto, model=model, workers=3).start()
+    try:
+        assert srv.port > 0
+        assert listeners(proto, srv.port) == 3  # a socket each, on the port worker 0 got
+        errors: list[BaseException] = []
+
+        def client(i: int) -> None:
+            try:
+                for j in range(5):
+                    msg = b"client %d message %d" % (i, j)
+                    assert pysock.request(msg, srv.address, proto, timeout=10) == msg.upper()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors[:3]
+        if proto == "tcp":
+            assert srv.stats.accepted == 100
+        else:
+            assert srv.stats.datagrams == 100
+    finally:
+        srv.stop(timeout=1.0)
+    assert listeners(proto, srv.port) == 0
+    wait_for(lambda: thread_count() <= before)  # every worker ended
+
+
+def test_a_port_held_by_workers_is_in_use_for_anyone_else(tcp_model, reuseport):
+    with pysock.Server(LOCALHOST, 0, "tcp", model=tcp_model, workers=2) as srv:
+        for workers in (1, 2):
+            with pytest.raises(OSError) as info:
+                pysock.Server(LOCALHOST, srv.port, "tcp", model=tcp_model, workers=workers)
+            assert info.value.errno == errno.EADDRINUSE
+
+
+def test_workers_on_a_fixed_port_restart_at_once(tcp_model, reuseport):
+    with pysock.Server(LOCALHOST, 0, "tcp", model=tcp_model, workers=2) as srv:
+        port = srv.port
+        assert pysock.request(b"one", srv.address) == b"ONE"
+    with pysock.Server(LOCALHOST, port, "tcp", model=tcp_model, workers=2) as again:
+        assert listeners("tcp", port) == 2
+        assert pysock.request(b"two", again.address) == b"TWO"
+
+
+def test_signals_in_the_serving_thread_do_not_start_workers_twice(proto_model, reuseport):
+    """serve_forever returns to Python on every signal (EINTR) and goes back
+    into C: the helper threads keep running and are not started again."""
+    proto, model = proto_model
+    srv = pysock.Server(LOCALHOST, 0, proto, model=model, workers=3)
+    main = threading.get_ident()
+    seen: list[int] = []
+    counts: list[int] = []
+    replies: list[bytes] = []
+
+    def poke() -> None:
+        try:
+            wait_for(lambda: thread_count() == before + 3)  # this thread + 2 helpers
+            for _ in range(5):
+                signal.pthread_kill(main, signal.SIGUSR1)
+                wait_for(lambda: len(seen) >= _ + 1)
+                counts.append(thread_count())
+                replies.append(pysock.request(b"still serving", srv.address, proto))
+        finally:
+            srv.stop()
+
+    old = signal.signal(signal.SIGUSR1, lambda signum, frame: seen.append(signum))
+    before = settled_thread_count()
+    poker = threading.Thread(target=poke)
+    poker.start()
+    try:
+        srv.serve_forever()
+    finally:
+        poker.join(20)
+        signal.signal(signal.SIGUSR1, old)
+    assert len(seen) == 5
+    assert counts == [before + 3] * 5
+    assert replies == [b"STILL SERVING"] * 5
+    wait_for(lambda: thread_count() <= before)
+
+
+# -- spinning ---------------------------------------------------------------
+def test_a_spinning_server_answers_and_stops(proto_model, reuseport):
+    proto, model = proto_model
+    srv = pysock.Server(LOCALHOST, 0, proto, model=model, spin_us=500, workers=2).start()
+    with pysock.client.connect(srv.address, proto) as sock:
+        for i in range(50):
+            msg = b"ping %d" % i
+            sock.send(msg)
+            assert recv_exactly(sock, len(msg)) == msg.upper() if proto == "tcp" else sock.recv(100) == msg.upper()
+    srv.stop(timeout=0.5)
+
+
+# -- batched UDP ------------------------------------------------------------
+def test_a_burst_of_datagrams_is_answered_each_to_its_sender():
+    """More datagrams wait at once than one batch takes; each reply goes to
+    the socket that sent its datagram, byte for byte.  192 datagrams of at
+    most 100 bytes fit a default receive buffer: none can be dropped."""
+    with pysock.Server(LOCALHOST, 0, "udp") as srv:
+        senders = [pysock.client.connect(srv.address, "udp") for _ in range(4)]
+        sent = {i: [] for i in range(4)}
+        try:
+            for j in range(48):
+                for i, s in enumerate(senders):
+                    msg = (b"sender %d datagram %d " % (i, j) * 5)[: (i * 48 + j) % 101]
+                    s.send(msg)
+                    sent[i].append(msg)
+            for i, s in enumerate(senders):
+                got = [s.recv(200) for _ in range(48)]
+                assert sorted(got) == sorted(m.upper() for m in sent[i])
+        finally:
+            for s in senders:
+                s.close()
+        wait_for(lambda: srv.stats.bytes_out == sum(len(m) for ms in sent.values() for m in ms))
+        assert srv.stats.datagrams == 192
+        assert srv.stats.errors == 0
+
+
+# -- where the fast paths do not exist ------------------------------------------
+def test_features_of_this_build():
+    from pysock.config import c_features
+
+    assert c_features() <= {"epoll", "mmsg", "reuseport"}
+    if os.uname().sysname == "Linux" and "PYSOCK_PORTABLE" not in os.environ.get("PYSOCK_CFLAGS", ""):
+        assert c_features() == {"epoll", "mmsg", "reuseport"}
+
+
+def test_without_epoll_the_model_is_refused_clearly(monkeypatch):
+    import pysock.config
+
+    monkeypatch.setattr(pysock.config, "c_features", lambda: frozenset())
+    with pytest.raises(pysock.ConfigError, match="model 'epoll' needs Linux's epoll.*model='threads'"):
+        pysock.Server(LOCALHOST, 0, "tcp", model="epoll")
+    with pytest.raises(pysock.ConfigError, match="workers > 1 needs SO_REUSEPORT"):
+        pysock.Server(LOCALHOST, 0, "tcp", workers=2)
+    with pysock.Server(LOCALHOST, 0, "tcp") as srv:  # the portable model still serves
+        assert pysock.request(b"portable", srv.address) == b"PORTABLE"
+
+
+def test_bad_fast_path_options_fail_before_c(tmp_path):
+    with pytest.raises(pysock.ConfigError, match="unknown model for c tcp 'poll'"):
+        pysock.Server(model="poll")
+    with pytest.raises(pysock.ConfigError, match="workers 0 is out of range"):
+        pysock.Server(workers=0)
+    with pytest.raises(pysock.ConfigError, match="spin_us -1 is out of range"):
+        pysock.Server(spin_us=-1)
+    with pytest.raises(pysock.ConfigError, match="workers > 1 needs an IP address"):
+        pysock.Server(path=str(tmp_path / "sock"), workers=2)
