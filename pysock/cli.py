@@ -10,7 +10,7 @@ import sys
 import threading
 from typing import Callable, Optional, Sequence
 
-from pysock.config import DEFAULT_HOST, DEFAULT_PORT
+from pysock.config import BACKENDS, DEFAULT_HOST, DEFAULT_PORT, MODELS
 from pysock.errors import PysockError
 
 EXIT_RUNTIME = 1
@@ -44,6 +44,12 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
     """Options every listening command shares."""
     p.add_argument("-b", "--bind", default=DEFAULT_HOST, metavar="ADDR",
                    help=f"address to bind (default {DEFAULT_HOST}; 0.0.0.0 for every interface)")
+    p.add_argument("--backend", default="c", choices=BACKENDS,
+                   help="c (default) or python: the pure-Python twins, same behaviour")
+    p.add_argument("--model", default=None, metavar="MODEL",
+                   help="how the server waits for clients; " + "; ".join(
+                       f"{b} {proto}: {', '.join(MODELS[(b, proto)])}" for b in BACKENDS for proto in ("tcp", "udp"))
+                   + " (default: the first)")
 
 
 def _add_serve(sub) -> None:
@@ -59,7 +65,7 @@ def _add_serve(sub) -> None:
 
 
 def server_options(args: argparse.Namespace) -> dict:
-    return {"transform": args.transform}
+    return {"transform": args.transform, "backend": args.backend, "model": args.model}
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
