@@ -87,7 +87,7 @@ def test_tcp_over_a_unix_socket_and_the_path_is_removed(tcp_options, tmp_path):
 
 def test_udp_over_a_unix_socket_and_the_path_is_removed(udp_options, tmp_path):
     path = str(tmp_path / "echo.sock")
-    with pysock.Server(proto="udp", path=path, **udp_options) as srv:
+    with pysock.Server(proto="udp", path=path, **udp_options):
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as client:
             client.bind(str(tmp_path / "client.sock"))  # somewhere for the reply to go
             client.settimeout(5)
