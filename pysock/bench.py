@@ -252,45 +252,92 @@ FIGURES = ("rps", "p50_us", "p99_us", "mb_s", "cpu_us_per_req", "cpu_ms_per_mib"
 
 
 def _medians(runs: list[dict]) -> dict:
+    """The median of each figure over the runs that did not fail, and how
+    far the server's CPU cost strayed from its median (half the range, as
+    a fraction of the median): a measure of the noise."""
     good = [r for r in runs if r.get("ok")]
     out = {}
     for key in FIGURES:
         values = [r[key] for r in good if r.get(key) is not None]
         if values:
             out[key] = statistics.median(values)
+    for key in ("cpu_us_per_req", "cpu_ms_per_mib"):
+        values = [r[key] for r in good if r.get(key) is not None]
+        if values and out.get(key):
+            out["cpu_spread"] = (max(values) - min(values)) / 2 / out[key]
     return out
 
 
-def measure(server: BenchServer, load: Load, plan: Plan, cpus: tuple, say: Callable[[str], None]) -> dict:
-    """Warm-up, then plan.reps runs of one load against a fresh server process."""
+def _new_entry(server: BenchServer, load: Load) -> dict:
     entry = {"server": server.name, "backend": server.backend, "model": server.model(load.proto),
              "load": load.name, "runs": [], "status": "ok"}
     if server.model(load.proto) is None:
         entry["status"] = "n/a"
-        return entry
+    elif server.missing():
+        entry.update(status="n/a", error=server.missing())
+    return entry
+
+
+def _give_up(entry: dict, exc: Exception, say: Callable[[str], None]) -> None:
+    entry["status"] = "error"
+    entry["error"] = str(exc)
+    say(f"  {entry['server']:<16} error: {exc}")
+
+
+def _finish(entry: dict) -> None:
+    if entry["status"] != "ok":
+        return
+    entry["failed_runs"] = sum(1 for r in entry["runs"] if not r.get("ok"))
+    entry["median"] = _medians(entry["runs"])
+    if entry["failed_runs"] == len(entry["runs"]):
+        entry["status"] = "failed"
+
+
+def measure_load(servers: Sequence[BenchServer], load: Load, plan: Plan, cpus: tuple,
+                 say: Callable[[str], None]) -> list[dict]:
+    """Every server under one load: a process each, a warm-up each, then
+    plan.reps rounds in which the servers take turns (run 1 of each, run 2
+    of each, ...).  Only one server is under load at a time; taking turns
+    spreads a burst of noise from elsewhere on the machine over them all
+    instead of one server's block of runs."""
+    entries = [_new_entry(s, load) for s in servers]
+    live = []
     mib = plan.stream_mib or load.mib
     try:
-        with ServerProcess(server, load.proto, cpus[0]) as proc:
-            _one_run(proc, load, plan, plan.warmup, min(mib, 16))
-            for i in range(plan.reps):
+        for server, entry in zip(servers, entries):
+            if entry["status"] == "ok":
+                try:
+                    live.append((server, entry, ServerProcess(server, load.proto, cpus[0])))
+                except (PysockError, OSError) as exc:
+                    _give_up(entry, exc, say)
+        for server, entry, proc in live:
+            try:
+                _one_run(proc, load, plan, plan.warmup, min(mib, 16))
+            except OSError as exc:
+                _give_up(entry, exc, say)
+        for i in range(plan.reps):
+            for server, entry, proc in live:
+                if entry["status"] != "ok":
+                    continue
                 try:
                     run = _one_run(proc, load, plan, plan.duration, mib)
                 except OSError as exc:
                     run = {"ok": False, "error": str(exc)}
                 entry["runs"].append(run)
-                say(f"  {server.name:<16} {load.name:<11} run {i + 1}/{plan.reps}: {_brief(run, load)}")
+                say(f"  {server.name:<16} run {i + 1}/{plan.reps}: {_brief(run, load)}")
                 if not proc.alive():
-                    raise PysockError(f"the server exited: {proc._errors()}")
-    except (PysockError, OSError) as exc:
-        entry["status"] = "error"
-        entry["error"] = str(exc)
-        say(f"  {server.name:<16} {load.name:<11} error: {exc}")
-        return entry
-    entry["failed_runs"] = sum(1 for r in entry["runs"] if not r.get("ok"))
-    entry["median"] = _medians(entry["runs"])
-    if entry["failed_runs"] == len(entry["runs"]):
-        entry["status"] = "failed"
-    return entry
+                    _give_up(entry, PysockError(f"the server exited: {proc._errors()}"), say)
+    finally:
+        for _, _, proc in live:
+            proc.stop()
+    for entry in entries:
+        _finish(entry)
+    return entries
+
+
+def measure(server: BenchServer, load: Load, plan: Plan, cpus: tuple, say: Callable[[str], None]) -> dict:
+    """One server under one load (see measure_load)."""
+    return measure_load([server], load, plan, cpus, say)[0]
 
 
 def _brief(run: dict, load: Load) -> str:
@@ -311,7 +358,7 @@ def _add_ratios(results: list[dict]) -> None:
         if ref is None or "median" not in entry:
             continue
         entry["ratio"] = {k: v / ref[k] for k, v in entry["median"].items()
-                          if k != "lost" and ref.get(k)}
+                          if k not in ("lost", "cpu_spread") and ref.get(k)}
 
 
 def run_bench(servers: list, loads: list, plan: Plan, say: Callable[[str], None]) -> dict:
@@ -324,14 +371,9 @@ def run_bench(servers: list, loads: list, plan: Plan, say: Callable[[str], None]
         say("one CPU: server and load generator share it (not pinned)")
     results = []
     try:
-        todo = [(s, l) for l in loads for s in servers]
-        for n, (server, load) in enumerate(todo, 1):
-            if server.missing():
-                results.append({"server": server.name, "backend": server.backend, "load": load.name, "status": "n/a",
-                                "error": server.missing(), "runs": []})
-                continue
-            say(f"[{n}/{len(todo)}] {server.name} under {load.name}")
-            results.append(measure(server, load, plan, cpus, say))
+        for n, load in enumerate(loads, 1):
+            say(f"[{n}/{len(loads)}] {load.name}: {load.describe(plan)}")
+            results.extend(measure_load(servers, load, plan, cpus, say))
     finally:
         os.sched_setaffinity(0, mask)
     _add_ratios(results)
@@ -352,6 +394,11 @@ def _ratio(entry: dict, key: str) -> str:
     return "" if r is None else f"x{r:.2f}"
 
 
+def _spread(entry: dict) -> str:
+    spread = entry.get("median", {}).get("cpu_spread")
+    return "" if spread is None else f"+-{spread * 100:.0f}%"
+
+
 def _status(entry: dict) -> str:
     if entry["status"] != "ok":
         return entry["status"] + (f" ({entry['error']})" if entry.get("error") else "")
@@ -364,25 +411,27 @@ def table(report: dict) -> str:
     plan = Plan(**report["plan"])
     lines = [f"pysock bench: {report['machine']['cpu']}, {report['machine']['nproc']} CPUs, "
              f"Python {report['machine']['python']}; {plan.reps} runs of {plan.duration:g} s per load "
-             f"(medians; xN = ratio to {report['baseline']})"]
+             f"(medians; xN = ratio to {report['baseline']}; +-N% = half the range of the server's CPU cost "
+             f"over the runs)"]
     for load in report["loads"]:
         entries = [e for e in report["results"] if e["load"] == load["name"]]
         lines += ["", f"{load['name']}: {load['description']}"]
         if load["mib"]:
-            lines.append(f"  {'server':<16} {'MB/s':>8} {'':>6} {'CPU ms/MiB':>11} {'':>6}  status")
+            lines.append(f"  {'server':<16} {'MB/s':>8} {'':>6} {'CPU ms/MiB':>11} {'':>6} {'':>5}  status")
             for e in entries:
                 m = e.get("median", {})
                 lines.append(f"  {e['server']:<16} {_fmt(m.get('mb_s')):>8} {_ratio(e, 'mb_s'):>6} "
-                             f"{_fmt(m.get('cpu_ms_per_mib'), 2):>11} {_ratio(e, 'cpu_ms_per_mib'):>6}  {_status(e)}")
+                             f"{_fmt(m.get('cpu_ms_per_mib'), 2):>11} {_ratio(e, 'cpu_ms_per_mib'):>6} "
+                             f"{_spread(e):>5}  {_status(e)}")
             continue
         lines.append(f"  {'server':<16} {'req/s':>8} {'':>6} {'p50 us':>7} {'p99 us':>8} "
-                     f"{'CPU us/req':>10} {'':>6} {'lost':>5}  status")
+                     f"{'CPU us/req':>10} {'':>6} {'':>5} {'lost':>5}  status")
         for e in entries:
             m = e.get("median", {})
             lines.append(f"  {e['server']:<16} {_fmt(m.get('rps')):>8} {_ratio(e, 'rps'):>6} "
                          f"{_fmt(m.get('p50_us'), 1):>7} {_fmt(m.get('p99_us'), 1):>8} "
                          f"{_fmt(m.get('cpu_us_per_req'), 2):>10} {_ratio(e, 'cpu_us_per_req'):>6} "
-                         f"{_fmt(m.get('lost')):>5}  {_status(e)}")
+                         f"{_spread(e):>5} {_fmt(m.get('lost')):>5}  {_status(e)}")
     verdict = c_verdict(report)
     if verdict:
         lines += ["", verdict]
