@@ -16,7 +16,7 @@ from cffi import FFI
 
 ROOT = Path(__file__).resolve().parent.parent
 CSRC = ROOT / "csrc"
-SOURCES = ["addr.c", "server.c", "tcp.c", "epoll.c", "udp.c", "transform.c", "layout.c"]
+SOURCES = ["addr.c", "server.c", "tcp.c", "epoll.c", "udp.c", "transform.c", "layout.c", "loadgen.c"]
 CFLAGS = ["-std=c99", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-O2"]
 
 # The system structs Python reads.  Members cffi must know are named; the

@@ -12,7 +12,7 @@ import threading
 import warnings
 from typing import Callable, Optional, Sequence
 
-from pysock.config import DEFAULT_HOST, DEFAULT_PORT, TRANSFORMS, ServerConfig
+from pysock.config import BACKENDS, DEFAULT_HOST, DEFAULT_PORT, MODELS, TRANSFORMS, ServerConfig
 from pysock.errors import ConfigError, PysockError
 
 EXIT_RUNTIME = 1
@@ -56,9 +56,12 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
     """Options every listening command shares."""
     p.add_argument("-b", "--bind", default=DEFAULT_HOST, metavar="ADDR",
                    help=f"address to bind (default {DEFAULT_HOST}; 0.0.0.0 for every interface)")
-    p.add_argument("--model", default=None,
-                   help="how TCP waits for clients: threads (default, a thread per connection) "
-                        "or epoll (one event loop per worker); UDP has one loop")
+    p.add_argument("--backend", default="c", choices=BACKENDS,
+                   help="c (default) or python: the pure-Python twins, same behaviour")
+    p.add_argument("--model", default=None, metavar="MODEL",
+                   help="how the server waits for clients; " + "; ".join(
+                       f"{b} {proto}: {', '.join(MODELS[(b, proto)])}" for b in BACKENDS for proto in ("tcp", "udp"))
+                   + " (default: the first)")
     p.add_argument("--workers", type=count, default=1, metavar="N",
                    help="serving threads, each with its own socket on the port (default 1)")
     p.add_argument("--spin", type=count, default=0, metavar="US",
@@ -93,14 +96,22 @@ def _add_serve(sub) -> None:
 
 
 def server_options(args: argparse.Namespace, proto: str) -> dict:
-    """The Server keyword arguments the shared options ask for; --model
-    names the TCP model."""
-    options = {"transform": args.transform, "workers": args.workers, "spin_us": args.spin,
-               "max_conns": args.max_conns, "idle_timeout": args.idle_timeout,
+    """The Server keyword arguments the shared options ask for.  --model
+    applies to each protocol that offers it (a C UDP server has one loop)."""
+    options = {"transform": args.transform, "backend": args.backend, "workers": args.workers,
+               "spin_us": args.spin, "max_conns": args.max_conns, "idle_timeout": args.idle_timeout,
                "send_timeout": args.send_timeout, "max_unsent": args.max_unsent}
-    if proto == "tcp":
+    if args.model in MODELS[(args.backend, proto)]:
         options["model"] = args.model
     return options
+
+
+def check_model(args: argparse.Namespace, protos: list[str]) -> None:
+    """--model must name a model of at least one protocol being served."""
+    offered = [m for p in protos for m in MODELS[(args.backend, p)]]
+    if args.model is not None and args.model not in offered:
+        raise UsageError(f"unknown model {args.model!r} for {args.backend} {'/'.join(protos)}: "
+                         f"choose one of {', '.join(dict.fromkeys(offered))}")
 
 
 DGRAM_SUFFIX = ".dgram"  # serve --unix PATH: the datagram socket's path when both are served
@@ -123,6 +134,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pysock.server import Server
 
     targets = serve_targets(args)
+    check_model(args, [proto for proto, _ in targets])
     servers = []
     try:
         for proto, where in targets:
@@ -331,8 +343,49 @@ def cmd_talk(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- bench ----------------------------------------------------------------
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="measure the C backend against the pure-Python twins",
+                       description="Run each server in its own process under the same loads from the C "
+                                   "load generator; print medians, each as a ratio to the C backend. "
+                                   "Progress goes to stderr. Exit 1 if a run got a bad reply.")
+    p.add_argument("--quick", action="store_true", help="short runs, one each (under 30 s): a smoke test")
+    p.add_argument("--servers", metavar="LIST", help="comma-separated servers (default: all; see --list)")
+    p.add_argument("--loads", metavar="LIST", help="comma-separated loads (default: all; see --list)")
+    p.add_argument("--list", action="store_true", help="list the servers and loads, and exit")
+    p.add_argument("--reps", type=int, default=None, help="measured runs per server and load (default 5)")
+    p.add_argument("--duration", type=float, default=None, help="seconds per ping-pong run (default 1)")
+    p.add_argument("--stream-mib", type=int, default=None, metavar="MIB",
+                   help="MiB per stream run (default 256)")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON instead of the table")
+    p.add_argument("--plot", metavar="FILE.png", help="also draw the comparison (needs matplotlib)")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pysock import bench
+
+    if args.list:
+        for s in bench.SERVERS:
+            print(f"server {s.name:<16} {s.backend} backend; tcp: {s.tcp or '-'}, udp: {s.udp or '-'}"
+                  + (f"; {s.missing()}" if s.missing() else ""))
+        for load in bench.LOADS:
+            print(f"load   {load.name:<16} {load.describe(bench.FULL)}")
+        return 0
+    for name in ("reps", "duration", "stream_mib"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, not {value}")
+    try:
+        bench.select_named(bench.SERVERS, args.servers, "server")
+        bench.select_named(bench.LOADS, args.loads, "load")
+    except PysockError as exc:
+        raise UsageError(str(exc)) from None
+    return bench.main(args)
+
+
 # -- main -----------------------------------------------------------------
-COMMANDS: list[Callable] = [_add_serve, _add_send, _add_layout, _add_resolve, _add_chat, _add_talk]
+COMMANDS: list[Callable] = [_add_serve, _add_send, _add_bench, _add_layout, _add_resolve, _add_chat, _add_talk]
 
 
 def build_parser() -> argparse.ArgumentParser:

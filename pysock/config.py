@@ -3,6 +3,7 @@ any C code runs, with one clear error for each mistake."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import ipaddress
 import os
 from dataclasses import dataclass
@@ -16,12 +17,28 @@ PROTOS = ("tcp", "udp")
 FAMILIES = ("inet", "inet6", "unix")
 
 TRANSFORMS = tuple(_TRANSFORMS)
-BACKENDS = ("c",)
+BACKENDS = ("c", "python")
 # The loop models each backend offers, per protocol; the first is the default.
+# The python backend's models are the pure-Python twins (pysock/twins/).
 MODELS = {
     ("c", "tcp"): ("threads", "epoll"),
     ("c", "udp"): ("loop",),
+    ("python", "tcp"): ("threads", "loop", "asyncio", "uvloop"),
+    ("python", "udp"): ("loop", "asyncio", "uvloop"),
 }
+# Models that need an optional package, and the package.
+MODEL_NEEDS = {"uvloop": "uvloop"}
+
+
+def model_available(model: str) -> bool:
+    """Whether the optional package a model needs (if any) is installed."""
+    package = MODEL_NEEDS.get(model)
+    return package is None or importlib.util.find_spec(package) is not None
+
+
+def available_models(backend: str, proto: str) -> tuple[str, ...]:
+    """The models of backend for proto that can run here."""
+    return tuple(m for m in MODELS[(backend, proto)] if model_available(m))
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 12000  # the tutorials' port; the CLI's default (the API's is 0)
@@ -66,6 +83,10 @@ class ServerConfig:
         model = self.model if self.model is not None else models[0]
         _check_choice(f"model for {self.backend} {self.proto}", model, models)
         _check_platform(self.backend, model, self.workers, family)
+        if not model_available(model):
+            package = MODEL_NEEDS[model]
+            raise ConfigError(f"model {model!r} needs {package}, which is not installed: "
+                              f"pip install {package} (or pysock[{package}])")
         return dataclasses.replace(self, family=family, path=path, model=model)
 
     def url(self, host: str, port: int) -> str:

@@ -2,7 +2,9 @@
 background thread, stop from any thread in bounded time, close in finally.
 
 The serving loop itself runs in C (pysock/_core, csrc/) with the GIL
-released; stopping writes to a wake-up pipe that every C loop polls."""
+released; stopping writes to a wake-up pipe that every C loop polls.  With
+backend="python" a pure-Python twin (pysock/twins/) runs instead, behind the
+same engine interface."""
 from __future__ import annotations
 
 import errno
@@ -113,6 +115,10 @@ def _is_loopback(host: str) -> bool:
 
 
 def _make_engine(cfg: ServerConfig):
+    if cfg.backend == "python":
+        from pysock import twins  # the pure-Python twins (no C involved)
+
+        return twins.make_engine(cfg)
     return CEngine(cfg)
 
 

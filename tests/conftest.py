@@ -197,19 +197,69 @@ def reuseport() -> None:
     skip_without("reuseport")
 
 
+
+# -- servers: every behavioural test runs against every backend and model ------
+LOOP_IS_SEQUENTIAL = ("the one-at-a-time loop model cannot serve two clients at once "
+                      "(test_loop_model_serves_clients_one_after_another covers what it does instead)")
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "concurrent_clients: the test needs a server that serves "
+                                       "several TCP clients at once (not the loop model)")
+
+
+def server_kinds(proto: str) -> list:
+    """(backend, model) for every model of every backend, as test params.  A
+    model whose optional package is missing is a visible skip, not a gap."""
+    from pysock.config import BACKENDS, MODEL_NEEDS, MODELS, c_features, model_available
+
+    params = []
+    for backend in BACKENDS:
+        for model in MODELS[(backend, proto)]:
+            marks = []
+            if not model_available(model):
+                marks.append(pytest.mark.skip(reason=f"model {model!r} needs {MODEL_NEEDS[model]} "
+                                                     f"(pip install {MODEL_NEEDS[model]})"))
+            if backend == "c" and model == "epoll" and "epoll" not in c_features():
+                marks.append(pytest.mark.skip(reason="this build of pysock has no epoll"))
+            params.append(pytest.param({"backend": backend, "model": model}, id=f"{backend}-{model}", marks=marks))
+    return params
+
+
+def _options(request) -> dict:
+    """The fixture's backend and model; a test marked concurrent_clients is
+    skipped, with the reason, for the one-at-a-time loop model."""
+    options = request.param
+    if options["model"] == "loop" and request.node.get_closest_marker("concurrent_clients"):
+        pytest.skip(LOOP_IS_SEQUENTIAL)
+    return options
+
+
+@pytest.fixture(params=server_kinds("tcp"))
+def tcp_options(request) -> dict:
+    """backend= and model= for a TCP server, one of each kind per test."""
+    return _options(request)
+
+
+@pytest.fixture(params=server_kinds("udp"))
+def udp_options(request) -> dict:
+    """backend= and model= for a UDP server, one of each kind per test."""
+    return _options(request)
+
+
 @pytest.fixture
-def tcp_server(tcp_model):
+def tcp_server(tcp_options):
     import pysock
 
-    with pysock.Server(LOCALHOST, 0, "tcp", model=tcp_model) as srv:
+    with pysock.Server(LOCALHOST, 0, "tcp", **tcp_options) as srv:
         yield srv
 
 
 @pytest.fixture
-def udp_server():
+def udp_server(udp_options):
     import pysock
 
-    with pysock.Server(LOCALHOST, 0, "udp") as srv:
+    with pysock.Server(LOCALHOST, 0, "udp", **udp_options) as srv:
         yield srv
 
 

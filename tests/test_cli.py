@@ -80,19 +80,28 @@ def test_unresolvable_bind_address_exits_1():
     assert result.stderr.decode().count("\n") == 1
 
 
-def test_send_message_over_tcp_and_udp(tcp_server, udp_server):
+def test_send_message_over_tcp(tcp_server):
     tcp = run_cli("send", "127.0.0.1", str(tcp_server.port), "hello", "world")
     assert (tcp.returncode, tcp.stdout) == (0, b"HELLO WORLD\n")
+
+
+def test_send_message_over_udp(udp_server):
     udp = run_cli("send", "-u", "127.0.0.1", str(udp_server.port), "hello")
     assert (udp.returncode, udp.stdout) == (0, b"HELLO\n")
 
 
-@pytest.mark.parametrize("flag", [[], ["-u"]])
-def test_send_reads_lines_from_stdin_without_prompting(tcp_server, udp_server, flag):
-    port = udp_server.port if flag else tcp_server.port
+def _send_lines(flag: list, port: int) -> None:
     result = run_cli("send", *flag, "127.0.0.1", str(port), input=b"first line\nsecond\n")
     assert result.returncode == 0
     assert result.stdout == b"FIRST LINE\nSECOND\n"  # no prompt: stdin is not a terminal
+
+
+def test_send_reads_lines_from_stdin_without_prompting_tcp(tcp_server):
+    _send_lines([], tcp_server.port)
+
+
+def test_send_reads_lines_from_stdin_without_prompting_udp(udp_server):
+    _send_lines(["-u"], udp_server.port)
 
 
 def test_send_to_nobody_is_one_line_and_exit_1():

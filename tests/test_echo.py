@@ -64,6 +64,7 @@ def test_tcp_8mib_stream_with_half_close(tcp_server):
     assert hashlib.sha256(reply).digest() == hashlib.sha256(data.upper()).digest()
 
 
+@pytest.mark.concurrent_clients
 def test_fifty_concurrent_clients_while_one_sits_idle(tcp_server):
     idle = pysock.client.connect(tcp_server.address, "tcp")
     errors: list[BaseException] = []
@@ -91,46 +92,62 @@ def test_fifty_concurrent_clients_while_one_sits_idle(tcp_server):
     idle.close()
 
 
+@pytest.mark.concurrent_clients
 def test_a_slow_client_does_not_block_another(tcp_server):
     with Connection(tcp_server.address) as slow, Connection(tcp_server.address) as fast:
         slow.sock.sendall(b"half a messa")  # and never reads
         assert fast.roundtrip(b"quick") == b"QUICK"
 
 
-def test_stop_is_prompt_with_clients_connected(proto_model):
-    proto, model = proto_model
-    srv = pysock.Server("127.0.0.1", 0, proto, model=model).start()
-    with pysock.client.connect(srv.address, proto) as a, pysock.client.connect(srv.address, proto) as b:
+def test_tcp_stop_is_prompt_with_clients_connected(tcp_options):
+    srv = pysock.Server("127.0.0.1", 0, "tcp", **tcp_options).start()
+    with pysock.client.connect(srv.address) as a, pysock.client.connect(srv.address) as b:
         a.send(b"x")
         assert a.recv(1) == b"X"
         srv.stop(timeout=0.2)  # TimeoutError past 200 ms
-        if proto == "tcp":
-            assert a.recv(1) == b""  # EOF: the server closed its side
+        assert a.recv(1) == b""  # EOF: the server closed its side
+        if tcp_options["model"] == "loop":
+            # The loop never accepted b: it sat in the backlog, which the
+            # closing listener resets.
+            with pytest.raises(ConnectionResetError):
+                b.recv(1)
+        else:
             assert b.recv(1) == b""
     with pytest.raises(OSError):
-        socket.create_connection(srv.address, timeout=1) if proto == "tcp" else pysock.request(b"x", srv.address, "udp", timeout=0.3)
+        socket.create_connection(srv.address, timeout=1)
 
 
-def test_stop_can_be_called_twice_and_from_a_serving_foreground(tcp_model):
-    srv = pysock.Server("127.0.0.1", 0, "tcp", model=tcp_model)
+def test_udp_stop_is_prompt_with_clients_connected(udp_options):
+    srv = pysock.Server("127.0.0.1", 0, "udp", **udp_options).start()
+    with pysock.client.connect(srv.address, "udp") as a, pysock.client.connect(srv.address, "udp"):
+        a.send(b"x")
+        assert a.recv(1) == b"X"
+        srv.stop(timeout=0.2)  # TimeoutError past 200 ms
+    with pytest.raises(OSError):
+        pysock.request(b"x", srv.address, "udp", timeout=0.3)
+
+
+def test_stop_can_be_called_twice_and_from_a_serving_foreground(tcp_options):
+    srv = pysock.Server("127.0.0.1", 0, "tcp", **tcp_options)
     threading.Timer(0.1, srv.stop).start()
     srv.serve_forever()  # returns once stopped from the timer thread
     srv.stop()
     srv.stop()
 
 
-def test_port_is_free_for_a_restart_at_once(tcp_model):
-    with pysock.Server("127.0.0.1", 0, "tcp", model=tcp_model) as srv:
+def test_port_is_free_for_a_restart_at_once(tcp_options):
+    with pysock.Server("127.0.0.1", 0, "tcp", **tcp_options) as srv:
         port = srv.port
         assert pysock.request(b"a", srv.address) == b"A"
-    with pysock.Server("127.0.0.1", port, "tcp", model=tcp_model) as again:
+    with pysock.Server("127.0.0.1", port, "tcp", **tcp_options) as again:
         assert pysock.request(b"b", again.address) == b"B"
 
 
-def test_python_threads_run_while_c_serves(tcp_model):
-    """The C loop does not hold the GIL: a Python thread keeps counting while
-    serve_forever sits in C in this thread."""
-    srv = pysock.Server("127.0.0.1", 0, "tcp", model=tcp_model)
+def test_python_threads_run_while_serving_in_the_foreground(tcp_options):
+    """Serving does not hold the GIL (the C loop releases it; the twins wait
+    in poll()): a Python thread keeps counting while serve_forever runs in
+    this thread."""
+    srv = pysock.Server("127.0.0.1", 0, "tcp", **tcp_options)
     counted = []
 
     def count_then_stop() -> None:
@@ -148,17 +165,21 @@ def test_python_threads_run_while_c_serves(tcp_model):
     assert counted[1] == b"GIL"
 
 
-def test_counters(tcp_server, udp_server):
+def test_tcp_counters(tcp_server):
     for i in range(5):
         pysock.request(b"abc" * i, tcp_server.address, "tcp")
-        pysock.request(b"abc" * i, udp_server.address, "udp")
     tcp = tcp_server.stats  # each reply ended with the server's close: counted by then
     assert (tcp.accepted, tcp.bytes_in, tcp.bytes_out, tcp.errors) == (5, 30, 30, 0)
+    wait_for(lambda: tcp_server.stats.active == 0)  # the server closed every connection
+
+
+def test_udp_counters(udp_server):
+    for i in range(5):
+        pysock.request(b"abc" * i, udp_server.address, "udp")
     # A UDP reply can arrive before the server has counted sending it.
     wait_for(lambda: udp_server.stats.bytes_out == 30)
     udp = udp_server.stats
     assert (udp.datagrams, udp.bytes_in, udp.bytes_out, udp.errors) == (5, 30, 30, 0)
-    wait_for(lambda: tcp_server.stats.active == 0)  # the server closed every connection
 
 
 def test_server_survives_a_client_that_resets(tcp_server):
@@ -190,18 +211,19 @@ def test_bad_configuration_fails_before_c():
         pysock.Server(transform="reverse")
 
 
-def test_unresolvable_host_is_one_clear_error():
+def test_unresolvable_host_is_one_clear_error(tcp_options):
     with pytest.raises(pysock.ResolveError, match="x{64}.invalid"):
-        pysock.Server(host=UNRESOLVABLE)
+        pysock.Server(host=UNRESOLVABLE, **tcp_options)
 
 
 def test_port_in_use_is_an_oserror_naming_the_address(tcp_server):
     with pytest.raises(OSError, match=f"127.0.0.1:{tcp_server.port}.*in use") as info:
-        pysock.Server("127.0.0.1", tcp_server.port, "tcp")
+        pysock.Server("127.0.0.1", tcp_server.port, "tcp", backend=tcp_server.config.backend,
+                      model=tcp_server.config.model)
     assert info.value.errno == 98  # EADDRINUSE
 
 
-def test_a_host_name_binds_to_its_address():
-    with pysock.Server("localhost", 0, "udp") as srv:
+def test_a_host_name_binds_to_its_address(udp_options):
+    with pysock.Server("localhost", 0, "udp", **udp_options) as srv:
         assert srv.host == "127.0.0.1"
         assert pysock.request(b"named", srv.address, "udp") == b"NAMED"

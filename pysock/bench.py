@@ -1,0 +1,539 @@
+"""``pysock bench``: the C backend against the pure-Python twins, measured.
+
+Each server runs in a process of its own (``python -m pysock serve``), one
+after another, under the same loads from the C load generator
+(pysock.loadgen), which runs in this process.  With two or more CPUs the
+server and the load generator are pinned to different ones.  Besides what
+the load generator sees (requests/s, latency, MB/s), the server process's
+own CPU time (user + system, from /proc) is read before and after each run:
+on a shared machine that figure is steadier than requests/s, and it is the
+honest cost of the server.
+
+A run with a bad reply or a dropped connection is marked failed and left out
+of the medians.  Adding a server to compare is one line in SERVERS; a load
+is one line in LOADS."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import select
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence, TextIO
+
+from pysock.config import model_available
+from pysock.errors import ConfigError, PysockError
+
+
+@dataclass(frozen=True)
+class BenchServer:
+    """A server to measure: a backend, its model per protocol (None: it
+    does not serve that protocol), and any further ``pysock serve`` options."""
+
+    name: str
+    backend: str
+    tcp: Optional[str]
+    udp: Optional[str]
+    options: tuple = ()
+
+    def model(self, proto: str) -> Optional[str]:
+        return self.tcp if proto == "tcp" else self.udp
+
+    def missing(self) -> Optional[str]:
+        """Why it cannot run here (an optional package), or None."""
+        for model in (self.tcp, self.udp):
+            if model is not None and not model_available(model):
+                return f"{model} is not installed"
+        return None
+
+
+SERVERS = (
+    BenchServer("c", "c", tcp="threads", udp="loop"),
+    BenchServer("python-loop", "python", tcp="loop", udp="loop"),
+    BenchServer("python-threads", "python", tcp="threads", udp=None),
+    BenchServer("python-asyncio", "python", tcp="asyncio", udp="asyncio"),
+    BenchServer("python-uvloop", "python", tcp="uvloop", udp="uvloop"),
+)
+BASELINE = "c"
+
+
+@dataclass(frozen=True)
+class Load:
+    """conns connections (sockets) of size-byte ping-pong, or (mib > 0) a
+    stream of mib MiB sent and echoed back over one connection."""
+
+    name: str
+    proto: str
+    conns: int
+    size: int = 0
+    mib: int = 0
+
+    @property
+    def stream(self) -> bool:
+        return self.mib > 0
+
+    def describe(self, plan: "Plan") -> str:
+        if self.stream:
+            return f"TCP stream of {plan.stream_mib or self.mib} MiB, echoed back"
+        what = "connection" if self.proto == "tcp" else "socket"
+        plural = "s" if self.conns > 1 else ""
+        return f"{self.proto.upper()} ping-pong, {self.conns} {what}{plural} x {_size(self.size)}"
+
+
+LOADS = (
+    Load("tcp-1x64", "tcp", 1, 64),
+    Load("tcp-32x1k", "tcp", 32, 1024),
+    Load("tcp-32x16k", "tcp", 32, 16384),
+    Load("udp-1x64", "udp", 1, 64),
+    Load("udp-32x1k", "udp", 32, 1024),
+    Load("tcp-stream", "tcp", 1, mib=256),
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    duration: float = 1.0      # seconds per ping-pong run
+    reps: int = 5              # measured runs per server and load
+    warmup: float = 0.5        # seconds of unmeasured ping-pong first
+    timeout: float = 0.2       # UDP resend; wait for replies in flight at the end
+    stream_mib: int = 0        # 0: each stream load's own size
+    stream_timeout: float = 10.0
+
+
+FULL = Plan()
+QUICK = Plan(duration=0.25, reps=1, warmup=0.1, stream_mib=16)
+
+_READY_TIMEOUT = 20.0
+_STOP_TIMEOUT = 5.0
+
+
+def _size(n: int) -> str:
+    return f"{n // 1024} KiB" if n >= 1024 and n % 1024 == 0 else f"{n} B"
+
+
+# -- choosing ------------------------------------------------------------------
+def select_named(items: Sequence, names: Optional[str], what: str) -> list:
+    """The items named in a comma-separated list (all when names is None)."""
+    if names is None:
+        return list(items)
+    known = {item.name: item for item in items}
+    chosen = []
+    for name in (n.strip() for n in names.split(",") if n.strip()):
+        if name not in known:
+            raise ConfigError(f"unknown {what} {name!r}: choose from {', '.join(known)}")
+        chosen.append(known[name])
+    if not chosen:
+        raise ConfigError(f"no {what} chosen")
+    return chosen
+
+
+def cpu_pair() -> tuple[Optional[int], Optional[int]]:
+    """(server CPU, load generator CPU), or (None, None) with a single CPU."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        return None, None
+    return allowed[0], allowed[1]
+
+
+def machine() -> dict:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpus_allowed": len(os.sched_getaffinity(0)), "cpu": model,
+            "python": platform.python_version(), "system": f"{platform.system()} {platform.release()}"}
+
+
+# -- the server's process -----------------------------------------------------------
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a whole process (every thread, living or
+    ended), from /proc/PID/stat."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2:].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of stat(5)
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+class ServerProcess:
+    """``python -m pysock serve 0 --PROTO ...`` on 127.0.0.1, started on
+    cpu, its ready line read."""
+
+    def __init__(self, server: BenchServer, proto: str, cpu: Optional[int]) -> None:
+        args = [sys.executable, "-m", "pysock", "serve", "0", f"--{proto}", "--backend", server.backend,
+                "--model", server.model(proto), *server.options]
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parent.parent)  # this pysock, in the child too
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        self.stderr = tempfile.TemporaryFile()
+        mask = os.sched_getaffinity(0)
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})  # the child inherits it, and its threads
+        try:
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=self.stderr, env=env)
+        finally:
+            os.sched_setaffinity(0, mask)
+        try:
+            self.address = self._ready(proto)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _ready(self, proto: str) -> tuple[str, int]:
+        ready, _, _ = select.select([self.proc.stdout], [], [], _READY_TIMEOUT)
+        line = self.proc.stdout.readline().decode().strip() if ready else ""
+        prefix = f"{proto}://"
+        if not line.startswith(prefix):
+            raise PysockError(f"the server did not start ({line or 'no ready line'}): {self._errors()}")
+        host, _, port = line[len(prefix):].rpartition(":")
+        return host.strip("[]"), int(port)
+
+    def _errors(self) -> str:
+        self.stderr.seek(0)
+        text = self.stderr.read().decode(errors="replace").strip()
+        return text.splitlines()[-1] if text else "nothing on stderr"
+
+    def cpu_seconds(self) -> float:
+        return process_cpu_seconds(self.proc.pid)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(_STOP_TIMEOUT)
+        self.proc.stdout.close()
+        self.stderr.close()
+
+    def __enter__(self) -> "ServerProcess":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+# -- measuring ---------------------------------------------------------------------
+def _one_run(proc: ServerProcess, load: Load, plan: Plan, duration: float, mib: int) -> dict:
+    from pysock import loadgen
+
+    before = proc.cpu_seconds()
+    if load.stream:
+        r = loadgen.bulk(proc.address, mib << 20, conns=load.conns, timeout=plan.stream_timeout)
+    else:
+        r = loadgen.pingpong(proc.address, load.proto, conns=load.conns, size=load.size,
+                             duration=duration, timeout=plan.timeout)
+    cpu = proc.cpu_seconds() - before
+    run = {"ok": r.ok, "requests": r.requests, "bad": r.bad, "lost": r.lost, "late": r.late,
+           "failed": r.failed, "seconds": r.seconds, "mb_s": r.mb_per_s, "cpu_s": cpu}
+    if load.stream:
+        run["cpu_ms_per_mib"] = cpu * 1e3 / (r.bytes_in / (1 << 20)) if r.bytes_in else None
+    else:
+        run.update(rps=r.rps, p50_us=r.p50_us, p99_us=r.p99_us,
+                   cpu_us_per_req=cpu * 1e6 / r.requests if r.requests else None)
+    return run
+
+
+FIGURES = ("rps", "p50_us", "p99_us", "mb_s", "cpu_us_per_req", "cpu_ms_per_mib", "lost")
+
+
+def _medians(runs: list[dict]) -> dict:
+    """The median of each figure over the runs that did not fail, and how
+    far the server's CPU cost strayed from its median (half the range, as
+    a fraction of the median): a measure of the noise."""
+    good = [r for r in runs if r.get("ok")]
+    out = {}
+    for key in FIGURES:
+        values = [r[key] for r in good if r.get(key) is not None]
+        if values:
+            out[key] = statistics.median(values)
+    for key in ("cpu_us_per_req", "cpu_ms_per_mib"):
+        values = [r[key] for r in good if r.get(key) is not None]
+        if values and out.get(key):
+            out["cpu_spread"] = (max(values) - min(values)) / 2 / out[key]
+    return out
+
+
+def _new_entry(server: BenchServer, load: Load) -> dict:
+    entry = {"server": server.name, "backend": server.backend, "model": server.model(load.proto),
+             "load": load.name, "runs": [], "status": "ok"}
+    if server.model(load.proto) is None:
+        entry["status"] = "n/a"
+    elif server.missing():
+        entry.update(status="n/a", error=server.missing())
+    return entry
+
+
+def _give_up(entry: dict, exc: Exception, say: Callable[[str], None]) -> None:
+    entry["status"] = "error"
+    entry["error"] = str(exc)
+    say(f"  {entry['server']:<16} error: {exc}")
+
+
+def _finish(entry: dict) -> None:
+    if entry["status"] != "ok":
+        return
+    entry["failed_runs"] = sum(1 for r in entry["runs"] if not r.get("ok"))
+    entry["median"] = _medians(entry["runs"])
+    if entry["failed_runs"] == len(entry["runs"]):
+        entry["status"] = "failed"
+
+
+def measure_load(servers: Sequence[BenchServer], load: Load, plan: Plan, cpus: tuple,
+                 say: Callable[[str], None]) -> list[dict]:
+    """Every server under one load: a process each, a warm-up each, then
+    plan.reps rounds in which the servers take turns (run 1 of each, run 2
+    of each, ...).  Only one server is under load at a time; taking turns
+    spreads a burst of noise from elsewhere on the machine over them all
+    instead of one server's block of runs."""
+    entries = [_new_entry(s, load) for s in servers]
+    live = []
+    mib = plan.stream_mib or load.mib
+    try:
+        for server, entry in zip(servers, entries):
+            if entry["status"] == "ok":
+                try:
+                    live.append((server, entry, ServerProcess(server, load.proto, cpus[0])))
+                except (PysockError, OSError) as exc:
+                    _give_up(entry, exc, say)
+        for server, entry, proc in live:
+            try:
+                _one_run(proc, load, plan, plan.warmup, min(mib, 16))
+            except OSError as exc:
+                _give_up(entry, exc, say)
+        for i in range(plan.reps):
+            for server, entry, proc in live:
+                if entry["status"] != "ok":
+                    continue
+                try:
+                    run = _one_run(proc, load, plan, plan.duration, mib)
+                except OSError as exc:
+                    run = {"ok": False, "error": str(exc)}
+                entry["runs"].append(run)
+                say(f"  {server.name:<16} run {i + 1}/{plan.reps}: {_brief(run, load)}")
+                if not proc.alive():
+                    _give_up(entry, PysockError(f"the server exited: {proc._errors()}"), say)
+    finally:
+        for _, _, proc in live:
+            proc.stop()
+    for entry in entries:
+        _finish(entry)
+    return entries
+
+
+def measure(server: BenchServer, load: Load, plan: Plan, cpus: tuple, say: Callable[[str], None]) -> dict:
+    """One server under one load (see measure_load)."""
+    return measure_load([server], load, plan, cpus, say)[0]
+
+
+def _brief(run: dict, load: Load) -> str:
+    if "error" in run:
+        return f"FAILED: {run['error']}"
+    status = "" if run["ok"] else f"  FAILED: {run['bad']} bad, {run['failed']} dropped"
+    if load.stream:
+        return f"{run['mb_s']:.0f} MB/s, server CPU {run['cpu_s']:.2f} s{status}"
+    cpu = run["cpu_us_per_req"]
+    cpu_text = f"{cpu:.1f} us/req" if cpu is not None else "-"
+    return f"{run['rps']:.0f} req/s, server CPU {cpu_text}, lost {run['lost']}{status}"
+
+
+def _add_ratios(results: list[dict]) -> None:
+    base = {e["load"]: e.get("median", {}) for e in results if e["server"] == BASELINE and e["status"] == "ok"}
+    for entry in results:
+        ref = base.get(entry["load"])
+        if ref is None or "median" not in entry:
+            continue
+        entry["ratio"] = {k: v / ref[k] for k, v in entry["median"].items()
+                          if k not in ("lost", "cpu_spread") and ref.get(k)}
+
+
+def run_bench(servers: list, loads: list, plan: Plan, say: Callable[[str], None]) -> dict:
+    cpus = cpu_pair()
+    mask = os.sched_getaffinity(0)
+    if cpus[1] is not None:
+        os.sched_setaffinity(0, {cpus[1]})
+        say(f"server on CPU {cpus[0]}, load generator on CPU {cpus[1]}")
+    else:
+        say("one CPU: server and load generator share it (not pinned)")
+    results = []
+    try:
+        for n, load in enumerate(loads, 1):
+            say(f"[{n}/{len(loads)}] {load.name}: {load.describe(plan)}")
+            results.extend(measure_load(servers, load, plan, cpus, say))
+    finally:
+        os.sched_setaffinity(0, mask)
+    _add_ratios(results)
+    return {"machine": machine(), "pinned": {"server": cpus[0], "loadgen": cpus[1]},
+            "plan": asdict(plan), "baseline": BASELINE,
+            "servers": [asdict(s) for s in servers],
+            "loads": [dict(asdict(l), description=l.describe(plan)) for l in loads],
+            "results": results}
+
+
+# -- reporting ---------------------------------------------------------------------
+def _fmt(value: Optional[float], digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _ratio(entry: dict, key: str) -> str:
+    r = entry.get("ratio", {}).get(key)
+    return "" if r is None else f"x{r:.2f}"
+
+
+def _spread(entry: dict) -> str:
+    spread = entry.get("median", {}).get("cpu_spread")
+    return "" if spread is None else f"+-{spread * 100:.0f}%"
+
+
+def _status(entry: dict) -> str:
+    if entry["status"] != "ok":
+        return entry["status"] + (f" ({entry['error']})" if entry.get("error") else "")
+    failed = entry.get("failed_runs", 0)
+    return f"{failed}/{len(entry['runs'])} runs FAILED" if failed else "ok"
+
+
+def table(report: dict) -> str:
+    """The comparison as text: one block per load, ratios to the C backend."""
+    plan = Plan(**report["plan"])
+    lines = [f"pysock bench: {report['machine']['cpu']}, {report['machine']['nproc']} CPUs, "
+             f"Python {report['machine']['python']}; {plan.reps} runs of {plan.duration:g} s per load "
+             f"(medians; xN = ratio to {report['baseline']}; +-N% = half the range of the server's CPU cost "
+             f"over the runs)"]
+    for load in report["loads"]:
+        entries = [e for e in report["results"] if e["load"] == load["name"]]
+        lines += ["", f"{load['name']}: {load['description']}"]
+        if load["mib"]:
+            lines.append(f"  {'server':<16} {'MB/s':>8} {'':>6} {'CPU ms/MiB':>11} {'':>6} {'':>5}  status")
+            for e in entries:
+                m = e.get("median", {})
+                lines.append(f"  {e['server']:<16} {_fmt(m.get('mb_s')):>8} {_ratio(e, 'mb_s'):>6} "
+                             f"{_fmt(m.get('cpu_ms_per_mib'), 2):>11} {_ratio(e, 'cpu_ms_per_mib'):>6} "
+                             f"{_spread(e):>5}  {_status(e)}")
+            continue
+        lines.append(f"  {'server':<16} {'req/s':>8} {'':>6} {'p50 us':>7} {'p99 us':>8} "
+                     f"{'CPU us/req':>10} {'':>6} {'':>5} {'lost':>5}  status")
+        for e in entries:
+            m = e.get("median", {})
+            lines.append(f"  {e['server']:<16} {_fmt(m.get('rps')):>8} {_ratio(e, 'rps'):>6} "
+                         f"{_fmt(m.get('p50_us'), 1):>7} {_fmt(m.get('p99_us'), 1):>8} "
+                         f"{_fmt(m.get('cpu_us_per_req'), 2):>10} {_ratio(e, 'cpu_us_per_req'):>6} "
+                         f"{_spread(e):>5} {_fmt(m.get('lost')):>5}  {_status(e)}")
+    verdict = c_verdict(report)
+    if verdict:
+        lines += ["", verdict]
+    return "\n".join(lines)
+
+
+def c_verdict(report: dict) -> Optional[str]:
+    """Whether the C backend spent less server CPU per request than every
+    Python model on every ping-pong load measured; None if nothing to compare."""
+    losses, compared = [], 0
+    for e in report["results"]:
+        ratio = e.get("ratio", {}).get("cpu_us_per_req")
+        if e["server"] == report["baseline"] or e.get("backend") != "python" or ratio is None:
+            continue
+        compared += 1
+        if ratio <= 1.0:
+            losses.append(f"{e['server']} on {e['load']} (x{ratio:.2f})")
+    if not compared:
+        return None
+    if losses:
+        return "C does NOT spend less server CPU per request than: " + ", ".join(losses)
+    return f"C spends less server CPU per request than every Python model on every ping-pong load ({compared} compared)"
+
+
+def failed_runs(report: dict) -> int:
+    return sum(1 for e in report["results"] for r in e["runs"] if not r.get("ok"))
+
+
+def check_plot_available() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise PysockError("--plot needs matplotlib, which is not installed: pip install matplotlib "
+                          "(or pip install 'pysock[plot]')")
+
+
+def plot(report: dict, path: str) -> None:
+    """Grouped bars: server CPU per request and requests/s per ping-pong
+    load, MB/s for the streams; one colour per server."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    servers = [s["name"] for s in report["servers"]]
+    pingpong = [l["name"] for l in report["loads"] if not l["mib"]]
+    streams = [l["name"] for l in report["loads"] if l["mib"]]
+    panels = [("cpu_us_per_req", "server CPU per request (us, lower is better)", pingpong),
+              ("rps", "requests/s (higher is better)", pingpong),
+              ("mb_s", "stream MB/s (higher is better)", streams)]
+    panels = [p for p in panels if p[2]]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 3.6 * len(panels)), squeeze=False)
+    width = 0.8 / max(len(servers), 1)
+    for ax, (key, title, loads) in zip(axes[:, 0], panels):
+        for i, server in enumerate(servers):
+            values = []
+            for load in loads:
+                e = next((e for e in report["results"] if e["server"] == server and e["load"] == load), {})
+                values.append(e.get("median", {}).get(key, 0.0))
+            ax.bar([x + i * width for x in range(len(loads))], values, width, label=server)
+        ax.set_xticks([x + width * (len(servers) - 1) / 2 for x in range(len(loads))])
+        ax.set_xticklabels(loads)
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].legend(fontsize="small", ncol=min(len(servers), 5))
+    m = report["machine"]
+    fig.suptitle(f"pysock bench: {m['cpu']}, {m['nproc']} CPUs, Python {m['python']}", fontsize="medium")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(args, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """The bench command: measure, print the table (or JSON), maybe plot.
+    Returns 1 when a run failed (a bad reply or a dropped connection)."""
+    servers = select_named(SERVERS, args.servers, "server")
+    loads = select_named(LOADS, args.loads, "load")
+    if args.plot:
+        check_plot_available()
+    base = QUICK if args.quick else FULL
+    plan = Plan(duration=args.duration or base.duration, reps=args.reps or base.reps, warmup=base.warmup,
+                timeout=base.timeout, stream_mib=args.stream_mib or base.stream_mib,
+                stream_timeout=base.stream_timeout)
+
+    def say(text: str) -> None:
+        print(text, file=err, flush=True)
+
+    started = time.monotonic()
+    report = run_bench(servers, loads, plan, say)
+    report["command"] = " ".join(["pysock", *sys.argv[1:]])
+    report["seconds"] = round(time.monotonic() - started, 1)
+    say(f"done in {report['seconds']:.0f} s")
+    if args.json:
+        json.dump(report, out, indent=2)
+        out.write("\n")
+    else:
+        print(table(report), file=out)
+    if args.plot:
+        plot(report, args.plot)
+        say(f"plot written to {args.plot}")
+    bad = failed_runs(report)
+    if bad:
+        say(f"pysock: error: {bad} run(s) failed (a bad reply or a dropped connection): see the table")
+        return 1
+    return 0

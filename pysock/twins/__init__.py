@@ -1,0 +1,32 @@
+"""The pure-Python twins of the C servers: the same job, counters, limits and
+stop behaviour behind the engine interface pysock.server.Server drives
+(address, serve(), wake(), stats(), close()), written the ways a Python
+programmer would write them:
+
+- "loop": the tutorials' loop, one connection at a time (blocking.py);
+- "threads": a thread per connection, like socketserver.ThreadingTCPServer;
+- "asyncio" and "uvloop": asyncio protocols, on asyncio's own event loop or
+  on uvloop's (aio.py).
+
+Nothing here calls into the C library."""
+from __future__ import annotations
+
+from pysock.config import ServerConfig
+from pysock.twins.common import TwinEngine
+
+__all__ = ["make_engine", "TwinEngine"]
+
+
+def make_engine(cfg: ServerConfig) -> TwinEngine:
+    """The twin for a validated configuration (backend "python")."""
+    if cfg.model in ("asyncio", "uvloop"):
+        from pysock.twins import aio
+
+        return aio.AsyncioEngine(cfg)
+    from pysock.twins import blocking
+
+    if cfg.proto == "udp":
+        return blocking.LoopUDP(cfg)
+    if cfg.model == "loop":
+        return blocking.LoopTCP(cfg)
+    return blocking.ThreadsTCP(cfg)

@@ -1,0 +1,237 @@
+"""The asyncio twins: asyncio protocols on asyncio's own event loop
+("asyncio") or on uvloop's ("uvloop", when uvloop is installed).
+
+The listening socket is bound in the constructor like every other engine's;
+serve() runs a fresh event loop in the calling thread, which watches the
+wake-up socket with add_reader, so a stop from any thread ends it at once."""
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Callable, Optional
+
+from pysock import transform
+from pysock.config import ServerConfig
+from pysock.twins.common import BUFSIZE, STOP_GRACE, Counters, TwinEngine
+
+
+def _loop_factory(model: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    if model == "uvloop":
+        import uvloop  # config.validated() has checked it is installed
+
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
+class EchoProtocol(asyncio.Protocol):
+    """One TCP connection: each read, transformed, written back.
+
+    Flow control stands in for the C server's "answer before reading again":
+    once more than one buffer of echo is unsent, reading pauses, and a client
+    that leaves it unsent for send_timeout is cut off."""
+
+    def __init__(self, engine: "AsyncioEngine") -> None:
+        self.engine = engine
+        self.counters: Counters = engine.counters
+        self.transport: Optional[asyncio.Transport] = None
+        self.xf = transform.make(engine.cfg.transform)
+        self.loop = asyncio.get_running_loop()
+        self.last_read = self.loop.time()
+        self.idle_timer: Optional[asyncio.TimerHandle] = None
+        self.slow_timer: Optional[asyncio.TimerHandle] = None
+        self.ended_by_us = False
+
+    # -- asyncio's callbacks -------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.counters.add("accepted")
+        if self.counters.get("active") >= self.engine.cfg.max_conns:
+            self.counters.add("rejected")
+            transport.abort()
+            return
+        self.transport = transport  # type: ignore[assignment]
+        self.counters.add("active")
+        self.engine.conns.add(self)
+        high = min(self.engine.cfg.max_unsent, BUFSIZE)
+        self.transport.set_write_buffer_limits(high=high, low=high // 4)
+        if self.engine.cfg.idle_timeout:
+            self.idle_timer = self.loop.call_later(self.engine.cfg.idle_timeout, self._check_idle)
+
+    def data_received(self, data: bytes) -> None:
+        self.counters.add("bytes_in", len(data))
+        self.last_read = self.loop.time()
+        reply = self.xf.feed(data)
+        if reply:
+            self.transport.write(reply)
+            self.counters.add("bytes_out", len(reply))
+
+    def eof_received(self) -> bool:
+        tail = self.xf.finish()
+        if tail:
+            self.transport.write(tail)
+            self.counters.add("bytes_out", len(tail))
+        return False  # asyncio closes the transport once the echo is sent
+
+    def pause_writing(self) -> None:
+        self.transport.pause_reading()
+        if self.engine.cfg.send_timeout:
+            self.slow_timer = self.loop.call_later(self.engine.cfg.send_timeout, self._too_slow)
+
+    def resume_writing(self) -> None:
+        self._cancel(self.slow_timer)
+        self.slow_timer = None
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        if self.transport is None:
+            return  # rejected: never counted as active
+        self._cancel(self.idle_timer)
+        self._cancel(self.slow_timer)
+        if exc is not None and not self.ended_by_us:
+            self.counters.add("errors")
+        self.counters.add("active", -1)
+        self.engine.forget(self)
+
+    # -- limits and stop -------------------------------------------------------
+    def _check_idle(self) -> None:
+        if self.slow_timer is not None:  # not idle: its echo is stuck (see _too_slow)
+            self.idle_timer = self.loop.call_later(self.engine.cfg.idle_timeout, self._check_idle)
+            return
+        silent_until = self.last_read + self.engine.cfg.idle_timeout
+        if self.loop.time() < silent_until:
+            self.idle_timer = self.loop.call_at(silent_until, self._check_idle)
+            return
+        self.idle_timer = None
+        self.counters.add("idle_closed")
+        self.end()
+
+    def _too_slow(self) -> None:
+        self.slow_timer = None
+        self.counters.add("slow_closed")
+        self.counters.add("bytes_out", -self.transport.get_write_buffer_size())
+        self.end(abort=True)
+
+    def end(self, abort: bool = False) -> None:
+        self.ended_by_us = True
+        if abort:
+            self.transport.abort()
+        else:
+            self.transport.close()  # sends what is buffered first
+
+    @staticmethod
+    def _cancel(timer: Optional[asyncio.TimerHandle]) -> None:
+        if timer is not None:
+            timer.cancel()
+
+
+class EchoDatagramProtocol(asyncio.DatagramProtocol):
+    """Each datagram, transformed, back to its sender."""
+
+    def __init__(self, engine: "AsyncioEngine") -> None:
+        self.engine = engine
+        self.counters: Counters = engine.counters
+        self.name = engine.cfg.transform
+        self.transport: Optional[asyncio.DatagramTransport] = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.counters.add("datagrams")
+        self.counters.add("bytes_in", len(data))
+        reply = transform.apply(self.name, data)
+        if not addr:  # an unbound AF_UNIX sender: nowhere to answer
+            self.counters.add("errors")
+            return
+        if reply:
+            self.transport.sendto(reply, addr)
+        else:
+            self._send_empty(addr)
+        self.counters.add("bytes_out", len(reply))
+
+    def _send_empty(self, addr) -> None:
+        # asyncio's (and uvloop's) sendto() silently drops an empty datagram;
+        # a zero-length datagram gets a zero-length reply, so send it ourselves.
+        try:
+            self.engine.sock.sendto(b"", addr)
+        except OSError:
+            self.counters.add("errors")
+
+    def error_received(self, exc: Exception) -> None:
+        self.counters.add("errors")  # an ICMP error from an earlier reply
+
+
+class AsyncioEngine(TwinEngine):
+    """The engine for the "asyncio" and "uvloop" models, TCP or UDP."""
+
+    def __init__(self, cfg: ServerConfig) -> None:
+        super().__init__(cfg)
+        self._new_loop = _loop_factory(cfg.model)
+        self.conns: set[EchoProtocol] = set()
+        self._all_gone: Optional[asyncio.Event] = None
+
+    def forget(self, conn: EchoProtocol) -> None:
+        self.conns.discard(conn)
+        if not self.conns and self._all_gone is not None:
+            self._all_gone.set()
+
+    def serve(self) -> None:
+        loop = self._new_loop()
+        main = loop.create_task(self._serve(loop))
+        try:
+            loop.run_until_complete(main)
+        finally:
+            if not main.done():  # Ctrl-C in the foreground: close everything still
+                main.cancel()
+                try:
+                    loop.run_until_complete(main)
+                except BaseException:
+                    pass
+            loop.close()
+
+    async def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
+        woken = loop.create_future()
+        loop.add_reader(self.wake_fd, lambda: woken.done() or woken.set_result(None))
+        try:
+            if self.cfg.proto == "udp":
+                await self._serve_udp(loop, woken)
+            else:
+                await self._serve_tcp(loop, woken)
+        finally:
+            loop.remove_reader(self.wake_fd)
+
+    async def _serve_udp(self, loop: asyncio.AbstractEventLoop, woken: asyncio.Future) -> None:
+        transport, _ = await loop.create_datagram_endpoint(lambda: EchoDatagramProtocol(self), sock=self.sock)
+        try:
+            await woken
+        finally:
+            transport.close()
+            await asyncio.sleep(0)  # let the transport finish closing
+
+    async def _serve_tcp(self, loop: asyncio.AbstractEventLoop, woken: asyncio.Future) -> None:
+        factory = lambda: EchoProtocol(self)  # noqa: E731
+        if self.cfg.family == "unix":
+            server = await loop.create_unix_server(factory, sock=self.sock, backlog=self.cfg.backlog or socket.SOMAXCONN)
+        else:
+            server = await loop.create_server(factory, sock=self.sock, backlog=self.cfg.backlog or socket.SOMAXCONN)
+        try:
+            await woken
+        finally:
+            server.close()
+            await self._close_connections()
+
+    async def _close_connections(self) -> None:
+        """Send what is buffered for STOP_GRACE, then cut off what is left."""
+        self._all_gone = asyncio.Event()
+        for conn in list(self.conns):
+            conn.end()
+        if self.conns:
+            try:
+                await asyncio.wait_for(self._all_gone.wait(), STOP_GRACE)
+            except asyncio.TimeoutError:
+                for conn in list(self.conns):
+                    conn.end(abort=True)
+        for _ in range(3):  # connection_lost runs from the loop's next turns
+            if not self.conns:
+                break
+            await asyncio.sleep(0)

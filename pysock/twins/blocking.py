@@ -1,0 +1,245 @@
+"""The blocking twins: the tutorials' loop (one connection at a time), a
+thread per connection (what socketserver.ThreadingTCPServer does), and the
+UDP recvfrom loop.
+
+Every wait is a poll() on the socket and on the engine's wake-up socket, so
+a stop from any thread ends every wait at once."""
+from __future__ import annotations
+
+import errno
+import select
+import socket
+import threading
+import time
+from typing import Optional
+
+from pysock import transform
+from pysock.config import millis
+from pysock.twins.common import BUFSIZE, STOP_GRACE, UDP_SEND_WAIT, TwinEngine
+
+_IN = select.POLLIN
+_OUT = select.POLLOUT
+# accept() failures that say "out of something", not "this one client".
+_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+def _poller(*pairs: tuple) -> "select.poll":
+    p = select.poll()
+    for fd, events in pairs:
+        p.register(fd, events)
+    return p
+
+
+def send_all(engine: TwinEngine, sock: socket.socket, data: bytes) -> bool:
+    """Send all of data.  False when the connection is over: the client read
+    nothing for send_timeout (slow_closed) or the send failed (errors).  A
+    stop leaves STOP_GRACE to finish this echo."""
+    counters = engine.counters
+    view = memoryview(data)
+    deadline: Optional[float] = None
+    waiting = _poller((sock, _OUT), (engine.wake_fd, _IN))
+    watching_wake = True
+    while view:
+        try:
+            n = sock.send(view)
+        except BlockingIOError:
+            n = 0
+        except OSError:
+            counters.add("errors")
+            return False
+        if n:
+            counters.add("bytes_out", n)
+            view = view[n:]
+            continue
+        now = time.monotonic()
+        if deadline is None:
+            deadline = now + engine.cfg.send_timeout if engine.cfg.send_timeout else float("inf")
+        if watching_wake and engine.stopping:
+            # The wake byte stays readable: stop watching it, finish soon.
+            watching_wake = False
+            waiting = _poller((sock, _OUT))
+            deadline = min(deadline, now + STOP_GRACE)
+        if now >= deadline:
+            counters.add("slow_closed")
+            return False
+        left = deadline - now
+        waiting.poll(None if left == float("inf") else max(1, int(left * 1000)))
+    return True
+
+
+def echo(engine: TwinEngine, sock: socket.socket) -> None:
+    """Echo until the client closes its side, goes idle, stops reading or the
+    server stops.  Every byte read is answered before the next read, so a
+    client that half-closes gets its whole echo (and what the transform
+    still owes) before our FIN."""
+    counters = engine.counters
+    xf = transform.make(engine.cfg.transform)
+    readable = _poller((sock, _IN), (engine.wake_fd, _IN))
+    idle_ms = millis(engine.cfg.idle_timeout) or None
+    while not engine.stopping:
+        if not readable.poll(idle_ms):
+            counters.add("idle_closed")
+            return
+        if engine.stopping:
+            return
+        try:
+            data = sock.recv(BUFSIZE)
+        except BlockingIOError:
+            continue
+        except OSError:
+            counters.add("errors")
+            return
+        if not data:
+            tail = xf.finish()
+            if tail:
+                send_all(engine, sock, tail)
+            return
+        counters.add("bytes_in", len(data))
+        reply = xf.feed(data)
+        if reply and not send_all(engine, sock, reply):
+            return
+
+
+class _TCPEngine(TwinEngine):
+    """The accept side both blocking TCP models share."""
+
+    def _accept(self) -> Optional[socket.socket]:
+        """The next connection, ready to serve; None if there was none, it
+        failed, or it was over max_conns (closed at once)."""
+        try:
+            conn, _ = self.sock.accept()
+        except BlockingIOError:
+            return None  # the client left before we took it
+        except OSError as exc:
+            self.counters.add("errors")
+            if exc.errno in _EXHAUSTED:
+                # The connection stays in the backlog: back off rather than spin.
+                _poller((self.wake_fd, _IN)).poll(50)
+            return None
+        self.counters.add("accepted")
+        if self.counters.get("active") >= self.cfg.max_conns:
+            self.counters.add("rejected")
+            conn.close()
+            return None
+        conn.setblocking(False)
+        if self.cfg.family != "unix":
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn
+
+    def _serve_conn(self, conn: socket.socket) -> None:
+        """Echo on conn (already counted as active), then close it."""
+        try:
+            echo(self, conn)
+        finally:
+            conn.close()
+            self.counters.add("active", -1)
+
+
+class LoopTCP(_TCPEngine):
+    """The tutorials' loop: accept, echo until the client closes, accept the
+    next.  Clients that arrive meanwhile wait in the listen backlog."""
+
+    def serve(self) -> None:
+        ready = _poller((self.sock, _IN), (self.wake_fd, _IN))
+        while not self.stopping:
+            ready.poll()
+            if self.stopping:
+                return
+            conn = self._accept()
+            if conn is not None:
+                self.counters.add("active")
+                self._serve_conn(conn)
+
+
+class ThreadsTCP(_TCPEngine):
+    """A thread per connection, as socketserver.ThreadingTCPServer does; the
+    accept loop runs in serve()'s thread and joins every thread it started
+    before returning."""
+
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        self._threads: set[threading.Thread] = set()
+        self._threads_lock = threading.Lock()
+
+    def serve(self) -> None:
+        ready = _poller((self.sock, _IN), (self.wake_fd, _IN))
+        try:
+            while not self.stopping:
+                ready.poll()
+                if self.stopping:
+                    return
+                conn = self._accept()
+                if conn is not None:
+                    self._start(conn)
+        finally:
+            self.wake()  # also after Ctrl-C: every connection thread ends
+            self._join_all()
+
+    def _start(self, conn: socket.socket) -> None:
+        self.counters.add("active")
+        thread = threading.Thread(target=self._run, args=(conn,), name="pysock twin connection", daemon=True)
+        with self._threads_lock:
+            self._threads.add(thread)
+        try:
+            thread.start()
+        except RuntimeError:  # can't start new thread
+            with self._threads_lock:
+                self._threads.discard(thread)
+            self.counters.add("errors")
+            self.counters.add("active", -1)
+            conn.close()
+
+    def _run(self, conn: socket.socket) -> None:
+        try:
+            self._serve_conn(conn)
+        finally:
+            with self._threads_lock:
+                self._threads.discard(threading.current_thread())
+
+    def _join_all(self) -> None:
+        with self._threads_lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join()
+
+
+class LoopUDP(TwinEngine):
+    """The recvfrom loop: each datagram, transformed, back to its sender."""
+
+    def serve(self) -> None:
+        counters = self.counters
+        name = self.cfg.transform
+        ready = _poller((self.sock, _IN), (self.wake_fd, _IN))
+        while not self.stopping:
+            ready.poll()
+            if self.stopping:
+                return
+            try:
+                data, peer = self.sock.recvfrom(BUFSIZE)
+            except BlockingIOError:
+                continue
+            except OSError:
+                # An ICMP error from an earlier reply surfaces here: count it, go on.
+                counters.add("errors")
+                continue
+            counters.add("datagrams")
+            counters.add("bytes_in", len(data))
+            reply = transform.apply(name, data)
+            if self._send(reply, peer):
+                counters.add("bytes_out", len(reply))
+            else:
+                counters.add("errors")
+
+    def _send(self, reply: bytes, peer) -> bool:
+        """A full send buffer drains at loopback speed: wait for it briefly
+        instead of dropping the reply."""
+        for attempt in range(2):
+            try:
+                self.sock.sendto(reply, peer)
+                return True
+            except BlockingIOError:
+                if attempt == 0 and not _poller((self.sock, _OUT)).poll(int(UDP_SEND_WAIT * 1000)):
+                    return False
+            except OSError:
+                return False
+        return False

@@ -1,0 +1,126 @@
+"""What every twin shares: the socket it binds, its counters, and the
+wake-up socketpair a stop writes to (no polling interval)."""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from typing import Union
+
+from pysock.config import ServerConfig
+from pysock.errors import ResolveError
+from pysock.server import Stats
+
+Address = Union[tuple, str]
+
+BUFSIZE = 65536          # one read, as the C servers' buffer (PS_BUFSIZE)
+STOP_GRACE = 0.1         # seconds a stopping server keeps sending an echo it started
+UDP_SEND_WAIT = 0.1      # seconds a UDP reply waits for a full send buffer
+
+_FAMILIES = {"inet": socket.AF_INET, "inet6": socket.AF_INET6, "unix": socket.AF_UNIX}
+_SOCKTYPES = {"tcp": socket.SOCK_STREAM, "udp": socket.SOCK_DGRAM}
+FIELDS = tuple(Stats.__dataclass_fields__)
+
+
+class Counters:
+    """Stats as they grow.  Connection threads bump them at once, so every
+    change takes the lock; reads of a snapshot are cheap."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values = dict.fromkeys(FIELDS, 0)
+
+    def add(self, field: str, n: int = 1) -> None:
+        with self._lock:
+            self._values[field] += n
+
+    def get(self, field: str) -> int:
+        return self._values[field]
+
+    def snapshot(self) -> Stats:
+        with self._lock:
+            return Stats(**self._values)
+
+
+def _bind_address(cfg: ServerConfig, family: int, socktype: int, where: str) -> Address:
+    if family == socket.AF_UNIX:
+        return cfg.path
+    try:
+        infos = socket.getaddrinfo(cfg.host, cfg.port, family, socktype)
+    except socket.gaierror as exc:
+        raise ResolveError(f"cannot serve {where}: {exc.strerror}") from None
+    except UnicodeError:  # Python's IDNA codec refuses the name before any lookup
+        raise ResolveError(f"cannot serve {where}: not a valid host name") from None
+    return infos[0][4]
+
+
+def open_socket(cfg: ServerConfig) -> socket.socket:
+    """socket, options, bind, listen: what ps_server_open does, in Python.
+    Errors name the address, as the C backend's do."""
+    where = cfg.url(cfg.host, cfg.port)
+    family = _FAMILIES[cfg.family]
+    socktype = _SOCKTYPES[cfg.proto]
+    address = _bind_address(cfg, family, socktype, where)
+    sock = socket.socket(family, socktype)
+    try:
+        if family != socket.AF_UNIX:
+            # A stopped server's port is free for a restart at once.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        if socktype == socket.SOCK_STREAM:
+            sock.listen(cfg.backlog or socket.SOMAXCONN)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        if exc.errno is None:
+            raise OSError(f"cannot serve {where}: {exc}") from None
+        raise OSError(exc.errno, f"cannot serve {where}: {os.strerror(exc.errno)}") from None
+    return sock
+
+
+class TwinEngine:
+    """A bound socket, counters and a wake-up socketpair.  Subclasses
+    provide serve(): serve until wake() is called, then close every
+    connection (within STOP_GRACE) before returning."""
+
+    def __init__(self, cfg: ServerConfig) -> None:
+        self.cfg = cfg
+        self.counters = Counters()
+        self.stopping = False
+        self.sock = open_socket(cfg)
+        self._bound_path = cfg.path if cfg.family == "unix" else None
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self.wake_fd = self._wake_r.fileno()
+        self.address: Address = cfg.path if cfg.family == "unix" else self.sock.getsockname()[:2]
+
+    def serve(self) -> None:
+        raise NotImplementedError
+
+    def wake(self) -> None:
+        """Safe from any thread: a flag, then one byte that every poller sees
+        (nobody reads it, so it stays readable)."""
+        self.stopping = True
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:
+            pass  # already full (a byte is there) or closed: woken either way
+
+    def stats(self) -> Stats:
+        return self.counters.snapshot()
+
+    def close(self) -> None:
+        """Not while serve() runs in another thread: the Server stops it first."""
+        self.wake()
+        self.sock.close()
+        if self._bound_path is not None:
+            try:
+                os.unlink(self._bound_path)
+            except FileNotFoundError:
+                pass
+            self._bound_path = None
+        self._wake_r.close()
+        self._wake_w.close()

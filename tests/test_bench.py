@@ -1,0 +1,77 @@
+"""pysock bench as a smoke test of correctness: every server answers every
+load right and the command exits 0.  Speed is never asserted here."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from conftest import run_cli
+from pysock import bench, cli
+
+
+@pytest.fixture(scope="module")
+def quick_report() -> dict:
+    result = run_cli("bench", "--quick", "--json", timeout=120)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert b"Traceback" not in result.stderr
+    return json.loads(result.stdout)
+
+
+def test_quick_bench_runs_every_server_under_every_load_without_a_bad_reply(quick_report):
+    runs = 0
+    for entry in quick_report["results"]:
+        server = next(s for s in bench.SERVERS if s.name == entry["server"])
+        load = next(l for l in bench.LOADS if l.name == entry["load"])
+        if server.missing() or server.model(load.proto) is None:
+            assert entry["status"] == "n/a"
+            continue
+        assert entry["status"] == "ok", entry
+        for run in entry["runs"]:
+            assert run["ok"] and run["bad"] == 0 and run["failed"] == 0, (entry["server"], entry["load"], run)
+            assert run["requests"] > 0
+            runs += 1
+    assert runs >= len(bench.LOADS) * 3  # at least C, the loop and asyncio under each load
+
+
+def test_quick_bench_reports_the_machine_and_ratios_to_c(quick_report):
+    assert quick_report["machine"]["nproc"] >= 1 and quick_report["machine"]["python"]
+    c_rows = [e for e in quick_report["results"] if e["server"] == "c"]
+    assert c_rows and all(e["ratio"] for e in c_rows)
+    assert all(v == pytest.approx(1.0) for e in c_rows for v in e["ratio"].values())
+    others = [e for e in quick_report["results"] if e["server"] != "c" and e["status"] == "ok"]
+    assert others and all("cpu_us_per_req" in e["ratio"] or "cpu_ms_per_mib" in e["ratio"] for e in others)
+
+
+def test_a_server_with_wrong_replies_is_marked_failed_not_averaged():
+    wrong = bench.BenchServer("c-echo", "c", tcp="threads", udp="loop", options=("--transform", "echo"))
+    plan = bench.Plan(duration=0.1, reps=2, warmup=0.05)
+    entry = bench.measure(wrong, bench.LOADS[0], plan, (None, None), lambda text: None)
+    assert entry["status"] == "failed"
+    assert entry["failed_runs"] == 2 and all(run["bad"] > 0 for run in entry["runs"])
+    assert entry["median"] == {}  # nothing averaged in
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="matplotlib is not installed")
+def test_plot_draws_a_png(tmp_path):
+    out = tmp_path / "bench.png"
+    result = run_cli("bench", "--quick", "--servers", "c,python-loop", "--loads", "udp-1x64,tcp-stream",
+                     "--stream-mib", "4", "--plot", str(out), timeout=60)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"udp-1x64" in result.stdout and b"python-loop" in result.stdout
+
+
+def test_plot_without_matplotlib_is_one_line_and_exit_1(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    code = cli.main(["bench", "--quick", "--plot", str(tmp_path / "x.png")])
+    err = capsys.readouterr().err
+    assert code == 1 and "needs matplotlib" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("args", [["--servers", "nginx"], ["--loads", "tcp-1x1"], ["--reps", "0"]])
+def test_bench_usage_errors_exit_2(args):
+    result = run_cli("bench", *args)
+    assert result.returncode == 2 and result.stderr.decode().count("\n") == 1

@@ -1,0 +1,202 @@
+"""What the C servers and their pure-Python twins must share beyond the
+round trip: the limits, the address families, the transform's contract,
+and what the one-at-a-time loop model does instead of serving at once."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+
+import pytest
+
+import pysock
+import pysock.client
+from conftest import CliServer, server_kinds, wait_for
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+needs_ipv6 = pytest.mark.skipif(not _has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+
+
+# -- limits ---------------------------------------------------------------------
+def test_an_idle_connection_is_closed(tcp_options):
+    with pysock.Server("127.0.0.1", 0, "tcp", idle_timeout=0.2, **tcp_options) as srv:
+        with pysock.client.connect(srv.address, timeout=5) as sock:
+            sock.sendall(b"hi")
+            assert sock.recv(2) == b"HI"
+            assert sock.recv(1) == b""  # the server closed the silent connection
+        wait_for(lambda: srv.stats.idle_closed == 1)
+        assert pysock.request(b"next", srv.address) == b"NEXT"
+
+
+@pytest.mark.concurrent_clients
+def test_a_connection_over_max_conns_is_closed_at_once(tcp_options):
+    with pysock.Server("127.0.0.1", 0, "tcp", max_conns=2, **tcp_options) as srv:
+        with pysock.Connection(srv.address) as a, pysock.Connection(srv.address) as b:
+            assert a.roundtrip(b"a") == b"A" and b.roundtrip(b"b") == b"B"
+            with pysock.client.connect(srv.address, timeout=5) as third:
+                try:
+                    assert third.recv(1) == b""
+                except ConnectionResetError:
+                    pass  # closed with our byte unread, or before: either is "closed at once"
+            wait_for(lambda: srv.stats.rejected == 1)
+            assert a.roundtrip(b"still") == b"STILL"
+        assert srv.stats.accepted == 3
+
+
+def test_a_client_that_never_reads_its_echo_is_cut_off(tcp_options):
+    with pysock.Server("127.0.0.1", 0, "tcp", send_timeout=0.3, **tcp_options) as srv:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(srv.address)
+        sock.setblocking(False)
+        chunk = b"never read " * 6000
+        deadline = time.monotonic() + 20
+        try:
+            while srv.stats.slow_closed == 0 and time.monotonic() < deadline:
+                try:
+                    sock.send(chunk)
+                except BlockingIOError:
+                    time.sleep(0.01)
+                except OSError:
+                    break  # the server cut us off
+        finally:
+            sock.close()
+        wait_for(lambda: srv.stats.slow_closed == 1)
+        assert pysock.request(b"next", srv.address) == b"NEXT"
+
+
+# -- address families -------------------------------------------------------------
+def test_tcp_over_a_unix_socket_and_the_path_is_removed(tcp_options, tmp_path):
+    path = str(tmp_path / "echo.sock")
+    with pysock.Server(proto="tcp", path=path, **tcp_options) as srv:
+        assert srv.address == path and srv.url == f"unix://{path}"
+        assert pysock.request(b"over unix", path) == b"OVER UNIX"
+    assert not os.path.exists(path)
+
+
+def test_udp_over_a_unix_socket_and_the_path_is_removed(udp_options, tmp_path):
+    path = str(tmp_path / "echo.sock")
+    with pysock.Server(proto="udp", path=path, **udp_options):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as client:
+            client.bind(str(tmp_path / "client.sock"))  # somewhere for the reply to go
+            client.settimeout(5)
+            client.sendto(b"datagram", path)
+            assert client.recv(100) == b"DATAGRAM"
+    assert not os.path.exists(path)
+
+
+@needs_ipv6
+def test_tcp_over_ipv6(tcp_options):
+    with pysock.Server("::1", 0, "tcp", **tcp_options) as srv:
+        assert srv.host == "::1" and srv.url.startswith("tcp://[::1]:")
+        assert pysock.request(b"six", srv.address) == b"SIX"
+
+
+@needs_ipv6
+def test_udp_over_ipv6(udp_options):
+    with pysock.Server("::1", 0, "udp", **udp_options) as srv:
+        assert pysock.request(b"six", srv.address, "udp") == b"SIX"
+
+
+# -- transforms ----------------------------------------------------------------------
+def test_tcp_echo_transform_sends_bytes_back_unchanged(tcp_options):
+    data = bytes(range(256))
+    with pysock.Server("127.0.0.1", 0, "tcp", transform="echo", **tcp_options) as srv:
+        assert pysock.request(data, srv.address) == data
+
+
+def test_udp_echo_transform_sends_bytes_back_unchanged(udp_options):
+    data = bytes(range(256))
+    with pysock.Server("127.0.0.1", 0, "udp", transform="echo", **udp_options) as srv:
+        assert pysock.request(data, srv.address, "udp") == data
+
+
+class _Doubler:
+    """A transform whose reply is not the length of its input, and which
+    owes something at the end: what the twins may not assume away."""
+
+    def feed(self, data: bytes) -> bytes:
+        return data + data
+
+    def finish(self) -> bytes:
+        return b"<end>"
+
+
+@pytest.fixture
+def doubler(monkeypatch):
+    from pysock import config, transform
+
+    monkeypatch.setitem(transform.TRANSFORMS, "double", _Doubler)
+    monkeypatch.setattr(config, "TRANSFORMS", config.TRANSFORMS + ("double",))
+    return "double"
+
+
+def _python_only(params: list) -> list:
+    return [p for p in params if p.values[0]["backend"] == "python"]
+
+
+@pytest.mark.parametrize("options", _python_only(server_kinds("tcp")))
+def test_twin_tcp_sends_what_the_transform_returns(options, doubler):
+    with pysock.Server("127.0.0.1", 0, "tcp", transform=doubler, **options) as srv:
+        assert pysock.request(b"ab", srv.address) == b"abab<end>"
+        with pysock.client.connect(srv.address) as sock:
+            sock.sendall(b"xyz")
+            assert pysock.client.recv_exactly(sock, 6) == b"xyzxyz"
+
+
+@pytest.mark.parametrize("options", _python_only(server_kinds("udp")))
+def test_twin_udp_answers_each_datagram_with_a_fresh_transform(options, doubler):
+    with pysock.Server("127.0.0.1", 0, "udp", transform=doubler, **options) as srv:
+        assert pysock.request(b"ab", srv.address, "udp") == b"abab<end>"
+        assert pysock.request(b"c", srv.address, "udp") == b"cc<end>"
+
+
+# -- the loop model -------------------------------------------------------------------
+def test_loop_model_serves_clients_one_after_another():
+    with pysock.Server("127.0.0.1", 0, "tcp", backend="python", model="loop") as srv:
+        first = pysock.client.connect(srv.address, timeout=5)
+        first.sendall(b"first")
+        assert first.recv(5) == b"FIRST"
+        with pysock.client.connect(srv.address, timeout=0.3) as second:
+            second.sendall(b"second")  # connected (the backlog holds it), not served
+            with pytest.raises(socket.timeout):
+                second.recv(6)
+            assert srv.stats.accepted == 1
+            first.close()  # the loop goes back to accept()
+            second.settimeout(5)
+            assert second.recv(6) == b"SECOND"
+        assert srv.stats.accepted == 2
+
+
+# -- configuration --------------------------------------------------------------------
+def test_uvloop_model_without_uvloop_is_a_clear_config_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if it were not installed
+    with pytest.raises(pysock.ConfigError, match="needs uvloop.*pip install uvloop"):
+        pysock.Server(backend="python", model="uvloop")
+
+
+def test_a_model_the_backend_does_not_have_is_a_config_error():
+    with pytest.raises(pysock.ConfigError, match="unknown model for python udp 'threads'"):
+        pysock.Server(proto="udp", backend="python", model="threads")
+    with pytest.raises(pysock.ConfigError, match="unknown backend 'rust'"):
+        pysock.Server(backend="rust")
+
+
+@pytest.mark.parametrize("options", _python_only(server_kinds("tcp")))
+def test_cli_serves_the_python_backend(options):
+    args = ["serve", "0", "--tcp", "--backend", options["backend"], "--model", options["model"]]
+    with CliServer(*args) as cli:
+        assert pysock.request(b"from the cli", cli.address("tcp")) == b"FROM THE CLI"
+        code, err = cli.interrupt(signal.SIGTERM, timeout=5)
+    assert code == 0 and b"Traceback" not in err
