@@ -519,7 +519,9 @@ static int pingpong(lg_run *r)
             break;
         if (set_events(r, 0) == 0)
             break;  /* every connection failed */
-        n = poll(r->pfd, (nfds_t)cfg->conns, ms_until(next_due(r, drain_end, t), t));
+        /* A spinning client never sleeps, so a reply's latency is the
+         * server's alone, not also this thread's wake-up. */
+        n = poll(r->pfd, (nfds_t)cfg->conns, cfg->spin ? 0 : ms_until(next_due(r, drain_end, t), t));
         if (n < 0)
             return -errno;  /* EINTR too: Ctrl-C belongs to Python */
         pingpong_events(r);

@@ -107,6 +107,7 @@ typedef struct ps_load {
     int duration_ms;     /* ping-pong: how long; bulk: the longest it may take */
     int timeout_ms;      /* UDP: resend after this; TCP: the longest silence */
     int transform;       /* PS_XF_UPPER or PS_XF_ECHO: what the replies must be */
+    int spin;            /* ping-pong: busy-poll for replies instead of sleeping */
 } ps_load;
 
 typedef struct ps_load_result {

@@ -17,7 +17,9 @@ from cffi import FFI
 ROOT = Path(__file__).resolve().parent.parent
 CSRC = ROOT / "csrc"
 SOURCES = ["addr.c", "server.c", "tcp.c", "epoll.c", "udp.c", "transform.c", "layout.c", "loadgen.c"]
-CFLAGS = ["-std=c99", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-O2"]
+# -O3: GCC vectorises ps_upper's loop there, not at -O2 (measured: 0.09 ms per
+# MiB against 1.5 ms).
+CFLAGS = ["-std=c99", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-O3"]
 
 # The system structs Python reads.  Members cffi must know are named; the
 # "..." lets the compiler supply their real layout and any other members.

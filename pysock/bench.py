@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence, TextIO
 
-from pysock.config import model_available
+from pysock.config import MODELS, model_available
 from pysock.errors import ConfigError, PysockError
 
 
@@ -41,6 +41,7 @@ class BenchServer:
     tcp: Optional[str]
     udp: Optional[str]
     options: tuple = ()
+    default: bool = True  # in a run that names no --servers
 
     def model(self, proto: str) -> Optional[str]:
         return self.tcp if proto == "tcp" else self.udp
@@ -54,7 +55,11 @@ class BenchServer:
 
 
 SERVERS = (
-    BenchServer("c", "c", tcp="threads", udp="loop"),
+    BenchServer("c", "c", tcp=MODELS[("c", "tcp")][0], udp="loop"),  # the C backend as it comes
+    BenchServer("c-threads", "c", tcp="threads", udp=None),
+    BenchServer("c-epoll", "c", tcp="epoll", udp=None),
+    BenchServer("c-spin50", "c", tcp="epoll", udp="loop", options=("--spin", "50"), default=False),
+    BenchServer("c-workers2", "c", tcp="epoll", udp="loop", options=("--workers", "2"), default=False),
     BenchServer("python-loop", "python", tcp="loop", udp="loop"),
     BenchServer("python-threads", "python", tcp="threads", udp=None),
     BenchServer("python-asyncio", "python", tcp="asyncio", udp="asyncio"),
@@ -73,6 +78,8 @@ class Load:
     conns: int
     size: int = 0
     mib: int = 0
+    spin: bool = False     # the load generator busy-polls: latency is the server's alone
+    default: bool = True   # in a run that names no --loads
 
     @property
     def stream(self) -> bool:
@@ -83,7 +90,8 @@ class Load:
             return f"TCP stream of {plan.stream_mib or self.mib} MiB, echoed back"
         what = "connection" if self.proto == "tcp" else "socket"
         plural = "s" if self.conns > 1 else ""
-        return f"{self.proto.upper()} ping-pong, {self.conns} {what}{plural} x {_size(self.size)}"
+        spin = ", the load generator busy-polling" if self.spin else ""
+        return f"{self.proto.upper()} ping-pong, {self.conns} {what}{plural} x {_size(self.size)}{spin}"
 
 
 LOADS = (
@@ -93,6 +101,8 @@ LOADS = (
     Load("udp-1x64", "udp", 1, 64),
     Load("udp-32x1k", "udp", 32, 1024),
     Load("tcp-stream", "tcp", 1, mib=256),
+    Load("tcp-1x64-spin", "tcp", 1, 64, spin=True, default=False),
+    Load("udp-1x64-spin", "udp", 1, 64, spin=True, default=False),
 )
 
 
@@ -119,9 +129,10 @@ def _size(n: int) -> str:
 
 # -- choosing ------------------------------------------------------------------
 def select_named(items: Sequence, names: Optional[str], what: str) -> list:
-    """The items named in a comma-separated list (all when names is None)."""
+    """The items named in a comma-separated list (the default ones when
+    names is None)."""
     if names is None:
-        return list(items)
+        return [item for item in items if item.default]
     known = {item.name: item for item in items}
     chosen = []
     for name in (n.strip() for n in names.split(",") if n.strip()):
@@ -236,7 +247,7 @@ def _one_run(proc: ServerProcess, load: Load, plan: Plan, duration: float, mib: 
         r = loadgen.bulk(proc.address, mib << 20, conns=load.conns, timeout=plan.stream_timeout)
     else:
         r = loadgen.pingpong(proc.address, load.proto, conns=load.conns, size=load.size,
-                             duration=duration, timeout=plan.timeout)
+                             duration=duration, timeout=plan.timeout, spin=load.spin)
     cpu = proc.cpu_seconds() - before
     run = {"ok": r.ok, "requests": r.requests, "bad": r.bad, "lost": r.lost, "late": r.late,
            "failed": r.failed, "seconds": r.seconds, "mb_s": r.mb_per_s, "cpu_s": cpu}

@@ -350,8 +350,8 @@ def _add_bench(sub) -> None:
                                    "load generator; print medians, each as a ratio to the C backend. "
                                    "Progress goes to stderr. Exit 1 if a run got a bad reply.")
     p.add_argument("--quick", action="store_true", help="short runs, one each (under 30 s): a smoke test")
-    p.add_argument("--servers", metavar="LIST", help="comma-separated servers (default: all; see --list)")
-    p.add_argument("--loads", metavar="LIST", help="comma-separated loads (default: all; see --list)")
+    p.add_argument("--servers", metavar="LIST", help="comma-separated servers (default: all but those --list marks 'only when named')")
+    p.add_argument("--loads", metavar="LIST", help="comma-separated loads (default: all but those --list marks 'only when named')")
     p.add_argument("--list", action="store_true", help="list the servers and loads, and exit")
     p.add_argument("--reps", type=int, default=None, help="measured runs per server and load (default 5)")
     p.add_argument("--duration", type=float, default=None, help="seconds per ping-pong run (default 1)")
@@ -367,10 +367,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.list:
         for s in bench.SERVERS:
-            print(f"server {s.name:<16} {s.backend} backend; tcp: {s.tcp or '-'}, udp: {s.udp or '-'}"
+            options = f"; {' '.join(s.options)}" if s.options else ""
+            print(f"server {s.name:<16} {s.backend} backend; tcp: {s.tcp or '-'}, udp: {s.udp or '-'}{options}"
+                  + ("" if s.default else " (only when named)")
                   + (f"; {s.missing()}" if s.missing() else ""))
         for load in bench.LOADS:
-            print(f"load   {load.name:<16} {load.describe(bench.FULL)}")
+            print(f"load   {load.name:<16} {load.describe(bench.FULL)}" + ("" if load.default else " (only when named)"))
         return 0
     for name in ("reps", "duration", "stream_mib"):
         value = getattr(args, name)

@@ -119,11 +119,14 @@ def _new_load(address: Address, proto: str, conns: int, timeout: float, transfor
 
 
 def pingpong(address: Address, proto: str = "tcp", *, conns: int = 1, size: int = 64,
-             duration: float = 1.0, timeout: float = 1.0, transform: str = "upper") -> LoadResult:
+             duration: float = 1.0, timeout: float = 1.0, transform: str = "upper",
+             spin: bool = False) -> LoadResult:
     """conns connections (TCP) or sockets (UDP), each sending a size-byte
     request and waiting for its reply, for duration seconds.  UDP requests
     unanswered after timeout are resent (and counted lost); at the end,
-    replies in flight get timeout seconds more before they count as lost."""
+    replies in flight get timeout seconds more before they count as lost.
+    spin: busy-poll for replies (a core kept busy) instead of sleeping, so
+    that latency is the server's alone, not also the client's wake-up."""
     keep: list = []
     load = _new_load(address, proto, conns, timeout, transform, keep)
     low = UDP_HEADER if proto == "udp" else 1
@@ -132,6 +135,7 @@ def pingpong(address: Address, proto: str = "tcp", *, conns: int = 1, size: int 
     load.mode = lib.PS_LOAD_PINGPONG
     load.size = size
     load.duration_ms = millis(duration)
+    load.spin = int(bool(spin))
     return _run(load, f"load on {_name(address, proto)}")
 
 
