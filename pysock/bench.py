@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence, TextIO
 
-from pysock.config import MODELS, model_available
+from pysock.config import default_model, model_available
 from pysock.errors import ConfigError, PysockError
 
 
@@ -55,9 +55,9 @@ class BenchServer:
 
 
 SERVERS = (
-    BenchServer("c", "c", tcp=MODELS[("c", "tcp")][0], udp="loop"),  # the C backend as it comes
+    BenchServer("c", "c", tcp=default_model("c", "tcp"), udp="loop"),  # the C backend as it comes
     BenchServer("c-threads", "c", tcp="threads", udp=None),
-    BenchServer("c-epoll", "c", tcp="epoll", udp=None),
+    BenchServer("c-epoll", "c", tcp="epoll", udp=None, default=False),
     BenchServer("c-spin50", "c", tcp="epoll", udp="loop", options=("--spin", "50"), default=False),
     BenchServer("c-workers2", "c", tcp="epoll", udp="loop", options=("--workers", "2"), default=False),
     BenchServer("python-loop", "python", tcp="loop", udp="loop"),

@@ -61,7 +61,7 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, metavar="MODEL",
                    help="how the server waits for clients; " + "; ".join(
                        f"{b} {proto}: {', '.join(MODELS[(b, proto)])}" for b in BACKENDS for proto in ("tcp", "udp"))
-                   + " (default: the first)")
+                   + " (default: the first this build can run)")
     p.add_argument("--workers", type=count, default=1, metavar="N",
                    help="serving threads, each with its own socket on the port (default 1)")
     p.add_argument("--spin", type=count, default=0, metavar="US",
