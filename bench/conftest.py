@@ -1,8 +1,8 @@
 """pytest-benchmark micro-benchmarks: ``python -m pytest bench/``.
 
-They are not part of the test pass (pyproject's testpaths is tests/), and
-pytest's default file pattern (test_*.py) would not find them: this hook
-collects the bench_*.py files in this directory only."""
+They are not part of the test pass: pyproject's testpaths is tests/, and its
+python_files adds the bench_*.py pattern that collects them when bench/ is
+named."""
 from __future__ import annotations
 
 import os
@@ -11,15 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def pytest_collect_file(file_path: Path, parent):
-    if file_path.suffix == ".py" and file_path.name.startswith("bench_"):
-        return pytest.Module.from_parent(parent, path=file_path)
-    return None
 
 
 class ServerProcess:
