@@ -39,8 +39,14 @@ def low_fd_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
 
 
-def test_out_of_descriptors_no_busy_loop_and_service_resumes():
-    with CliServer("serve", "0", "--tcp", preexec_fn=low_fd_limit) as cli:
+def kind(options: dict) -> list[str]:
+    """The serve options that pick a fixture's backend and model."""
+    return ["--backend", options["backend"], "--model", options["model"]]
+
+
+@pytest.mark.concurrent_clients
+def test_out_of_descriptors_no_busy_loop_and_service_resumes(tcp_options):
+    with CliServer("serve", "0", "--tcp", *kind(tcp_options), preexec_fn=low_fd_limit) as cli:
         address = cli.address("tcp")
         held = []
         starved = None
@@ -73,8 +79,8 @@ SIGPIPE_DEFAULT = ("import signal, sys; signal.signal(signal.SIGPIPE, signal.SIG
                    "from pysock.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
-def test_sigpipe_at_its_default_action_does_not_kill_the_server():
-    with CliServer("serve", "0", "--tcp", python_code=SIGPIPE_DEFAULT) as cli:
+def test_sigpipe_at_its_default_action_does_not_kill_the_server(tcp_options):
+    with CliServer("serve", "0", "--tcp", *kind(tcp_options), python_code=SIGPIPE_DEFAULT) as cli:
         address = cli.address("tcp")
         for _ in range(5):  # clients that vanish while their echo is being written
             sock = socket.create_connection(address, timeout=5)
@@ -97,37 +103,36 @@ def inject_so(tmp_path_factory):
     return out
 
 
-def serve_with_faults(inject_so, proto: str, **faults: str) -> CliServer:
+def serve_with_faults(inject_so, proto: str, options: dict, **faults: str) -> CliServer:
     # After whatever is preloaded already (a sanitizer runtime must come first).
     preload = f"{os.environ.get('LD_PRELOAD', '')} {inject_so}".strip()
-    return CliServer("serve", "0", f"--{proto}", env={"LD_PRELOAD": preload, **faults})
+    return CliServer("serve", "0", f"--{proto}", *kind(options), env={"LD_PRELOAD": preload, **faults})
 
 
-def test_per_connection_accept_errors_are_survived(inject_so):
+def test_per_connection_accept_errors_are_survived(inject_so, tcp_options):
     codes = [errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENOBUFS]
-    with serve_with_faults(inject_so, "tcp", PYSOCK_FAULT_ACCEPT4=" ".join(map(str, codes))) as cli:
+    with serve_with_faults(inject_so, "tcp", tcp_options, PYSOCK_FAULT_ACCEPT4=" ".join(map(str, codes))) as cli:
         address = cli.address("tcp")
         assert pysock.request(b"after accept errors", address, "tcp") == b"AFTER ACCEPT ERRORS"
         assert echoes(address)
         assert cli.proc.poll() is None
 
 
-def test_icmp_error_on_the_udp_socket_is_survived(inject_so):
+def test_icmp_error_on_the_udp_socket_is_survived(inject_so, udp_options):
     # Linux reports an ICMP port unreachable on an unconnected UDP socket only
     # with IP_RECVERR; the shim makes recvfrom fail as it then would.
     refused = str(errno.ECONNREFUSED)
-    with serve_with_faults(inject_so, "udp", PYSOCK_FAULT_RECV=f"{refused} {refused} {errno.ENOMEM}") as cli:
+    with serve_with_faults(inject_so, "udp", udp_options, PYSOCK_FAULT_RECV=f"{refused} {refused} {errno.ENOMEM}") as cli:
         address = cli.address("udp")
         assert pysock.request(b"after icmp", address, "udp") == b"AFTER ICMP"
         assert cli.proc.poll() is None
 
 
-@pytest.mark.parametrize("proto", ["tcp", "udp"])
-def test_a_signal_delivered_to_the_serving_thread(proto):
+def check_signal_to_the_serving_thread(proto: str, options: dict) -> None:
     got = []
     old = signal.signal(signal.SIGUSR1, lambda *a: got.append(1))
     try:
-        with pysock.Server("127.0.0.1", 0, proto) as srv:
+        with pysock.Server("127.0.0.1", 0, proto, **options) as srv:
             for _ in range(3):
                 signal.pthread_kill(srv._thread.ident, signal.SIGUSR1)
                 time.sleep(0.02)
@@ -138,6 +143,14 @@ def test_a_signal_delivered_to_the_serving_thread(proto):
         signal.signal(signal.SIGUSR1, old)
 
 
+def test_a_signal_delivered_to_the_serving_thread_tcp(tcp_options):
+    check_signal_to_the_serving_thread("tcp", tcp_options)
+
+
+def test_a_signal_delivered_to_the_serving_thread_udp(udp_options):
+    check_signal_to_the_serving_thread("udp", udp_options)
+
+
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -146,11 +159,11 @@ def os_threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
-def test_a_thousand_start_stop_cycles_leave_nothing_behind():
+def test_a_thousand_start_stop_cycles_leave_nothing_behind(tcp_options, udp_options):
     fds, threads, py_threads = open_fds(), os_threads(), threading.active_count()
     for i in range(1000):
-        proto = "tcp" if i % 2 == 0 else "udp"
-        with pysock.Server("127.0.0.1", 0, proto) as srv:
+        proto, options = ("tcp", tcp_options) if i % 2 == 0 else ("udp", udp_options)
+        with pysock.Server("127.0.0.1", 0, proto, **options) as srv:
             if i % 10 == 0:
                 assert pysock.request(b"cycle", srv.address, proto) == b"CYCLE"
     wait_for(lambda: os_threads() <= threads)  # a thread's exit may lag its join by a moment
@@ -158,8 +171,8 @@ def test_a_thousand_start_stop_cycles_leave_nothing_behind():
     assert threading.active_count() == py_threads
 
 
-def test_graceful_stop_finishes_the_echo_then_eof():
-    srv = pysock.Server("127.0.0.1", 0, "tcp").start()
+def test_graceful_stop_finishes_the_echo_then_eof(tcp_options):
+    srv = pysock.Server("127.0.0.1", 0, "tcp", **tcp_options).start()
     sock = pysock.client.connect(srv.address)
     sock.sendall(b"in flight")
     wait_for(lambda: srv.stats.bytes_out == 9)  # echoed, not yet read by the client
@@ -167,5 +180,5 @@ def test_graceful_stop_finishes_the_echo_then_eof():
     srv.stop(timeout=0.2)
     assert pysock.client.recv_until_eof(sock) == b"IN FLIGHT"  # all of it, then EOF
     sock.close()
-    with pysock.Server("127.0.0.1", port, "tcp") as again:  # the port is free at once
+    with pysock.Server("127.0.0.1", port, "tcp", **tcp_options) as again:  # the port is free at once
         assert echoes(again.address)

@@ -21,8 +21,9 @@ def closed_by_server(sock: socket.socket, timeout: float = 5.0) -> bool:
         return True
 
 
-def test_max_conns_closes_the_next_one_and_keeps_the_rest():
-    with pysock.Server("127.0.0.1", 0, "tcp", max_conns=2) as srv:
+@pytest.mark.concurrent_clients
+def test_max_conns_closes_the_next_one_and_keeps_the_rest(tcp_options):
+    with pysock.Server("127.0.0.1", 0, "tcp", max_conns=2, **tcp_options) as srv:
         a = pysock.Connection(srv.address)
         b = pysock.Connection(srv.address)
         assert a.roundtrip(b"a") == b"A" and b.roundtrip(b"b") == b"B"
@@ -36,8 +37,9 @@ def test_max_conns_closes_the_next_one_and_keeps_the_rest():
         b.close()
 
 
-def test_idle_connection_is_closed_and_a_busy_one_is_not():
-    with pysock.Server("127.0.0.1", 0, "tcp", idle_timeout=0.3) as srv:
+@pytest.mark.concurrent_clients
+def test_idle_connection_is_closed_and_a_busy_one_is_not(tcp_options):
+    with pysock.Server("127.0.0.1", 0, "tcp", idle_timeout=0.3, **tcp_options) as srv:
         idle = pysock.client.connect(srv.address)
         busy = pysock.Connection(srv.address)
         for _ in range(8):  # talks more often than the idle timeout
@@ -49,8 +51,9 @@ def test_idle_connection_is_closed_and_a_busy_one_is_not():
         busy.close()
 
 
-def test_a_client_that_never_reads_is_cut_off_and_others_never_notice():
-    with pysock.Server("127.0.0.1", 0, "tcp", send_timeout=0.5, max_unsent=64 << 10) as srv:
+@pytest.mark.concurrent_clients
+def test_a_client_that_never_reads_is_cut_off_and_others_never_notice(tcp_options):
+    with pysock.Server("127.0.0.1", 0, "tcp", send_timeout=0.5, max_unsent=64 << 10, **tcp_options) as srv:
         hog = pysock.client.connect(srv.address, timeout=10)
         hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stopped = threading.Event()

@@ -6,7 +6,6 @@ Every wait is a poll() on the socket and on the engine's wake-up socket, so
 a stop from any thread ends every wait at once."""
 from __future__ import annotations
 
-import errno
 import select
 import socket
 import threading
@@ -15,12 +14,10 @@ from typing import Optional
 
 from pysock import transform
 from pysock.config import millis
-from pysock.twins.common import BUFSIZE, STOP_GRACE, UDP_SEND_WAIT, TwinEngine
+from pysock.twins.common import ACCEPT_BACKOFF, BUFSIZE, EXHAUSTED, STOP_GRACE, UDP_SEND_WAIT, TwinEngine
 
 _IN = select.POLLIN
 _OUT = select.POLLOUT
-# accept() failures that say "out of something", not "this one client".
-_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
 def _poller(*pairs: tuple) -> "select.poll":
@@ -112,9 +109,9 @@ class _TCPEngine(TwinEngine):
             return None  # the client left before we took it
         except OSError as exc:
             self.counters.add("errors")
-            if exc.errno in _EXHAUSTED:
+            if exc.errno in EXHAUSTED:
                 # The connection stays in the backlog: back off rather than spin.
-                _poller((self.wake_fd, _IN)).poll(50)
+                _poller((self.wake_fd, _IN)).poll(millis(ACCEPT_BACKOFF))
             return None
         self.counters.add("accepted")
         if self.counters.get("active") >= self.cfg.max_conns:

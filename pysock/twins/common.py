@@ -2,6 +2,7 @@
 wake-up socketpair a stop writes to (no polling interval)."""
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import threading
@@ -16,6 +17,9 @@ Address = Union[tuple, str]
 BUFSIZE = 65536          # one read, as the C servers' buffer (PS_BUFSIZE)
 STOP_GRACE = 0.1         # seconds a stopping server keeps sending an echo it started
 UDP_SEND_WAIT = 0.1      # seconds a UDP reply waits for a full send buffer
+ACCEPT_BACKOFF = 0.05    # seconds out of descriptors before accepting again, as in C
+# accept() failures that say "out of something", not "this one client".
+EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 _FAMILIES = {"inet": socket.AF_INET, "inet6": socket.AF_INET6, "unix": socket.AF_UNIX}
 _SOCKTYPES = {"tcp": socket.SOCK_STREAM, "udp": socket.SOCK_DGRAM}
