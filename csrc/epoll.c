@@ -180,6 +180,8 @@ static int watch(ps__loop *l, econn *c)
 /* Keep n bytes the socket did not take, after what is already waiting. */
 static int queue(econn *c, const unsigned char *p, size_t n)
 {
+    if (n == 0)
+        return 0;  /* p may be NULL then: nothing to copy */
     if (c->off + c->len + n > c->cap) {
         if (c->off > 0) {
             memmove(c->out, c->out + c->off, c->len);
