@@ -190,15 +190,22 @@ static ssize_t from_out(const ps__xf *x, int rc, const unsigned char **out)
     return (ssize_t)x->out.len;
 }
 
-ssize_t ps__xf_feed(ps__xf *x, unsigned char *buf, size_t n,
-                    const unsigned char **out)
+/* upper and echo answer in place; stamp answers into x->out. */
+static ssize_t answer(ps__xf *x, unsigned char *buf, size_t n, const unsigned char **out,
+                      int (*stamp)(ps__xf *, const unsigned char *, size_t))
 {
     if (x->kind != PS_XF_STAMP) {
         *out = buf;
         return (ssize_t)in_place(x->kind, buf, n);
     }
     x->out.len = 0;
-    return from_out(x, stamp_feed(x, buf, n), out);
+    return from_out(x, stamp(x, buf, n), out);
+}
+
+ssize_t ps__xf_feed(ps__xf *x, unsigned char *buf, size_t n,
+                    const unsigned char **out)
+{
+    return answer(x, buf, n, out, stamp_feed);
 }
 
 ssize_t ps__xf_finish(ps__xf *x, const unsigned char **out)
@@ -210,12 +217,7 @@ ssize_t ps__xf_finish(ps__xf *x, const unsigned char **out)
 ssize_t ps__xf_datagram(ps__xf *x, unsigned char *buf, size_t n,
                         const unsigned char **out)
 {
-    if (x->kind != PS_XF_STAMP) {
-        *out = buf;
-        return (ssize_t)in_place(x->kind, buf, n);
-    }
-    x->out.len = 0;
-    return from_out(x, stamp_datagram(x, buf, n), out);
+    return answer(x, buf, n, out, stamp_datagram);
 }
 
 void ps__xf_free(ps__xf *x)

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import socket
-from typing import Optional, Union
+import threading
+from typing import Callable, Optional, Union
 
 from pysock.errors import ConfigError, ReplyError
 
@@ -80,6 +81,40 @@ def recv_exactly(sock: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
+# Up to this much goes out before the reply is read.  Past it, the request is
+# sent from a second thread while this one reads: the server echoes as it
+# reads, and an echo nobody reads would fill both sides' buffers and stall.
+SEND_FIRST_MAX = 64 << 10
+
+
+def send_while(sock: socket.socket, data: bytes, receive: Callable[[], bytes], half_close: bool = False) -> bytes:
+    """Send data (then half-close, if asked) and return what receive() reads."""
+    if len(data) <= SEND_FIRST_MAX:
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        return receive()
+    failed: list[OSError] = []
+
+    def send() -> None:
+        try:
+            sock.sendall(data)
+            if half_close:
+                sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            failed.append(exc)
+
+    sender = threading.Thread(target=send, name="pysock request sender", daemon=True)
+    sender.start()
+    try:
+        reply = receive()
+    finally:
+        sender.join(sock.gettimeout())
+    if failed:
+        raise failed[0]
+    return reply
+
+
 def request(data: bytes, address: Address, proto: str = "tcp", timeout: Optional[float] = DEFAULT_TIMEOUT) -> bytes:
     """Send data, return the server's whole reply.
 
@@ -92,9 +127,7 @@ def request(data: bytes, address: Address, proto: str = "tcp", timeout: Optional
             if proto == "udp":
                 sock.send(data)
                 return sock.recv(1 << 16)
-            sock.sendall(data)
-            sock.shutdown(socket.SHUT_WR)
-            return recv_until_eof(sock)
+            return send_while(sock, data, lambda: recv_until_eof(sock), half_close=True)
         except socket.timeout:
             raise ReplyError(f"no reply from {url(address, proto)} within {timeout} s") from None
 
@@ -129,8 +162,7 @@ class Connection:
         self.sock = connect(address, "tcp", timeout)
 
     def roundtrip(self, data: bytes) -> bytes:
-        self.sock.sendall(data)
-        return recv_exactly(self.sock, len(data))
+        return send_while(self.sock, data, lambda: recv_exactly(self.sock, len(data)))
 
     def close(self) -> None:
         self.sock.close()

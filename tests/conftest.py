@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -273,3 +274,25 @@ def wait_for(predicate, timeout: float = 5.0, interval: float = 0.01):
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+def run_clients(n: int, client, timeout: float = 60.0) -> None:
+    """Run client(i) for i in range(n), each in a thread of its own, and fail
+    with the first errors any of them raised (or if one is still running
+    after timeout)."""
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            client(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    assert not any(t.is_alive() for t in threads), f"clients still running after {timeout} s"
+    assert not errors, errors[:3]

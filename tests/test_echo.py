@@ -11,9 +11,8 @@ import time
 import pytest
 
 import pysock
-from conftest import UNRESOLVABLE
-from pysock.client import Connection, recv_until_eof
-from conftest import wait_for
+from pysock.client import Connection
+from conftest import UNRESOLVABLE, run_clients, wait_for
 
 ALL_BYTES = bytes(range(256))
 
@@ -51,15 +50,7 @@ def test_udp_largest_datagram_comes_back_whole(udp_server):
 
 def test_tcp_8mib_stream_with_half_close(tcp_server):
     data = os.urandom(8 << 20)
-    with pysock.client.connect(tcp_server.address, "tcp", timeout=30) as sock:
-        def send_then_half_close() -> None:
-            sock.sendall(data)
-            sock.shutdown(socket.SHUT_WR)
-
-        sender = threading.Thread(target=send_then_half_close)
-        sender.start()
-        reply = recv_until_eof(sock)
-        sender.join(30)
+    reply = pysock.request(data, tcp_server.address, "tcp", timeout=30)  # sends while it reads
     assert len(reply) == len(data)
     assert hashlib.sha256(reply).digest() == hashlib.sha256(data.upper()).digest()
 
@@ -67,25 +58,16 @@ def test_tcp_8mib_stream_with_half_close(tcp_server):
 @pytest.mark.concurrent_clients
 def test_fifty_concurrent_clients_while_one_sits_idle(tcp_server):
     idle = pysock.client.connect(tcp_server.address, "tcp")
-    errors: list[BaseException] = []
     barrier = threading.Barrier(50)
 
     def client(i: int) -> None:
-        try:
-            with Connection(tcp_server.address, timeout=20) as conn:
-                barrier.wait(20)  # all 50 connected at once, the idle one too
-                for j in range(20):
-                    msg = f"client {i} message {j} ".encode() * 10
-                    assert conn.roundtrip(msg) == msg.upper()
-        except BaseException as exc:
-            errors.append(exc)
+        with Connection(tcp_server.address, timeout=20) as conn:
+            barrier.wait(20)  # all 50 connected at once, the idle one too
+            for j in range(20):
+                msg = f"client {i} message {j} ".encode() * 10
+                assert conn.roundtrip(msg) == msg.upper()
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(50)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors, errors[:3]
+    run_clients(50, client)
     assert tcp_server.stats.active >= 1  # the idle one is still open
     idle.sendall(b"still here")
     assert pysock.client.recv_exactly(idle, 10) == b"STILL HERE"
@@ -101,12 +83,16 @@ def test_a_slow_client_does_not_block_another(tcp_server):
 
 def test_tcp_stop_is_prompt_with_clients_connected(tcp_options):
     srv = pysock.Server("127.0.0.1", 0, "tcp", **tcp_options).start()
+    loop = tcp_options["model"] == "loop"
     with pysock.client.connect(srv.address) as a, pysock.client.connect(srv.address) as b:
         a.send(b"x")
         assert a.recv(1) == b"X"
+        if not loop:  # b is being served too (not still waiting to be accepted)
+            b.send(b"y")
+            assert b.recv(1) == b"Y"
         srv.stop(timeout=0.2)  # TimeoutError past 200 ms
         assert a.recv(1) == b""  # EOF: the server closed its side
-        if tcp_options["model"] == "loop":
+        if loop:
             # The loop never accepted b: it sat in the backlog, which the
             # closing listener resets.
             with pytest.raises(ConnectionResetError):

@@ -14,7 +14,7 @@ import pytest
 
 import pysock
 from pysock.client import Connection, recv_exactly
-from conftest import LOCALHOST, wait_for
+from conftest import LOCALHOST, run_clients, wait_for
 
 BUF = 65536  # the C loops' receive buffer (PS_BUFSIZE)
 
@@ -237,22 +237,12 @@ def test_workers_share_one_port_and_serve_everyone(proto_model, reuseport):
     try:
         assert srv.port > 0
         assert listeners(proto, srv.port) == 3  # a socket each, on the port worker 0 got
-        errors: list[BaseException] = []
-
         def client(i: int) -> None:
-            try:
-                for j in range(5):
-                    msg = b"client %d message %d" % (i, j)
-                    assert pysock.request(msg, srv.address, proto, timeout=10) == msg.upper()
-            except BaseException as exc:
-                errors.append(exc)
+            for j in range(5):
+                msg = b"client %d message %d" % (i, j)
+                assert pysock.request(msg, srv.address, proto, timeout=10) == msg.upper()
 
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(20)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-        assert not errors, errors[:3]
+        run_clients(20, client)
         if proto == "tcp":
             assert srv.stats.accepted == 100
         else:

@@ -8,7 +8,6 @@ import random
 import shutil
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
@@ -135,15 +134,7 @@ def test_tcp_8mib_of_lines_matches_the_reference(stamp_tcp):
     data = b"".join(b"w" * rng.randrange(0, 300) + b"\n" for _ in range(60000))
     data += os.urandom(1 << 20) + b"tail"  # random bytes: some newlines, some long stretches
     window = Window()
-    with pysock.client.connect(stamp_tcp.address, timeout=60) as sock:
-        def send_then_half_close() -> None:
-            sock.sendall(data)
-            sock.shutdown(socket.SHUT_WR)
-
-        sender = threading.Thread(target=send_then_half_close)
-        sender.start()
-        reply = recv_until_eof(sock)
-        sender.join(60)
+    reply = pysock.request(data, stamp_tcp.address, "tcp", timeout=60)  # sends while it reads
     want = unstamped(transform.apply("stamp", data))
     assert hashlib.sha256(window.check(reply)).digest() == hashlib.sha256(want).digest()
 

@@ -13,19 +13,7 @@ import pytest
 
 import pysock
 import pysock.client
-from conftest import CliServer, server_kinds, wait_for
-
-
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-needs_ipv6 = pytest.mark.skipif(not _has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+from conftest import CliServer, needs_ipv6, server_kinds, wait_for
 
 
 # -- limits ---------------------------------------------------------------------

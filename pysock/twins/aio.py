@@ -7,7 +7,6 @@ wake-up socket with add_reader, so a stop from any thread ends it at once."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Callable, Optional
 
 from pysock import transform

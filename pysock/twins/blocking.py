@@ -10,7 +10,7 @@ import select
 import socket
 import threading
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 from pysock import transform
 from pysock.config import millis
@@ -100,6 +100,17 @@ def echo(engine: TwinEngine, sock: socket.socket) -> None:
 class _TCPEngine(TwinEngine):
     """The accept side both blocking TCP models share."""
 
+    def _accept_loop(self, handle: Callable[[socket.socket], None]) -> None:
+        """Wait for connections (or the wake-up) and hand each to handle."""
+        ready = _poller((self.sock, _IN), (self.wake_fd, _IN))
+        while not self.stopping:
+            ready.poll()
+            if self.stopping:
+                return
+            conn = self._accept()
+            if conn is not None:
+                handle(conn)
+
     def _accept(self) -> Optional[socket.socket]:
         """The next connection, ready to serve; None if there was none, it
         failed, or it was over max_conns (closed at once)."""
@@ -137,15 +148,11 @@ class LoopTCP(_TCPEngine):
     next.  Clients that arrive meanwhile wait in the listen backlog."""
 
     def serve(self) -> None:
-        ready = _poller((self.sock, _IN), (self.wake_fd, _IN))
-        while not self.stopping:
-            ready.poll()
-            if self.stopping:
-                return
-            conn = self._accept()
-            if conn is not None:
-                self.counters.add("active")
-                self._serve_conn(conn)
+        self._accept_loop(self._serve_one)
+
+    def _serve_one(self, conn: socket.socket) -> None:
+        self.counters.add("active")
+        self._serve_conn(conn)
 
 
 class ThreadsTCP(_TCPEngine):
@@ -159,15 +166,8 @@ class ThreadsTCP(_TCPEngine):
         self._threads_lock = threading.Lock()
 
     def serve(self) -> None:
-        ready = _poller((self.sock, _IN), (self.wake_fd, _IN))
         try:
-            while not self.stopping:
-                ready.poll()
-                if self.stopping:
-                    return
-                conn = self._accept()
-                if conn is not None:
-                    self._start(conn)
+            self._accept_loop(self._start)
         finally:
             self.wake()  # also after Ctrl-C: every connection thread ends
             self._join_all()
