@@ -55,6 +55,13 @@ def test_tcp_8mib_stream_with_half_close(tcp_server):
     assert hashlib.sha256(reply).digest() == hashlib.sha256(data.upper()).digest()
 
 
+def test_a_large_roundtrip_on_a_kept_connection(tcp_server):
+    data = os.urandom(4 << 20)  # more than both sides' socket buffers hold
+    with Connection(tcp_server.address, timeout=30) as conn:
+        assert conn.roundtrip(data) == data.upper()
+        assert conn.roundtrip(b"and then a small one") == b"AND THEN A SMALL ONE"
+
+
 @pytest.mark.concurrent_clients
 def test_fifty_concurrent_clients_while_one_sits_idle(tcp_server):
     idle = pysock.client.connect(tcp_server.address, "tcp")
