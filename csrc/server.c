@@ -202,9 +202,11 @@ static int open_socket(ps_server *s, int *out, int port, int reuseport)
     if (fd < 0)
         return -errno;
     *out = fd;
-    if (s->cfg.family != AF_UNIX) {
+    if (s->cfg.family != AF_UNIX && s->cfg.socktype == SOCK_STREAM) {
         /* A stopped server's port is free for a restart at once, even with
-         * its old connections still in TIME_WAIT. */
+         * its old connections still in TIME_WAIT.  Not for UDP: there it
+         * would let a second server bind the same port and take half of
+         * the datagrams, where it must be told the port is in use. */
         rc = set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1);
         if (rc < 0)
             return rc;

@@ -1,6 +1,7 @@
 """The echo servers through the Python API, with real sockets on 127.0.0.1."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import socket
@@ -214,6 +215,14 @@ def test_port_in_use_is_an_oserror_naming_the_address(tcp_server):
         pysock.Server("127.0.0.1", tcp_server.port, "tcp", backend=tcp_server.config.backend,
                       model=tcp_server.config.model)
     assert info.value.errno == 98  # EADDRINUSE
+
+
+def test_udp_port_in_use_is_refused_not_shared(udp_server):
+    """A second UDP server on a port must fail, not quietly take a share of
+    the first one's datagrams."""
+    with pytest.raises(OSError) as info:
+        pysock.Server("127.0.0.1", udp_server.port, "udp", backend=udp_server.config.backend)
+    assert info.value.errno == errno.EADDRINUSE
 
 
 def test_a_host_name_binds_to_its_address(udp_options):

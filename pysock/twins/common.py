@@ -67,8 +67,9 @@ def open_socket(cfg: ServerConfig) -> socket.socket:
     address = _bind_address(cfg, family, socktype, where)
     sock = socket.socket(family, socktype)
     try:
-        if family != socket.AF_UNIX:
-            # A stopped server's port is free for a restart at once.
+        if family != socket.AF_UNIX and socktype == socket.SOCK_STREAM:
+            # A stopped server's port is free for a restart at once (TIME_WAIT
+            # is TCP's; for UDP the option would let two servers share a port).
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
