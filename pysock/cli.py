@@ -52,10 +52,15 @@ def count(text: str) -> int:
     return n
 
 
-def add_server_options(p: argparse.ArgumentParser) -> None:
-    """Options every listening command shares."""
+def add_bind_option(p: argparse.ArgumentParser) -> None:
+    """-b ADDR, which every listening command takes."""
     p.add_argument("-b", "--bind", default=DEFAULT_HOST, metavar="ADDR",
                    help=f"address to bind (default {DEFAULT_HOST}; 0.0.0.0 for every interface)")
+
+
+def add_server_options(p: argparse.ArgumentParser) -> None:
+    """The echo server's options: where, which backend and model, limits."""
+    add_bind_option(p)
     p.add_argument("--backend", default="c", choices=BACKENDS,
                    help="c (default) or python: the pure-Python twins, same behaviour")
     p.add_argument("--model", default=None, metavar="MODEL",
@@ -269,7 +274,7 @@ def _add_chat(sub) -> None:
                         description="Relay every member's lines to the others until Ctrl-C.")
     s.add_argument("port", nargs="?", type=port_number, default=DEFAULT_PORT,
                    help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)")
-    add_server_options(s)
+    add_bind_option(s)
     s.set_defaults(func=cmd_chat_serve)
     j = room.add_parser("join", usage="pysock chat join [-h] [-t TIMEOUT] NAME [HOST] PORT",
                         help="enter the room as NAME: type lines, read the others'",
@@ -319,7 +324,7 @@ def _add_talk(sub) -> None:
     p.add_argument("--listen", nargs="?", type=port_number, const=DEFAULT_PORT, metavar="PORT",
                    help=f"wait for one peer on PORT (default {DEFAULT_PORT}; 0 picks a free one) "
                         "and print the ready line tcp://HOST:PORT")
-    add_server_options(p)
+    add_bind_option(p)
     p.add_argument("-t", "--timeout", type=float, default=5.0, help="seconds to wait to connect (default 5)")
     p.add_argument("peer", nargs="*", metavar="HOST PORT", help="the listening side to connect to")
     p.set_defaults(func=cmd_talk)

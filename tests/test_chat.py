@@ -181,3 +181,10 @@ def test_chat_over_ipv6():
             six.expect("four joined")
             four.write("hello v6\n")
             six.expect("four: hello v6")
+
+
+def test_chat_serve_takes_no_echo_server_options():
+    """--max-conns and friends belong to the echo server; the chat room
+    refuses them rather than ignoring them."""
+    result = run_cli("chat", "serve", "0", "--max-conns", "5")
+    assert result.returncode == 2
