@@ -24,7 +24,7 @@ def address_family(address: Address) -> int:
         return socket.AF_INET
 
 
-def _socktype(proto: str) -> int:
+def socktype(proto: str) -> int:
     if proto == "tcp":
         return socket.SOCK_STREAM
     if proto == "udp":
@@ -46,7 +46,7 @@ def connect(address: Address, proto: str = "tcp", timeout: Optional[float] = DEF
     address is (host, port), or a filesystem path for AF_UNIX, where proto
     "tcp" means a stream socket and "udp" a datagram one."""
     family = address_family(address)
-    sock = socket.socket(family, _socktype(proto))
+    sock = socket.socket(family, socktype(proto))
     try:
         sock.settimeout(timeout)
         if family == socket.AF_UNIX and proto == "udp":

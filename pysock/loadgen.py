@@ -11,11 +11,11 @@ Every wait in it is bounded; a server that stops answering costs at most
 """
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Union
 
 from pysock._core import check, ffi, lib
+from pysock.client import address_family, socktype, url
 from pysock.config import millis
 from pysock.errors import ConfigError
 
@@ -65,28 +65,15 @@ def _target(load, address: Address, keep: list) -> None:
         keep.append(p)
         return p
 
+    load.family = address_family(address)  # the socket module's values are the C headers'
     if isinstance(address, str):
-        load.family = lib.AF_UNIX
         load.path = cstr(address)
         load.host = ffi.NULL
         return
     host, port = address[0], address[1]
-    try:
-        family = lib.AF_INET6 if ipaddress.ip_address(host).version == 6 else lib.AF_INET
-    except ValueError:
-        family = lib.AF_INET  # a name: resolved by the C library
-    load.family = family
     load.host = cstr(host)
     load.port = port
     load.path = ffi.NULL
-
-
-def _socktype(proto: str) -> int:
-    if proto == "tcp":
-        return lib.SOCK_STREAM
-    if proto == "udp":
-        return lib.SOCK_DGRAM
-    raise ConfigError(f"unknown proto {proto!r}: choose one of tcp, udp")
 
 
 def _check(name: str, value: float, low: float, high: float) -> None:
@@ -111,7 +98,7 @@ def _new_load(address: Address, proto: str, conns: int, timeout: float, transfor
         raise ConfigError(f"unknown transform {transform!r}: choose one of {', '.join(_TRANSFORMS)}")
     load = ffi.new("ps_load *")
     _target(load, address, keep)
-    load.socktype = _socktype(proto)
+    load.socktype = socktype(proto)
     load.conns = conns
     load.timeout_ms = millis(timeout)
     load.transform = getattr(lib, _TRANSFORMS[transform])
@@ -136,7 +123,7 @@ def pingpong(address: Address, proto: str = "tcp", *, conns: int = 1, size: int 
     load.size = size
     load.duration_ms = millis(duration)
     load.spin = int(bool(spin))
-    return _run(load, f"load on {_name(address, proto)}")
+    return _run(load, f"load on {url(address, proto)}")
 
 
 def bulk(address: Address, nbytes: int, *, conns: int = 1, timeout: float = 5.0,
@@ -152,11 +139,4 @@ def bulk(address: Address, nbytes: int, *, conns: int = 1, timeout: float = 5.0,
     load.mode = lib.PS_LOAD_BULK
     load.bulk_bytes = nbytes
     load.duration_ms = millis(limit)
-    return _run(load, f"bulk load on {_name(address, 'tcp')}")
-
-
-def _name(address: Address, proto: str) -> str:
-    if isinstance(address, str):
-        return f"unix://{address}"
-    host, port = address[0], address[1]
-    return f"{proto}://[{host}]:{port}" if ":" in host else f"{proto}://{host}:{port}"
+    return _run(load, f"bulk load on {url(address, 'tcp')}")
