@@ -1,9 +1,12 @@
 /* epoll.c - the event-loop TCP model: one non-blocking loop per worker.
  *
  * All connections of a loop share its one receive buffer.  A connection
- * owns memory only for echo its client has not taken yet (out); while that
- * is at or above cfg.max_unsent the loop stops reading from it, so a client
- * that sends and never reads costs at most max_unsent + one buffer.
+ * owns memory only for echo its client has not taken yet (out) and the
+ * transform's state; while out is at or above cfg.max_unsent the loop stops
+ * reading from it, and each read is sized so that its reply cannot take out
+ * past max_unsent + PS_BUFSIZE (stamp's reply grows up to 30x its input):
+ * a client that sends and never reads costs at most that, plus the line
+ * stamp keeps (< PS__LINE_MAX).
  *
  * Timers cost O(1) per event: each connection sits on one of two lists,
  * kept in time order by moving a connection to the tail whenever its clock
@@ -177,8 +180,17 @@ static int watch(ps__loop *l, econn *c)
     return rc;
 }
 
-/* Keep n bytes the socket did not take, after what is already waiting. */
-static int queue(econn *c, const unsigned char *p, size_t n)
+/* The most unsent echo a connection can hold: reading stops at max_unsent,
+ * and one read's reply fits in the PS_BUFSIZE beyond it (read_size). */
+static size_t unsent_limit(const ps__loop *l)
+{
+    return l->w->srv->cfg.max_unsent + PS_BUFSIZE;
+}
+
+/* Keep n bytes the socket did not take, after what is already waiting.  The
+ * buffer doubles as it grows, but never past unsent_limit: its capacity is
+ * part of the bound. */
+static int queue(ps__loop *l, econn *c, const unsigned char *p, size_t n)
 {
     if (n == 0)
         return 0;  /* p may be NULL then: nothing to copy */
@@ -188,8 +200,13 @@ static int queue(econn *c, const unsigned char *p, size_t n)
             c->off = 0;
         }
         if (c->len + n > c->cap) {
-            size_t cap = c->cap * 2 > c->len + n ? c->cap * 2 : c->len + n;
-            unsigned char *out = realloc(c->out, cap);
+            size_t need = c->len + n, limit = unsent_limit(l);
+            size_t cap = c->cap * 2 < limit ? c->cap * 2 : limit;
+            unsigned char *out;
+
+            if (cap < need)
+                cap = need;
+            out = realloc(c->out, cap);
 
             if (out == NULL)
                 return -ENOMEM;
@@ -221,7 +238,7 @@ static int conn_put(ps__loop *l, econn *c, const unsigned char *p, size_t n, int
             return 0;
         restart(&l->pending, c, now);  /* this echo begins to wait */
     }
-    return queue(c, p, n);
+    return queue(l, c, p, n);
 }
 
 static void drop_out(econn *c)
@@ -253,15 +270,25 @@ static int flush(ps__loop *l, econn *c, int64_t now)
     return 0;
 }
 
+/* A transform's reply (m bytes at out, or a failure) goes to c; conn_put
+ * copies whatever the socket does not take, so the transform's buffer is
+ * free again afterwards. */
+static int conn_reply(ps__loop *l, econn *c, ssize_t m, const unsigned char *out, int64_t now)
+{
+    int rc = m < 0 ? (int)m : conn_put(l, c, out, (size_t)m, now);
+
+    ps__xf_release(&c->xf);  /* a burst's reply buffer goes back */
+    return rc;
+}
+
 /* The one place a transform meets a connection.  data is the loop's shared
- * buffer; conn_put copies whatever the socket does not take, so a reply
- * longer than its input (stamp) is fine. */
+ * buffer; a reply longer than its input (stamp) is fine. */
 static int conn_feed(ps__loop *l, econn *c, unsigned char *data, size_t n, int64_t now)
 {
     const unsigned char *out = NULL;
     ssize_t m = ps__xf_feed(&c->xf, data, n, &out);
 
-    return m < 0 ? (int)m : conn_put(l, c, out, (size_t)m, now);
+    return conn_reply(l, c, m, out, now);
 }
 
 /* The client half-closed: what the transform still owes (stamp: a last
@@ -271,12 +298,19 @@ static int conn_finish(ps__loop *l, econn *c, int64_t now)
     const unsigned char *out = NULL;
     ssize_t m = ps__xf_finish(&c->xf, &out);
 
-    return m < 0 ? (int)m : conn_put(l, c, out, (size_t)m, now);
+    return conn_reply(l, c, m, out, now);
+}
+
+/* How much the next read from c may take: its reply must fit in what is
+ * left below unsent_limit (reading() has checked len < max_unsent). */
+static size_t read_size(const ps__loop *l, const econn *c)
+{
+    return ps__xf_read_max(&c->xf, unsent_limit(l) - c->len);
 }
 
 static int on_readable(ps__loop *l, econn *c, int64_t now)
 {
-    ssize_t n = recv(c->fd, l->buf, sizeof l->buf, 0);
+    ssize_t n = recv(c->fd, l->buf, read_size(l, c), 0);
 
     if (n > 0) {
         PS_ADD(l->w->stats.bytes_in, (uint64_t)n);
@@ -345,6 +379,8 @@ static void accept_failed(ps__loop *l, int err, int64_t now)
 {
     if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)
         return;
+    if (ps__stopping(l->w->srv))
+        return;  /* EINVAL: ps_server_stop has shut the listener down */
     PS_ADD(l->w->stats.errors, 1);
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         if (set_listening(l, 0) == 0)

@@ -69,8 +69,21 @@ void ps__buf_free(ps__buf *b);
  * PS__LINE_MAX bytes, so the state per connection stays bounded.
  *
  * ps__xf_datagram answers one datagram as one message (no line splitting);
- * a stamped reply is cut to PS_UDP_MAX bytes so that it can be sent. */
+ * a stamped reply is cut to PS_UDP_MAX bytes so that it can be sent.
+ *
+ * Memory a client can make a server hold is bounded (docs/contract.md):
+ *   ps__xf_read_max(x, room)  the most bytes the next read may take so that
+ *                             its reply, with the line x keeps, fits in room
+ *                             (upper and echo: PS_BUFSIZE, they answer in
+ *                             place; stamp: a line of newlines grows 30x)
+ *   ps__xf_release(x)         after the reply has been sent or copied: a
+ *                             reply buffer that grew for a burst goes back */
 #define PS__LINE_MAX 65536
+/* The most bytes stamp adds per line: "at " + ctime_r (24 characters until
+ * the year 9999, 25 after) + " :", with room to spare. */
+#define PS__STAMP_MAX 32
+/* A stamp reply buffer up to this size is kept for the next read. */
+#define PS__XF_KEEP 4096
 
 typedef struct ps__xf {
     int kind;            /* PS_XF_* */
@@ -84,6 +97,8 @@ ssize_t ps__xf_feed(ps__xf *x, unsigned char *buf, size_t n,
 ssize_t ps__xf_finish(ps__xf *x, const unsigned char **out);
 ssize_t ps__xf_datagram(ps__xf *x, unsigned char *buf, size_t n,
                         const unsigned char **out);
+size_t ps__xf_read_max(const ps__xf *x, size_t room);
+void ps__xf_release(ps__xf *x);
 void ps__xf_free(ps__xf *x);
 
 typedef struct ps__conn ps__conn;
@@ -110,7 +125,6 @@ struct ps_server {
     ps_config cfg;
     char host[256];      /* cfg.host and cfg.path point here */
     char path[108];
-    int bound;           /* bind() succeeded: an AF_UNIX path is ours to unlink */
     int wake[2];         /* a pipe: one byte in wake[1] wakes every poller */
     int stopping;
     ps__worker *w;       /* cfg.workers of them */

@@ -54,7 +54,7 @@ typedef struct ps_config {
     int max_conns;       /* open connections; the next is closed at once */
     int idle_ms;         /* close a connection silent this long; 0: never */
     int send_timeout_ms; /* cut off a client whose echo stays unsent this long */
-    size_t max_unsent;   /* epoll: stop reading from a client with this much echo unsent */
+    size_t max_unsent;   /* stop reading from a client with this much echo unsent */
 } ps_config;
 
 typedef struct ps_stats {
@@ -146,6 +146,8 @@ int ps_server_sockname(const ps_server *srv, char *host, size_t hostlen);
 int ps_server_serve(ps_server *srv);
 int ps_server_stop(ps_server *srv);
 void ps_server_stats(const ps_server *srv, ps_stats *out);
+/* Closes every socket; an AF_UNIX path stays: the caller, who claimed it,
+ * removes it (only if it is still the file this server bound). */
 void ps_server_close(ps_server *srv);
 
 /* Load generator (loadgen.c): runs in the caller's thread, every wait bounded. */

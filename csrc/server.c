@@ -216,7 +216,6 @@ static int open_socket(ps_server *s, int *out, int port, int reuseport)
     rc = bind_address(s, fd, port);
     if (rc < 0)
         return rc;
-    s->bound = 1;
     if (s->cfg.socktype == SOCK_STREAM && listen(fd, s->cfg.backlog) < 0)
         return -errno;
     return 0;
@@ -481,10 +480,28 @@ int ps_server_serve(ps_server *s)
     return rc;
 }
 
-/* Safe from any thread and from a signal handler: a flag and one write(). */
+/* A stopping server takes no new connection: on Linux a listening socket
+ * that is shut down refuses them (and resets those waiting in its backlog)
+ * while its descriptor stays valid for the loops still using it.  So a
+ * client never hangs in the backlog of a server that will not accept it,
+ * however long the stop takes. */
+static void refuse_new(ps_server *s)
+{
+    int i;
+
+    if (s->cfg.socktype != SOCK_STREAM)
+        return;
+    for (i = 0; i < s->nw; i++)
+        if (s->w[i].fd >= 0)
+            shutdown(s->w[i].fd, SHUT_RD);  /* ENOTCONN on other systems: harmless */
+}
+
+/* Safe from any thread and from a signal handler: a flag, the listeners
+ * shut down, one write(). */
 int ps_server_stop(ps_server *s)
 {
     __atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
+    refuse_new(s);
     if (write(s->wake[1], "", 1) < 0 && errno != EAGAIN)
         return -errno;
     return 0;
@@ -555,8 +572,6 @@ void ps_server_close(ps_server *s)
     for (i = 0; i < s->nw; i++)
         close_worker(&s->w[i]);
     free(s->w);
-    if (s->cfg.family == AF_UNIX && s->bound)
-        unlink(s->path);
     close_fd(s->wake[0]);
     close_fd(s->wake[1]);
     pthread_mutex_destroy(&s->lock);

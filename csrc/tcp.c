@@ -91,11 +91,13 @@ static ssize_t recv_spin(ps__conn *c, unsigned char *buf, size_t len)
     return n;
 }
 
-/* Send a reply; a failure is counted and ends the connection. */
-static int send_reply(ps__conn *c, const unsigned char *p, ssize_t n)
+/* Send a reply; a failure is counted and ends the connection.  Either way
+ * the transform's reply buffer, grown for a burst, goes back. */
+static int send_reply(ps__conn *c, ps__xf *x, const unsigned char *p, ssize_t n)
 {
     int rc = n < 0 ? (int)n : send_all(c, p, (size_t)n);
 
+    ps__xf_release(x);
     if (rc == -ETIMEDOUT)
         PS_ADD(c->stats->slow_closed, 1);
     else if (rc < 0)
@@ -106,7 +108,9 @@ static int send_reply(ps__conn *c, const unsigned char *p, ssize_t n)
 /* Answer until the client closes its side, goes idle, stops reading or the
  * server stops.  Every byte read is answered before the next read, and what
  * the transform still owes at the client's EOF (stamp: a last line without
- * its \n) is sent before our FIN, so a client that half-closes gets it all. */
+ * its \n) is sent before our FIN, so a client that half-closes gets it all.
+ * A read is sized so that its reply fits in max_unsent (stamp grows up to
+ * 30x): a client that never reads pins at most that and the buffer. */
 static void serve_conn(ps__conn *c, ps__xf *x)
 {
     ps_server *s = c->srv;
@@ -115,18 +119,18 @@ static void serve_conn(ps__conn *c, ps__xf *x)
     int rc;
 
     while (!ps__stopping(s)) {
-        ssize_t n = recv_spin(c, buf, sizeof buf);
+        ssize_t n = recv_spin(c, buf, ps__xf_read_max(x, s->cfg.max_unsent));
 
         if (n > 0) {
             PS_ADD(c->stats->bytes_in, (uint64_t)n);
             n = ps__xf_feed(x, buf, (size_t)n, &out);
-            if (send_reply(c, out, n) < 0)
+            if (send_reply(c, x, out, n) < 0)
                 return;
             continue;
         }
         if (n == 0) {
             n = ps__xf_finish(x, &out);
-            send_reply(c, out, n);
+            send_reply(c, x, out, n);
             return;
         }
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -240,6 +244,8 @@ static int accept_failed(ps__worker *w, int err)
         return 0;           /* the client left before we took it */
     if (err == EINTR)
         return -EINTR;
+    if (ps__stopping(s))
+        return 0;           /* EINVAL: ps_server_stop has shut the listener down */
     PS_ADD(w->stats.errors, 1);
     if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
         return 0;           /* ECONNABORTED, EPROTO, EPERM: next client */

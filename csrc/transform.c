@@ -13,8 +13,8 @@
 
 #include "internal.h"
 
-/* "at " + ctime_r's 24 characters + " :" is 29 bytes; room to spare. */
-#define STAMP_MAX 64
+/* The buffer stamp_now formats into: PS__STAMP_MAX and a NUL. */
+#define STAMP_MAX (PS__STAMP_MAX + 1)
 
 /* ASCII uppercase on bytes, exactly Python's bytes.upper(): only a-z
  * change.  Written without a branch so the compiler can vectorise it. */
@@ -218,6 +218,28 @@ ssize_t ps__xf_datagram(ps__xf *x, unsigned char *buf, size_t n,
                         const unsigned char **out)
 {
     return answer(x, buf, n, out, stamp_datagram);
+}
+
+/* A read of n bytes yields at most n replies (one per byte that ends a
+ * line), each with a stamp, and the waiting line goes out with the first:
+ * line.len + n * (1 + PS__STAMP_MAX).  At least one byte is always taken,
+ * so a connection never stalls on a full line. */
+size_t ps__xf_read_max(const ps__xf *x, size_t room)
+{
+    size_t n;
+
+    if (x->kind != PS_XF_STAMP)
+        return PS_BUFSIZE;
+    n = room > x->line.len ? (room - x->line.len) / (1 + PS__STAMP_MAX) : 0;
+    if (n < 1)
+        return 1;
+    return n < PS_BUFSIZE ? n : PS_BUFSIZE;
+}
+
+void ps__xf_release(ps__xf *x)
+{
+    if (x->out.cap > PS__XF_KEEP)
+        ps__buf_free(&x->out);
 }
 
 void ps__xf_free(ps__xf *x)

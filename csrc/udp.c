@@ -199,7 +199,9 @@ static void answer(ps__worker *w, int n)
         in += b->len[i];
     PS_ADD(w->stats.datagrams, (uint64_t)n);
     PS_ADD(w->stats.bytes_in, in);
-    send_replies(w, transform_batch(w, n));
+    n = transform_batch(w, n);
+    ps__xf_release(&w->batch->xf);  /* the replies are in their slots now */
+    send_replies(w, n);
 }
 
 /* With spin_us, keep asking for datagrams that long before sleeping. */

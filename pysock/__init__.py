@@ -22,6 +22,7 @@ _EXPORTS = {
     "PysockError": "pysock.errors",
     "ReplyError": "pysock.errors",
     "ResolveError": "pysock.errors",
+    "ServerError": "pysock.errors",
     "Server": "pysock.server",
     "Stats": "pysock.server",
 }

@@ -149,18 +149,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     later["port"] = servers[0].port  # both protocols on the one free port
         run_until_signal(servers)
     finally:
-        for srv in servers:
-            srv.stop()
+        stop_all(servers)
     return 0
 
 
 def run_until_signal(servers: list) -> None:
-    """Start the servers, print their ready lines, wait for Ctrl-C or SIGTERM."""
+    """Start the servers, print their ready lines, and wait for Ctrl-C,
+    SIGTERM or SIGHUP, or for a server whose loop failed (stop_all then
+    reports it)."""
+    ended = threading.Event()
     for srv in servers:
         srv.start()
+        threading.Thread(target=lambda s=srv: s.wait() and ended.set(), daemon=True,
+                         name=f"pysock watch {srv.url}").start()
     for srv in servers:
         print(srv.url, flush=True)
-    threading.Event().wait()
+    ended.wait()
+
+
+def stop_all(servers: list) -> None:
+    """Stop every server, then raise the first failure any of them had."""
+    failures = []
+    for srv in servers:
+        try:
+            srv.stop()
+        except Exception as exc:
+            failures.append(exc)
+    if failures:
+        raise failures[0]
 
 
 # -- send -----------------------------------------------------------------
@@ -421,6 +437,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_USAGE
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _sigterm)
+        signal.signal(signal.SIGHUP, _sigterm)  # the terminal went away: end as cleanly
     try:
         return args.func(args)
     except KeyboardInterrupt:

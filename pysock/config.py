@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import ipaddress
+import math
 import os
+import re
+import socket
 from dataclasses import dataclass
 from typing import Optional
 
@@ -77,20 +80,27 @@ class ServerConfig:
     send_timeout: float = 10.0  # seconds an echo may stay unsent; 0: never
     max_unsent: int = 1 << 20  # bytes of echo a client may leave unread
 
+    @classmethod
+    def from_options(cls, **options: object) -> "ServerConfig":
+        """A checked configuration from keyword options; an unknown keyword
+        is a ConfigError that lists the known ones."""
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise ConfigError(f"unknown server option{'s' if len(unknown) > 1 else ''} "
+                              f"{', '.join(map(repr, unknown))}: the options are {', '.join(OPTIONS)}")
+        return cls(**options).validated()  # type: ignore[arg-type]
+
     def validated(self) -> "ServerConfig":
-        """Return a checked copy, with the family and the model filled in."""
+        """Return a checked copy, with the family and the model filled in
+        and a unix path made absolute."""
         _check_choice("proto", self.proto, PROTOS)
         _check_choice("transform", self.transform, TRANSFORMS)
         _check_choice("backend", self.backend, BACKENDS)
-        _check_int("port", self.port, 0, 65535)
-        _check_int("workers", self.workers, 1, 1024)
-        _check_int("spin_us", self.spin_us, 0, 1_000_000)
-        _check_int("backlog", self.backlog, 0, 1 << 16)
-        _check_int("max_conns", self.max_conns, 1, 1 << 20)
-        _check_int("max_unsent", self.max_unsent, 1, 1 << 40)
-        _check_seconds("idle_timeout", self.idle_timeout)
-        _check_seconds("send_timeout", self.send_timeout)
-        path = os.fspath(self.path) if isinstance(self.path, os.PathLike) else self.path
+        for name, (low, high) in INT_RANGES.items():
+            _check_int(name, getattr(self, name), low, high)
+        for name in SECONDS:
+            _check_seconds(name, getattr(self, name))
+        path = _absolute(self.path)
         family = _family(self.family, self.host, path)
         models = MODELS[(self.backend, self.proto)]
         model = self.model if self.model is not None else default_model(self.backend, self.proto)
@@ -125,8 +135,11 @@ def _check_int(name: str, value: object, low: int, high: int) -> None:
 def _check_seconds(name: str, value: object) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigError(f"{name} must be a number of seconds >= 0, not {value!r}")
+    low, high = SECONDS[name]
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or not low <= value <= high):
+        raise ConfigError(f"{name} must be a number of seconds from {low:g} to {high:g} "
+                          f"(0: never), not {value!r}")
 
 
 def c_features() -> frozenset[str]:
@@ -153,22 +166,97 @@ def _check_platform(backend: str, model: str, workers: int, family: str) -> None
                           "lacks: use workers=1")
 
 
+def _absolute(path: object) -> Optional[str]:
+    """The unix path, absolute: the server binds it and later removes it,
+    and a chdir in between must not make that another file."""
+    if path is None:
+        return None
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
+    if not isinstance(path, str) or not path:
+        raise ConfigError(f"a unix socket needs a path, not {path!r}")
+    return os.path.abspath(path)
+
+
 def _family(family: str, host: str, path: Optional[str]) -> str:
     if path is not None or family == "unix":
-        if not isinstance(path, str) or not path:
+        if path is None:
             raise ConfigError("a unix socket needs a path")
         if len(path.encode()) > _UNIX_PATH_MAX:
-            raise ConfigError(f"unix socket path is {len(path.encode())} bytes long; "
+            raise ConfigError(f"unix socket path {path!r} is {len(path.encode())} bytes long; "
                               f"at most {_UNIX_PATH_MAX} fit in sockaddr_un")
         return "unix"
     _check_choice("family", family, FAMILIES)
+    return host_family(host)
+
+
+# A host name: dot-separated labels of letters, digits, '-' (and '_', which
+# some local names use), 253 bytes in all.  A label over DNS's 63 bytes is
+# left to the resolver, which refuses it in both backends (ResolveError).
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]+(?<!-)")
+
+
+def host_family(host: object) -> str:
+    """"inet6" for an IPv6 address, "inet" for an IPv4 address or a host
+    name (resolved as C's gethostbyname does, to IPv4).  Both backends take
+    exactly these strings: numbers in the other forms inet_aton knows
+    ("0x7f.1", "2130706433") are refused, since getaddrinfo reads them as
+    addresses and gethostbyname_r as names."""
     if not isinstance(host, str) or not host:
-        raise ConfigError(f"host must be an address or a name, not {host!r}")
+        raise ConfigError(f"host must be an IP address or a host name, not {host!r}")
     try:
-        ip = ipaddress.ip_address(host)
+        return "inet6" if ipaddress.ip_address(host).version == 6 else "inet"
     except ValueError:
-        return "inet"  # a name: resolved through hostent when the server binds
-    return "inet6" if ip.version == 6 else "inet"
+        pass
+    if _looks_numeric(host):
+        raise ConfigError(f"host {host!r} is not an address pysock takes: write an IPv4 address "
+                          f"as four decimal numbers (127.0.0.1)")
+    name = host[:-1] if host.endswith(".") else host
+    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
+        raise ConfigError(f"host {_shorten(host)!r} is neither an IP address nor a host name "
+                          f"(labels of letters, digits and '-', 253 bytes in all)")
+    return "inet"
+
+
+def _looks_numeric(host: str) -> bool:
+    try:
+        socket.inet_aton(host)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _shorten(text: str, most: int = 60) -> str:
+    return text if len(text) <= most else text[:most] + "..."
+
+
+def is_loopback(host: str) -> bool:
+    """Whether host (an address, a name or a unix path) reaches this
+    machine only.  A name counts as reaching others unless it is localhost."""
+    if host.startswith("/"):
+        return True  # a unix socket path
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.rstrip(".").lower() == "localhost"
+
+
+# The whole-number options and their ranges: what every engine can hold (C
+# keeps them in an int or a size_t).
+INT_RANGES = {
+    "port": (0, 65535),
+    "workers": (1, 1024),
+    "spin_us": (0, 1_000_000),
+    "backlog": (0, 1 << 16),
+    "max_conns": (1, 1 << 20),
+    "max_unsent": (1, 1 << 40),
+}
+# The durations, in seconds: C keeps them as an int of milliseconds.
+SECONDS = {
+    "idle_timeout": (0.0, 1_000_000.0),
+    "send_timeout": (0.0, 1_000_000.0),
+}
+OPTIONS = tuple(f.name for f in dataclasses.fields(ServerConfig))
 
 
 def millis(seconds: Optional[float]) -> int:

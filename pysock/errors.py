@@ -17,3 +17,13 @@ class ResolveError(PysockError, OSError):
 
 class ReplyError(PysockError, OSError):
     """A peer did not answer as an echo server must (no reply, or a short one)."""
+
+
+class ServerError(PysockError, RuntimeError):
+    """A server stopped serving on its own: its loop failed.  The failure
+    itself is the exception's __cause__."""
+
+
+class ReflectionWarning(RuntimeWarning):
+    """A UDP service (echo, chat) reachable from other machines: it answers
+    any sender, spoofed ones too, so it can reflect traffic at others."""

@@ -4,11 +4,12 @@ background thread, stop from any thread in bounded time, close in finally.
 The serving loop itself runs in C (pysock/_core, csrc/) with the GIL
 released; stopping writes to a wake-up pipe that every C loop polls.  With
 backend="python" a pure-Python twin (pysock/twins/) runs instead, behind the
-same engine interface."""
+same engine interface.
+
+ReflectionWarning is importable from here too (it lives in pysock.errors)."""
 from __future__ import annotations
 
 import errno
-import ipaddress
 import signal
 import threading
 import warnings
@@ -16,8 +17,9 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 from pysock._core import check, ffi, lib
-from pysock.config import ServerConfig, millis
-from pysock.unixpath import claim
+from pysock.config import ServerConfig, is_loopback, millis
+from pysock.errors import ReflectionWarning, ServerError
+from pysock.unixpath import Identity, bind_claimed, release
 
 Address = Union[tuple, str]
 
@@ -103,17 +105,6 @@ class CEngine:
         self._srv = ffi.NULL
 
 
-class ReflectionWarning(RuntimeWarning):
-    """A UDP echo server reachable from other machines."""
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return True  # a unix socket path: this machine only
-
-
 def _make_engine(cfg: ServerConfig):
     if cfg.backend == "python":
         from pysock import twins  # the pure-Python twins (no C involved)
@@ -130,23 +121,33 @@ class Server:
 
     ``Server(path="/tmp/echo.sock", proto="tcp")`` (or ``family="unix"``)
     serves on an AF_UNIX socket instead: proto "tcp" is a stream socket,
-    "udp" a datagram one.  The path is removed when the server stops.
+    "udp" a datagram one.  The path is made absolute, and removed when the
+    server stops if it is still the socket file this server bound.
+
+    A server serves once: new -> serving (start() or serve_forever()) ->
+    stopped (stop()).  A loop that fails on its own ends the server; stop()
+    (or serve_forever()) then raises ServerError with the failure as cause.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, proto: str = "tcp", **options) -> None:
-        self.config = ServerConfig(host=host, port=port, proto=proto, **options).validated()
-        if self.config.path is not None:  # AF_UNIX
-            claim(self.config.path)  # a stale socket file goes, a live server's path is refused
-        self._engine = _make_engine(self.config)
-        if self.config.proto == "udp" and not _is_loopback(self.host):
+        self.config = ServerConfig.from_options(host=host, port=port, proto=proto, **options)
+        self._path_id: Optional[Identity] = None
+        if self.config.family == "unix":
+            # Claimed, bound and listening under the directory's lock: exactly one owner.
+            self._engine, self._path_id = bind_claimed(self.config.path, lambda: _make_engine(self.config))
+        else:
+            self._engine = _make_engine(self.config)
+        if self.config.proto == "udp" and not is_loopback(self.host):
             warnings.warn(f"UDP echo on {self.url} answers anyone who can reach it, and any spoofed "
                           "sender: it can be used to reflect traffic at others", ReflectionWarning, stacklevel=2)
         self._lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
-        self._serving = threading.Event()
+        self._started = False
         self._done = threading.Event()
         self._closed = False
         self._close_when_done = False
+        self._failure: Optional[Exception] = None
+        self._final_stats: Optional[Stats] = None
 
     # -- what it is ---------------------------------------------------------
     @property
@@ -168,9 +169,10 @@ class Server:
 
     @property
     def stats(self) -> Stats:
-        if self._closed:
-            return self._final_stats
-        return self._engine.stats()
+        with self._lock:
+            if self._final_stats is not None:
+                return self._final_stats
+            return self._engine.stats()
 
     def __repr__(self) -> str:
         return f"<pysock.Server {self.url} backend={self.config.backend} model={self.config.model}>"
@@ -178,74 +180,107 @@ class Server:
     # -- running ------------------------------------------------------------
     def serve_forever(self) -> None:
         """Serve in this thread until stop() is called from another thread or
-        a signal handler raises (Ctrl-C: KeyboardInterrupt)."""
-        with self._lock:
-            if self._closed or self._serving.is_set():
-                raise RuntimeError(f"{self!r} is closed or already serving")
-            self._thread = threading.current_thread()
-            self._serving.set()
-        try:
-            self._engine.serve()
-        finally:
-            self._engine.wake()  # after an exception, connection threads end too
-            self._done.set()
-            if self._close_when_done:
-                with self._lock:
-                    self._close()
+        a signal handler raises (Ctrl-C: KeyboardInterrupt).  A loop that
+        fails raises ServerError."""
+        self._begin(threading.current_thread())
+        self._serve()
+        self._raise_failure()
 
     def start(self) -> "Server":
-        """Serve in a daemon thread; return once it is serving."""
+        """Serve in a daemon thread and return at once: the socket has been
+        listening since the constructor, so clients can connect now."""
         thread = threading.Thread(target=self._run_in_thread, name=f"pysock {self.url}", daemon=True)
+        self._begin(thread)
         thread.start()
-        self._serving.wait()
         return self
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block until the server has stopped serving (stop(), or its loop
+        failed); True if it has."""
+        return self._done.wait(timeout)
+
+    def _begin(self, thread: threading.Thread) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"{self!r} is stopped; a server serves once: make a new one")
+            if self._started:
+                raise RuntimeError(f"{self!r} is already serving")
+            self._started = True
+            self._thread = thread
 
     def _run_in_thread(self) -> None:
         # Signals are the main thread's business: keep them out of this one,
         # so Ctrl-C wakes the thread that can act on it.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        self.serve_forever()
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+        self._serve()
+
+    def _serve(self) -> None:
+        try:
+            self._engine.serve()
+        except Exception as exc:  # the loop failed on its own: stop() reports it
+            self._failure = exc
+        finally:
+            self._engine.wake()  # after an exception, connection threads end too
+            with self._lock:
+                self._done.set()
+                if self._close_when_done:
+                    self._close()
 
     def stop(self, timeout: float = 1.0) -> None:
-        """Stop serving and close.  Safe from any thread, more than once;
-        returns within ``timeout`` or raises TimeoutError."""
+        """Stop serving and close.  Safe from any thread, more than once.
+        New clients are refused at once; an echo in flight gets 100 ms.
+        Returns within ``timeout`` or raises TimeoutError (the server then
+        closes by itself once its loop ends).  Raises ServerError if the
+        loop had failed on its own."""
         with self._lock:
             if self._closed:
                 return
-            if not self._serving.is_set():
+            if not self._started:
                 self._close()
                 return
-            # Under the lock: another thread's stop() may be closing the engine.
-            self._engine.wake()
-        if threading.current_thread() is self._thread:
-            self._close_when_done = True  # the loop ends, then closes, by itself
-            return
+            self._engine.wake()  # under the lock: another thread's stop() may be closing it
+            if threading.current_thread() is self._thread and not self._done.is_set():
+                self._close_when_done = True  # the loop ends, then closes, by itself
+                return
         if not self._done.wait(timeout):
-            raise TimeoutError(f"{self!r} did not stop within {timeout} s")
+            with self._lock:
+                if not self._done.is_set():
+                    self._close_when_done = True
+                    raise TimeoutError(f"{self!r} did not stop within {timeout} s; it will close "
+                                       "once its loop ends")
         with self._lock:
             self._close()
+        self._raise_failure()
 
     def close(self) -> None:
         """Alias of stop(): release the socket."""
         self.stop()
 
     def _close(self) -> None:
+        """Under the lock, once the loop has ended (or never ran)."""
         if not self._closed:
             self._final_stats = self._engine.stats()
             self._engine.close()
+            if self.config.path is not None:
+                release(self.config.path, self._path_id)
             self._closed = True
 
+    def _raise_failure(self) -> None:
+        failure, self._failure = self._failure, None  # reported once
+        if failure is not None:
+            raise ServerError(f"{self.url} stopped serving: {failure}") from failure
+
     def __enter__(self) -> "Server":
-        if not self._serving.is_set():
+        if not self._started:
             self.start()
         return self
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
 
-    def __del__(self) -> None:  # a server nobody stopped still frees its port
+    def __del__(self) -> None:  # a server nobody started still frees its port
         try:
-            if not self._closed and not self._serving.is_set():
+            if not self._closed and not self._started:
                 self._close()
         except Exception:
             pass

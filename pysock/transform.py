@@ -12,10 +12,17 @@ from typing import Optional
 
 LINE_MAX = 65536  # stamp: a longer line is answered in pieces of this size
 UDP_MAX = 65507   # the largest reply a datagram server can send over IPv4
+BUFSIZE = 65536   # the most one read takes (the C servers' PS_BUFSIZE)
+STAMP_MAX = 32    # the most bytes a stamp adds to a line (C's PS__STAMP_MAX)
 
 
 class Upper:
     """ASCII uppercase on bytes: exactly bytes.upper()."""
+
+    def read_max(self, room: int) -> int:
+        """The most bytes the next read may take so that its reply fits in
+        room: a reply the size of its input needs no more than the read."""
+        return BUFSIZE
 
     def feed(self, data: bytes) -> bytes:
         return data.upper()
@@ -30,6 +37,9 @@ class Upper:
 
 class Echo:
     """The bytes unchanged."""
+
+    def read_max(self, room: int) -> int:
+        return BUFSIZE
 
     def feed(self, data: bytes) -> bytes:
         return data
@@ -55,6 +65,12 @@ class Stamp:
 
     def __init__(self) -> None:
         self.line = bytearray()
+
+    def read_max(self, room: int) -> int:
+        """A read of n bytes answers at most n lines, the waiting one with
+        the first: len(line) + n * (1 + STAMP_MAX) bytes.  At least 1."""
+        n = (room - len(self.line)) // (1 + STAMP_MAX)
+        return min(max(n, 1), BUFSIZE)
 
     def feed(self, data: bytes) -> bytes:
         prefix = stamp_prefix()  # one time for every line of one read, as in C

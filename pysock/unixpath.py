@@ -1,17 +1,42 @@
-"""AF_UNIX socket paths: claiming one for a server.
+"""AF_UNIX socket paths: claiming one for a server, and giving it back.
 
 A socket file left behind by a server that died is replaced; a path a live
 server answers on is refused, and so is anything that is not a socket,
-which is never deleted."""
+which is never deleted.  Claiming and binding happen under a lock on the
+directory, so two servers racing for one path end with exactly one owner
+(the other gets EADDRINUSE).  A server removes its path when it stops only
+if the file there is still the one it bound (same device and inode)."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import socket
 import stat
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional, Tuple, TypeVar
 
 # sun_path holds 108 bytes, the terminating NUL included.
 PATH_MAX = 107
+
+Identity = Tuple[int, int]  # (st_dev, st_ino) of the socket file a server bound
+T = TypeVar("T")
+
+
+def bind_claimed(path: str, bind: Callable[[], T]) -> Tuple[T, Identity]:
+    """Claim path, run bind() (which binds a socket there, and listens), and
+    return what it returned with the identity of the file it made.  Other
+    pysock servers claiming a path in the same directory wait meanwhile."""
+    with _directory_locked(path):
+        claim(path)
+        bound = bind()
+        try:
+            return bound, identity(path)
+        except OSError:
+            close = getattr(bound, "close", None)
+            if close is not None:
+                close()
+            raise
 
 
 def claim(path: str) -> None:
@@ -25,7 +50,27 @@ def claim(path: str) -> None:
                                             f"socket (pysock will not delete it)")
     if in_use(path):
         raise OSError(errno.EADDRINUSE, f"cannot serve unix://{path}: a live server is using it")
-    os.unlink(path)  # stale: nobody listens on it any more
+    try:
+        os.unlink(path)  # stale: nobody listens on it any more
+    except FileNotFoundError:
+        pass  # someone who does not take the lock removed it first: free either way
+
+
+def identity(path: str) -> Identity:
+    st = os.lstat(path)
+    return st.st_dev, st.st_ino
+
+
+def release(path: str, bound: Optional[Identity]) -> None:
+    """Remove path if it is still the socket file this server bound; a file
+    that replaced it (another server's, or not a socket) stays."""
+    if bound is None:
+        return
+    try:
+        if identity(path) == bound:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def in_use(path: str) -> bool:
@@ -40,3 +85,19 @@ def in_use(path: str) -> bool:
         except OSError:
             return True  # EPROTOTYPE: a datagram server; a timeout: a busy one
         return True
+
+
+@contextmanager
+def _directory_locked(path: str) -> Iterator[None]:
+    """An exclusive flock on path's directory: no file is left behind, and
+    the lock goes with the process however it ends."""
+    try:
+        fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot serve unix://{path}: {os.strerror(exc.errno or 0)} "
+                                 f"(its directory)") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

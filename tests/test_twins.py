@@ -114,11 +114,17 @@ class _Doubler:
     """A transform whose reply is not the length of its input, and which
     owes something at the end: what the twins may not assume away."""
 
+    def read_max(self, room: int) -> int:
+        return 65536
+
     def feed(self, data: bytes) -> bytes:
         return data + data
 
     def finish(self) -> bytes:
         return b"<end>"
+
+    def datagram(self, data: bytes) -> bytes:
+        return b"<" + data + data + b">"
 
 
 @pytest.fixture
@@ -144,10 +150,10 @@ def test_twin_tcp_sends_what_the_transform_returns(options, doubler):
 
 
 @pytest.mark.parametrize("options", _python_only(server_kinds("udp")))
-def test_twin_udp_answers_each_datagram_with_a_fresh_transform(options, doubler):
+def test_twin_udp_answers_each_datagram_by_the_datagram_rule(options, doubler):
     with pysock.Server("127.0.0.1", 0, "udp", transform=doubler, **options) as srv:
-        assert pysock.request(b"ab", srv.address, "udp") == b"abab<end>"
-        assert pysock.request(b"c", srv.address, "udp") == b"cc<end>"
+        assert pysock.request(b"ab", srv.address, "udp") == b"<abab>"
+        assert pysock.request(b"c\nd", srv.address, "udp") == b"<c\ndc\nd>"
 
 
 # -- the loop model -------------------------------------------------------------------

@@ -68,7 +68,9 @@ def echo(engine: TwinEngine, sock: socket.socket) -> None:
     """Echo until the client closes its side, goes idle, stops reading or the
     server stops.  Every byte read is answered before the next read, so a
     client that half-closes gets its whole echo (and what the transform
-    still owes) before our FIN."""
+    still owes) before our FIN.  A read is sized so that its reply fits in
+    max_unsent, and no reply outlives its send: what a client that never
+    reads pins is bounded, and an idle connection holds no burst."""
     counters = engine.counters
     xf = transform.make(engine.cfg.transform)
     readable = _poller((sock, _IN), (engine.wake_fd, _IN))
@@ -80,7 +82,7 @@ def echo(engine: TwinEngine, sock: socket.socket) -> None:
         if engine.stopping:
             return
         try:
-            data = sock.recv(BUFSIZE)
+            data = sock.recv(xf.read_max(engine.cfg.max_unsent))
         except BlockingIOError:
             continue
         except OSError:
@@ -92,9 +94,9 @@ def echo(engine: TwinEngine, sock: socket.socket) -> None:
                 send_all(engine, sock, tail)
             return
         counters.add("bytes_in", len(data))
-        reply = xf.feed(data)
-        if reply and not send_all(engine, sock, reply):
+        if not send_all(engine, sock, xf.feed(data)):
             return
+        del data  # the next wait may be long: hold no read
 
 
 class _TCPEngine(TwinEngine):
@@ -135,9 +137,12 @@ class _TCPEngine(TwinEngine):
         return conn
 
     def _serve_conn(self, conn: socket.socket) -> None:
-        """Echo on conn (already counted as active), then close it."""
+        """Echo on conn (already counted as active), then close it.  An
+        unexpected failure ends this connection only, and is counted."""
         try:
             echo(self, conn)
+        except Exception:
+            self.counters.add("errors")
         finally:
             conn.close()
             self.counters.add("active", -1)
@@ -212,6 +217,7 @@ class LoopUDP(TwinEngine):
             if self.stopping:
                 return
             try:
+                # A longer unix datagram is cut to BUFSIZE bytes, as in C.
                 data, peer = self.sock.recvfrom(BUFSIZE)
             except BlockingIOError:
                 continue
@@ -221,8 +227,8 @@ class LoopUDP(TwinEngine):
                 continue
             counters.add("datagrams")
             counters.add("bytes_in", len(data))
-            reply = transform.apply(name, data)
-            if self._send(reply, peer):
+            reply = transform.datagram(name, data)
+            if peer and self._send(reply, peer):  # an unbound unix sender has no address
                 counters.add("bytes_out", len(reply))
             else:
                 counters.add("errors")

@@ -14,7 +14,8 @@ from pysock.server import Stats
 
 Address = Union[tuple, str]
 
-BUFSIZE = 65536          # one read, as the C servers' buffer (PS_BUFSIZE)
+from pysock.transform import BUFSIZE  # one read, as the C servers' buffer (PS_BUFSIZE)
+
 STOP_GRACE = 0.1         # seconds a stopping server keeps sending an echo it started
 UDP_SEND_WAIT = 0.1      # seconds a UDP reply waits for a full send buffer
 ACCEPT_BACKOFF = 0.05    # seconds out of descriptors before accepting again, as in C
@@ -95,7 +96,6 @@ class TwinEngine:
         self.counters = Counters()
         self.stopping = False
         self.sock = open_socket(cfg)
-        self._bound_path = cfg.path if cfg.family == "unix" else None
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -106,9 +106,16 @@ class TwinEngine:
         raise NotImplementedError
 
     def wake(self) -> None:
-        """Safe from any thread: a flag, then one byte that every poller sees
-        (nobody reads it, so it stays readable)."""
+        """Safe from any thread: a flag, the listener shut down (as
+        ps_server_stop does: new clients are refused, not left waiting in the
+        backlog), then one byte that every poller sees (nobody reads it, so
+        it stays readable)."""
         self.stopping = True
+        if self.cfg.proto == "tcp":
+            try:
+                self.sock.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass  # closed already
         try:
             self._wake_w.send(b"\0")
         except OSError:
@@ -118,14 +125,9 @@ class TwinEngine:
         return self.counters.snapshot()
 
     def close(self) -> None:
-        """Not while serve() runs in another thread: the Server stops it first."""
+        """Not while serve() runs in another thread: the Server stops it
+        first.  A unix path stays: the Server, which claimed it, removes it."""
         self.wake()
         self.sock.close()
-        if self._bound_path is not None:
-            try:
-                os.unlink(self._bound_path)
-            except FileNotFoundError:
-                pass
-            self._bound_path = None
         self._wake_r.close()
         self._wake_w.close()
