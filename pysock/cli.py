@@ -291,6 +291,10 @@ def _add_chat(sub) -> None:
     s.add_argument("port", nargs="?", type=port_number, default=DEFAULT_PORT,
                    help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)")
     add_bind_option(s)
+    s.add_argument("--max-members", type=count, default=chat_defaults()[0], metavar="N",
+                   help=f"members at most; a newcomer over it is told the room is full (default {chat_defaults()[0]})")
+    s.add_argument("--member-timeout", type=float, default=chat_defaults()[1], metavar="S",
+                   help=f"drop a member silent this long (default {chat_defaults()[1]:g})")
     s.set_defaults(func=cmd_chat_serve)
     j = room.add_parser("join", usage="pysock chat join [-h] [-t TIMEOUT] NAME [HOST] PORT",
                         help="enter the room as NAME: type lines, read the others'",
@@ -303,11 +307,18 @@ def _add_chat(sub) -> None:
     j.set_defaults(func=cmd_chat_join)
 
 
+def chat_defaults() -> tuple[int, float]:
+    from pysock.chat import MAX_MEMBERS, MEMBER_TIMEOUT
+
+    return MAX_MEMBERS, MEMBER_TIMEOUT
+
+
 def cmd_chat_serve(args: argparse.Namespace) -> int:
     from pysock.chat import ChatServer
     from pysock.interactive import say
 
-    room = ChatServer(args.bind, args.port, log=say)
+    room = ChatServer(args.bind, args.port, log=say, max_members=args.max_members,
+                      member_timeout=args.member_timeout)
     try:
         say(room.url)
         room.serve_forever()
