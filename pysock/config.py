@@ -138,7 +138,7 @@ def _check_seconds(name: str, value: object) -> None:
     low, high = SECONDS[name]
     if (isinstance(value, bool) or not isinstance(value, (int, float))
             or not math.isfinite(value) or not low <= value <= high):
-        raise ConfigError(f"{name} must be a number of seconds from {low:g} to {high:g} "
+        raise ConfigError(f"{name} must be a number of seconds from {low:.0f} to {high:.0f} "
                           f"(0: never), not {value!r}")
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from engines import ENGINES
+
 ROOT = Path(__file__).resolve().parent.parent
 LOCALHOST = "127.0.0.1"
 # A name that cannot resolve and never reaches a DNS server: a 64-byte label
@@ -210,21 +212,39 @@ def pytest_configure(config) -> None:
 
 
 def server_kinds(proto: str) -> list:
-    """(backend, model) for every model of every backend, as test params.  A
-    model whose optional package is missing is a visible skip, not a gap."""
-    from pysock.config import BACKENDS, MODEL_NEEDS, MODELS, c_features, model_available
+    """The Server options of every engine (tests/engines.py) for proto, as
+    test params.  An engine this machine cannot run (an optional package or
+    a build feature missing) is a visible skip, not a gap."""
+    from pysock.config import MODEL_NEEDS, c_features, model_available
 
     params = []
-    for backend in BACKENDS:
-        for model in MODELS[(backend, proto)]:
-            marks = []
-            if not model_available(model):
-                marks.append(pytest.mark.skip(reason=f"model {model!r} needs {MODEL_NEEDS[model]} "
-                                                     f"(pip install {MODEL_NEEDS[model]})"))
-            if backend == "c" and model == "epoll" and "epoll" not in c_features():
-                marks.append(pytest.mark.skip(reason="this build of pysock has no epoll"))
-            params.append(pytest.param({"backend": backend, "model": model}, id=f"{backend}-{model}", marks=marks))
+    for engine in ENGINES[proto]:
+        marks = []
+        if not model_available(engine.model):
+            marks.append(pytest.mark.skip(reason=f"model {engine.model!r} needs {MODEL_NEEDS[engine.model]} "
+                                                 f"(pip install {MODEL_NEEDS[engine.model]})"))
+        if engine.needs is not None and engine.needs not in c_features():
+            marks.append(pytest.mark.skip(reason=f"this build of pysock has no {engine.needs}"))
+        params.append(pytest.param(engine.options(), id=engine.name, marks=marks))
     return params
+
+
+def one_worker(options: dict) -> dict:
+    """options for a unix socket, which has one worker: an engine defined by
+    its workers is skipped, saying why."""
+    if options.get("workers", 1) > 1:
+        pytest.skip("a unix socket has one worker (workers > 1 binds one IP socket per worker)")
+    return options
+
+
+def cli_args(options: dict) -> list[str]:
+    """An engine's Server options as `pysock serve` options."""
+    args = ["--backend", options["backend"], "--model", options["model"]]
+    if "workers" in options:
+        args += ["--workers", str(options["workers"])]
+    if "spin_us" in options:
+        args += ["--spin", str(options["spin_us"])]
+    return args
 
 
 def _options(request) -> dict:

@@ -17,7 +17,7 @@ import time
 import pytest
 
 import pysock
-from conftest import CliServer, ROOT, wait_for
+from conftest import CliServer, ROOT, cli_args, wait_for
 
 CC = shutil.which("cc") or shutil.which("gcc")
 
@@ -39,14 +39,9 @@ def low_fd_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
 
 
-def kind(options: dict) -> list[str]:
-    """The serve options that pick a fixture's backend and model."""
-    return ["--backend", options["backend"], "--model", options["model"]]
-
-
 @pytest.mark.concurrent_clients
 def test_out_of_descriptors_no_busy_loop_and_service_resumes(tcp_options):
-    with CliServer("serve", "0", "--tcp", *kind(tcp_options), preexec_fn=low_fd_limit) as cli:
+    with CliServer("serve", "0", "--tcp", *cli_args(tcp_options), preexec_fn=low_fd_limit) as cli:
         address = cli.address("tcp")
         held = []
         starved = None
@@ -80,7 +75,7 @@ SIGPIPE_DEFAULT = ("import signal, sys; signal.signal(signal.SIGPIPE, signal.SIG
 
 
 def test_sigpipe_at_its_default_action_does_not_kill_the_server(tcp_options):
-    with CliServer("serve", "0", "--tcp", *kind(tcp_options), python_code=SIGPIPE_DEFAULT) as cli:
+    with CliServer("serve", "0", "--tcp", *cli_args(tcp_options), python_code=SIGPIPE_DEFAULT) as cli:
         address = cli.address("tcp")
         for _ in range(5):  # clients that vanish while their echo is being written
             sock = socket.create_connection(address, timeout=5)
@@ -106,7 +101,7 @@ def inject_so(tmp_path_factory):
 def serve_with_faults(inject_so, proto: str, options: dict, **faults: str) -> CliServer:
     # After whatever is preloaded already (a sanitizer runtime must come first).
     preload = f"{os.environ.get('LD_PRELOAD', '')} {inject_so}".strip()
-    return CliServer("serve", "0", f"--{proto}", *kind(options), env={"LD_PRELOAD": preload, **faults})
+    return CliServer("serve", "0", f"--{proto}", *cli_args(options), env={"LD_PRELOAD": preload, **faults})
 
 
 def test_per_connection_accept_errors_are_survived(inject_so, tcp_options):
@@ -159,16 +154,23 @@ def os_threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
-def test_a_thousand_start_stop_cycles_leave_nothing_behind(tcp_options, udp_options):
+def start_stop_cycles(proto: str, options: dict, n: int = 1000) -> None:
     fds, threads, py_threads = open_fds(), os_threads(), threading.active_count()
-    for i in range(1000):
-        proto, options = ("tcp", tcp_options) if i % 2 == 0 else ("udp", udp_options)
+    for i in range(n):
         with pysock.Server("127.0.0.1", 0, proto, **options) as srv:
             if i % 10 == 0:
                 assert pysock.request(b"cycle", srv.address, proto) == b"CYCLE"
     wait_for(lambda: os_threads() <= threads)  # a thread's exit may lag its join by a moment
     assert open_fds() == fds
     assert threading.active_count() == py_threads
+
+
+def test_a_thousand_start_stop_cycles_leave_nothing_behind_tcp(tcp_options):
+    start_stop_cycles("tcp", tcp_options)
+
+
+def test_a_thousand_start_stop_cycles_leave_nothing_behind_udp(udp_options):
+    start_stop_cycles("udp", udp_options)
 
 
 def test_graceful_stop_finishes_the_echo_then_eof(tcp_options):

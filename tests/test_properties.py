@@ -37,4 +37,4 @@ def test_tcp_echo_of_any_split_is_the_transform_of_the_whole(tcp_server, chunks)
 @FIXTURE_OK
 @given(data=st.binary(max_size=65507))
 def test_udp_echo_of_any_datagram_is_its_transform(udp_server, data):
-    assert pysock.request(data, udp_server.address, "udp") == transform.apply(udp_server.config.transform, data)
+    assert pysock.request(data, udp_server.address, "udp") == transform.datagram(udp_server.config.transform, data)

@@ -13,7 +13,7 @@ import pytest
 
 import pysock
 import pysock.client
-from conftest import CliServer, needs_ipv6, server_kinds, wait_for
+from conftest import CliServer, needs_ipv6, one_worker, server_kinds, wait_for
 
 
 # -- limits ---------------------------------------------------------------------
@@ -67,7 +67,7 @@ def test_a_client_that_never_reads_its_echo_is_cut_off(tcp_options):
 # -- address families -------------------------------------------------------------
 def test_tcp_over_a_unix_socket_and_the_path_is_removed(tcp_options, tmp_path):
     path = str(tmp_path / "echo.sock")
-    with pysock.Server(proto="tcp", path=path, **tcp_options) as srv:
+    with pysock.Server(proto="tcp", path=path, **one_worker(tcp_options)) as srv:
         assert srv.address == path and srv.url == f"unix://{path}"
         assert pysock.request(b"over unix", path) == b"OVER UNIX"
     assert not os.path.exists(path)
@@ -75,7 +75,7 @@ def test_tcp_over_a_unix_socket_and_the_path_is_removed(tcp_options, tmp_path):
 
 def test_udp_over_a_unix_socket_and_the_path_is_removed(udp_options, tmp_path):
     path = str(tmp_path / "echo.sock")
-    with pysock.Server(proto="udp", path=path, **udp_options):
+    with pysock.Server(proto="udp", path=path, **one_worker(udp_options)):
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as client:
             client.bind(str(tmp_path / "client.sock"))  # somewhere for the reply to go
             client.settimeout(5)

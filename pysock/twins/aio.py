@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 from pysock import transform
 from pysock.config import ServerConfig
-from pysock.twins.common import ACCEPT_BACKOFF, BUFSIZE, EXHAUSTED, STOP_GRACE, Counters, TwinEngine
+from pysock.twins.common import ACCEPT_BACKOFF, BUFSIZE, EXHAUSTED, STOP_GRACE, Counters, TwinEngine, reply_room
 
 # Connections taken per wake-up of the listening socket, so that a flood of
 # them cannot starve the connections already open.
@@ -108,7 +108,7 @@ class EchoProtocol(asyncio.BufferedProtocol):
             self.idle_timer = self.loop.call_later(self.engine.cfg.idle_timeout, self._check_idle)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self.engine.rbuf[: self.xf.read_max(self.engine.cfg.max_unsent)]
+        return self.engine.rbuf[: self.xf.read_max(reply_room(self.engine.cfg))]
 
     def buffer_updated(self, nbytes: int) -> None:
         self.counters.add("bytes_in", nbytes)
@@ -194,21 +194,29 @@ class EchoDatagramProtocol(asyncio.DatagramProtocol):
         data = data[:BUFSIZE]  # a longer unix datagram is cut, as C's recv cuts it
         self.counters.add("datagrams")
         self.counters.add("bytes_in", len(data))
+        abstract = isinstance(addr, bytes)
+        if abstract:
+            # An abstract unix address.  uvloop hands it over padded with NULs
+            # to the whole of sun_path (108 bytes), which names another
+            # address; the sender's own name (Linux autobind: a NUL and five
+            # hex digits) has no trailing NUL.
+            addr = addr.rstrip(b"\0")
         if not addr:  # an unbound AF_UNIX sender: nowhere to answer
             self.counters.add("errors")
             return
         reply = transform.datagram(self.name, data)
-        if reply:
+        if reply and not abstract:
             self.transport.sendto(reply, addr)
+            self.counters.add("bytes_out", len(reply))
         else:
-            self._send_empty(addr)
-        self.counters.add("bytes_out", len(reply))
+            self._send_directly(reply, addr)
 
-    def _send_empty(self, addr) -> None:
-        # asyncio's (and uvloop's) sendto() silently drops an empty datagram;
-        # a zero-length datagram gets a zero-length reply, so send it ourselves.
+    def _send_directly(self, reply: bytes, addr) -> None:
+        # asyncio's (and uvloop's) sendto() silently drops an empty datagram,
+        # and uvloop's takes no abstract unix address: send those ourselves.
         try:
-            self.engine.sock.sendto(b"", addr)
+            self.engine.sock.sendto(reply, addr)
+            self.counters.add("bytes_out", len(reply))
         except OSError:
             self.counters.add("errors")
 

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 from pysock import transform
 from pysock.config import millis
-from pysock.twins.common import ACCEPT_BACKOFF, BUFSIZE, EXHAUSTED, STOP_GRACE, UDP_SEND_WAIT, TwinEngine
+from pysock.twins.common import ACCEPT_BACKOFF, BUFSIZE, EXHAUSTED, STOP_GRACE, UDP_SEND_WAIT, TwinEngine, reply_room
 
 _IN = select.POLLIN
 _OUT = select.POLLOUT
@@ -69,7 +69,7 @@ def echo(engine: TwinEngine, sock: socket.socket) -> None:
     server stops.  Every byte read is answered before the next read, so a
     client that half-closes gets its whole echo (and what the transform
     still owes) before our FIN.  A read is sized so that its reply fits in
-    max_unsent, and no reply outlives its send: what a client that never
+    reply_room(), and no reply outlives its send: what a client that never
     reads pins is bounded, and an idle connection holds no burst."""
     counters = engine.counters
     xf = transform.make(engine.cfg.transform)
@@ -82,7 +82,7 @@ def echo(engine: TwinEngine, sock: socket.socket) -> None:
         if engine.stopping:
             return
         try:
-            data = sock.recv(xf.read_max(engine.cfg.max_unsent))
+            data = sock.recv(xf.read_max(reply_room(engine.cfg)))
         except BlockingIOError:
             continue
         except OSError:

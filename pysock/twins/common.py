@@ -22,6 +22,17 @@ ACCEPT_BACKOFF = 0.05    # seconds out of descriptors before accepting again, as
 # accept() failures that say "out of something", not "this one client".
 EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
+
+
+def reply_room(cfg: ServerConfig) -> int:
+    """The most bytes one read's reply may take (stamp sizes its reads by it).
+    C lets a reply grow to max_unsent; the twins stop at one buffer, since a
+    Python process does not give large freed blocks back to the system as
+    reliably (measured: a 256 KiB reply per read left the threads twin holding
+    184 KiB per idle connection after a burst, against 89 KiB)."""
+    return min(cfg.max_unsent, BUFSIZE)
+
+
 _FAMILIES = {"inet": socket.AF_INET, "inet6": socket.AF_INET6, "unix": socket.AF_UNIX}
 _SOCKTYPES = {"tcp": socket.SOCK_STREAM, "udp": socket.SOCK_DGRAM}
 FIELDS = tuple(Stats.__dataclass_fields__)

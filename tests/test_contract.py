@@ -1,0 +1,491 @@
+"""The contract (docs/contract.md), checked against every engine in
+tests/engines.py: the same bytes as the C backend for the same input, the
+same counters, memory a client can pin bounded, a lifecycle with no hang,
+and configuration refused alike.  The other behavioural tests that take
+tcp_options/udp_options run against the same list."""
+from __future__ import annotations
+
+import errno
+import math
+import os
+import resource
+import selectors
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+import pysock
+import pysock.client
+from conftest import CliServer, LOCALHOST, one_worker, run_cli, server_kinds, wait_for
+from engines import ENGINES, REFERENCE
+from pysock.config import MODELS
+from pysock.transform import BUFSIZE, UDP_MAX
+from stamps import STAMP, Window
+
+TRANSFORMS = ("upper", "echo", "stamp")
+STAMP_LEN = 29  # "at " + ctime's 24 characters + " :"
+ALL_BYTES = bytes(range(256))
+
+
+def test_every_model_of_every_backend_is_an_engine_of_the_suite():
+    listed = {(e.backend, proto, e.model) for proto in ENGINES for e in ENGINES[proto]}
+    for (backend, proto), models in MODELS.items():
+        for model in models:
+            assert (backend, proto, model) in listed, f"{backend} {proto} {model} is not in tests/engines.py"
+
+
+# -- replies: byte for byte what the C backend sends --------------------------
+TCP_INPUTS = [
+    b"hello",
+    ALL_BYTES,
+    b"one\ntwo",
+    b"a\r\nb\n\n",
+    b"\n" * 2183,
+    b"x" * 70000 + b"\ntail",     # a line longer than 64 KiB: answered in pieces
+]
+UDP_INPUTS = [
+    b"",                          # an empty datagram: upper/echo answer empty, stamp the stamp
+    b"hello",
+    ALL_BYTES,
+    b"one\ntwo",                  # newlines inside a datagram: one message, one stamp
+    b"\n" * 2183,                 # no amplification: at most the stamp's size more
+    b"y" * 65479,
+    b"z" * UDP_MAX,               # the largest: a stamped reply is cut to UDP_MAX
+]
+UNIX_DGRAM_INPUTS = UDP_INPUTS + [b"w" * 70000]  # over 64 KiB: cut to BUFSIZE when received
+
+
+def masked(reply: bytes) -> bytes:
+    return STAMP.sub(b"at T :", reply)
+
+
+class References:
+    """The C backend's replies, asked once per (where, transform, input)."""
+
+    def __init__(self, tmp_dir: str) -> None:
+        self.tmp_dir = tmp_dir
+        self.servers: dict = {}
+        self.replies: dict = {}
+
+    def reply(self, kind: str, name: str, data: bytes) -> bytes:
+        key = (kind, name, data)
+        if key not in self.replies:
+            self.replies[key] = masked(ask(self._server(kind, name), kind, data))
+        return self.replies[key]
+
+    def _server(self, kind: str, name: str):
+        if (kind, name) not in self.servers:
+            self.servers[(kind, name)] = make_server(kind, dict(REFERENCE, transform=name), self.tmp_dir,
+                                                     f"ref-{kind}-{name}").start()
+        return self.servers[(kind, name)]
+
+    def close(self) -> None:
+        for srv in self.servers.values():
+            srv.stop()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    refs = References(str(tmp_path_factory.mktemp("ref")))
+    yield refs
+    refs.close()
+
+
+def make_server(kind: str, options: dict, tmp_dir: str, name: str = "srv") -> pysock.Server:
+    """kind: tcp, udp, unix-stream, unix-dgram."""
+    if kind.startswith("unix"):
+        proto = "tcp" if kind == "unix-stream" else "udp"
+        return pysock.Server(path=os.path.join(tmp_dir, f"{name}.sock"), proto=proto, **one_worker(options))
+    return pysock.Server(LOCALHOST, 0, kind, **options)
+
+
+def ask(srv: pysock.Server, kind: str, data: bytes) -> bytes:
+    if kind in ("tcp", "unix-stream"):
+        return pysock.request(data, srv.address, "tcp", timeout=10)
+    if kind == "udp":
+        return pysock.request(data, srv.address, "udp", timeout=5)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:  # may exceed the client's UDP_MAX
+        sock.settimeout(5)
+        sock.bind("")  # an abstract address the reply can come back to
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 18)
+        sock.connect(srv.address)
+        sock.send(data)
+        return sock.recv(1 << 18)
+
+
+def check_replies(kind: str, options: dict, name: str, inputs: list, reference, tmp_path) -> None:
+    window = Window()
+    with make_server(kind, dict(options, transform=name), str(tmp_path)) as srv:
+        for data in inputs:
+            reply = ask(srv, kind, data)
+            assert window.check(reply) == reference.reply(kind, name, data), (kind, name, len(data), data[:20])
+            if kind in ("udp", "unix-dgram"):
+                extra = STAMP_LEN if name == "stamp" else 0
+                assert len(reply) <= min(len(data), BUFSIZE) + extra  # no engine amplifies a datagram
+
+
+@pytest.mark.parametrize("name", TRANSFORMS)
+def test_tcp_replies_are_the_c_backends(tcp_options, name, reference, tmp_path):
+    check_replies("tcp", tcp_options, name, TCP_INPUTS, reference, tmp_path)
+
+
+@pytest.mark.parametrize("name", TRANSFORMS)
+def test_udp_replies_are_the_c_backends(udp_options, name, reference, tmp_path):
+    check_replies("udp", udp_options, name, UDP_INPUTS, reference, tmp_path)
+
+
+@pytest.mark.parametrize("name", TRANSFORMS)
+def test_unix_stream_replies_are_the_c_backends(tcp_options, name, reference, tmp_path):
+    check_replies("unix-stream", tcp_options, name, TCP_INPUTS[:4], reference, tmp_path)
+
+
+@pytest.mark.parametrize("name", TRANSFORMS)
+def test_unix_datagram_replies_are_the_c_backends(udp_options, name, reference, tmp_path):
+    check_replies("unix-dgram", udp_options, name, UNIX_DGRAM_INPUTS, reference, tmp_path)
+
+
+def test_the_reference_cuts_as_the_contract_says(reference):
+    """What every engine is held to, spelled out once."""
+    assert reference.reply("udp", "stamp", b"") == b"at T :"
+    assert reference.reply("udp", "stamp", b"one\ntwo") == b"at T :one\ntwo"
+    assert reference.reply("udp", "stamp", b"z" * UDP_MAX) == b"at T :" + b"z" * (UDP_MAX - STAMP_LEN)
+    assert reference.reply("udp", "upper", b"") == b""
+    assert reference.reply("unix-dgram", "echo", b"w" * 70000) == b"w" * BUFSIZE
+    assert reference.reply("tcp", "stamp", b"one\ntwo") == b"at T :one\nat T :two"
+
+
+def test_a_unix_datagram_from_an_unbound_sender_is_counted_and_serving_goes_on(udp_options, tmp_path):
+    path = str(tmp_path / "dgram.sock")
+    with pysock.Server(path=path, proto="udp", **one_worker(udp_options)) as srv:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as nameless:
+            nameless.sendto(b"no address to answer", path)
+        wait_for(lambda: srv.stats.errors == 1 and srv.stats.datagrams == 1)
+        assert ask(srv, "unix-dgram", b"next") == b"NEXT"
+
+
+# -- counters --------------------------------------------------------------------
+def test_tcp_counters(tcp_options):
+    with pysock.Server(LOCALHOST, 0, "tcp", transform="stamp", **tcp_options) as srv:
+        replies = [pysock.request(b"a\nbc", srv.address) for _ in range(3)]
+        wait_for(lambda: srv.stats.active == 0)
+        stats = srv.stats
+    assert (stats.accepted, stats.active, stats.rejected, stats.datagrams) == (3, 0, 0, 0)
+    assert stats.bytes_in == 12 and stats.bytes_out == sum(map(len, replies)) == 3 * (4 + 2 * STAMP_LEN)
+    assert (stats.idle_closed, stats.slow_closed, stats.errors) == (0, 0, 0)
+
+
+def test_udp_counters(udp_options):
+    with pysock.Server(LOCALHOST, 0, "udp", transform="stamp", **udp_options) as srv:
+        for data in (b"", b"one", b"x" * UDP_MAX):
+            pysock.request(data, srv.address, "udp")
+        stats = srv.stats
+    assert (stats.datagrams, stats.bytes_in) == (3, 3 + UDP_MAX)
+    assert stats.bytes_out == 3 * STAMP_LEN + 3 + UDP_MAX - STAMP_LEN
+    assert (stats.accepted, stats.active, stats.errors) == (0, 0, 0)
+
+
+# -- memory a client can pin -------------------------------------------------------
+MEM_CONNS = 200
+MEM_MAX_UNSENT = 256 << 10
+IDLE_BOUND = 128 << 10                       # an idle connection after a burst
+NEVER_READS_BOUND = MEM_MAX_UNSENT + (128 << 10)  # a client that never reads
+
+
+def rss() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+def settled(read, still: float = 0.5, timeout: float = 60.0):
+    """read() once it has not changed for `still` seconds."""
+    deadline = time.monotonic() + timeout
+    last, since = read(), time.monotonic()
+    while time.monotonic() - since < still:
+        assert time.monotonic() < deadline, f"still changing after {timeout} s"
+        time.sleep(0.1)
+        now = read()
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
+
+
+def burst(conns: list, data: bytes, reply_len: int) -> None:
+    """Each connection sends data and reads its whole reply, all at once, from
+    this one thread (no client threads in the measured process)."""
+    left = {c: reply_len for c in conns}
+    with selectors.DefaultSelector() as sel:
+        for c in conns:
+            c.sendall(data)
+            c.setblocking(False)
+            sel.register(c, selectors.EVENT_READ)
+        deadline = time.monotonic() + 60
+        while left:
+            assert time.monotonic() < deadline, f"{len(left)} replies unfinished"
+            for key, _ in sel.select(1):
+                chunk = key.fileobj.recv(1 << 20)
+                assert chunk, "the server closed a connection mid-burst"
+                left[key.fileobj] -= len(chunk)
+                if left[key.fileobj] <= 0:
+                    sel.unregister(key.fileobj)
+                    del left[key.fileobj]
+
+
+def flood_until_the_server_stops_reading(srv: pysock.Server, conns: list, chunk: bytes) -> None:
+    """Offer data on every connection, reading nothing, until the server has
+    taken nothing more for a second."""
+    for c in conns:
+        c.setblocking(False)
+
+    def offer() -> int:
+        for c in conns:
+            try:
+                c.send(chunk)
+            except BlockingIOError:
+                pass
+        return srv.stats.bytes_in
+
+    settled(offer, still=1.0, timeout=90)
+
+
+@pytest.fixture
+def many_descriptors():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 4 * MEM_CONNS + 100:
+        pytest.skip(f"needs {4 * MEM_CONNS + 100} descriptors, the hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.concurrent_clients
+@pytest.mark.parametrize("name", TRANSFORMS)
+def test_memory_a_client_can_pin_is_bounded(tcp_options, name, many_descriptors):
+    """After a burst, an idle connection holds at most 128 KiB; a client that
+    never reads at most max_unsent + 128 KiB (resident memory, /proc)."""
+    unit = b"\n" if name == "stamp" else b"x"
+    data = unit * 8192  # stamp: 8,192 lines, a reply of 237 KiB
+    reply_len = len(data) * (1 + STAMP_LEN) if name == "stamp" else len(data)
+    with pysock.Server(LOCALHOST, 0, "tcp", transform=name, max_unsent=MEM_MAX_UNSENT,
+                       send_timeout=120, idle_timeout=120, **tcp_options) as srv:
+        assert pysock.request(b"warm", srv.address)  # threads and buffers every server has anyway
+        before = settled(rss)
+        conns = [pysock.client.connect(srv.address, timeout=30) for _ in range(MEM_CONNS)]
+        try:
+            burst(conns, data, reply_len)
+            idle = (settled(rss) - before) / MEM_CONNS
+            assert idle <= IDLE_BOUND, f"{idle / 1024:.0f} KiB per idle connection after a burst"
+        finally:
+            for c in conns:
+                c.close()
+        wait_for(lambda: srv.stats.active == 0, timeout=20)
+        flooders = []
+        try:
+            for _ in range(MEM_CONNS):
+                c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the echo backs up at once
+                c.connect(srv.address)
+                flooders.append(c)
+            flood_until_the_server_stops_reading(srv, flooders, unit * 65536)
+            pinned = (settled(rss) - before) / MEM_CONNS
+            assert pinned <= NEVER_READS_BOUND, f"{pinned / 1024:.0f} KiB per client that never reads"
+            assert srv.stats.slow_closed == 0
+        finally:
+            for c in flooders:
+                c.close()
+
+
+# -- lifecycle ----------------------------------------------------------------------
+def test_a_server_serves_once(tcp_options):
+    srv = pysock.Server(LOCALHOST, 0, "tcp", **tcp_options)
+    srv.start()
+    with pytest.raises(RuntimeError, match="already serving"):
+        srv.start()
+    with pytest.raises(RuntimeError, match="already serving"):
+        srv.serve_forever()
+    srv.stop()
+    with pytest.raises(RuntimeError, match="stopped"):
+        srv.start()
+    never = pysock.Server(LOCALHOST, 0, "tcp", **tcp_options)
+    never.stop()
+    with pytest.raises(RuntimeError, match="stopped"):
+        never.start()  # at once: no hang
+
+
+def test_a_stop_that_times_out_refuses_new_clients_and_closes_later(tcp_options):
+    srv = pysock.Server(LOCALHOST, 0, "tcp", **tcp_options).start()
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.connect(srv.address)
+    stuck.setblocking(False)
+    try:
+        try:
+            for _ in range(400):  # an echo the client never takes: the stop's grace runs out
+                stuck.send(b"x" * 65536)
+        except (BlockingIOError, OSError):
+            pass
+        time.sleep(0.2)
+        with pytest.raises(TimeoutError):
+            srv.stop(timeout=0)
+        with pytest.raises((ConnectionRefusedError, ConnectionResetError)):
+            with socket.create_connection(srv.address, timeout=2) as late:
+                late.sendall(b"late")
+                assert late.recv(4) == b""  # reset or refused, never left waiting
+                raise ConnectionResetError("closed at once")
+        assert srv.wait(5)  # the loop ends by itself, the server closes
+        wait_for(lambda: srv._closed)
+        with pysock.Server(LOCALHOST, srv.port, "tcp") as again:  # the port is free
+            assert pysock.request(b"x", again.address) == b"X"
+    finally:
+        stuck.close()
+
+
+def test_a_failing_loop_is_reported_by_stop(tcp_options, udp_options):
+    for proto, options in (("tcp", tcp_options), ("udp", udp_options)):
+        srv = pysock.Server(LOCALHOST, 0, proto, **options)
+
+        def fail() -> None:
+            raise OSError(errno.EBADF, "injected")
+
+        srv._engine.serve = fail
+        srv.start()
+        assert srv.wait(5)
+        with pytest.raises(pysock.ServerError, match="stopped serving.*injected") as info:
+            srv.stop()
+        assert isinstance(info.value.__cause__, OSError)
+        srv.stop()  # reported once; stopping again is a no-op
+
+
+FAILING_SERVE = ("import sys, errno, pysock.server as s; make = s._make_engine\n"
+                 "def failing(cfg):\n"
+                 "    engine = make(cfg)\n"
+                 "    def serve(): raise OSError(errno.EBADF, 'injected failure')\n"
+                 "    engine.serve = serve\n"
+                 "    return engine\n"
+                 "s._make_engine = failing\n"
+                 "from pysock.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+def test_pysock_serve_exits_1_with_one_line_when_a_loop_fails():
+    with CliServer("serve", "0", python_code=FAILING_SERVE, lines=2) as cli:
+        code, out = cli.rest(timeout=10)
+        err = cli.kill().decode()
+    assert code == 1 and "Traceback" not in err
+    assert err.count("\n") == 1 and "stopped serving" in err and "injected failure" in err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_pysock_serve_ends_cleanly_on_sigterm_and_sighup(sig, tmp_path):
+    path = str(tmp_path / "s.sock")
+    with CliServer("serve", "--unix", path, "--tcp") as cli:
+        assert pysock.request(b"hi", path) == b"HI"
+        code, err = cli.interrupt(sig)
+    assert code == 0 and err == b"" and not os.path.exists(path)
+
+
+# -- AF_UNIX paths -------------------------------------------------------------------
+def test_a_relative_path_is_made_absolute(tcp_options, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    srv = pysock.Server(path="rel.sock", proto="tcp", **one_worker(tcp_options)).start()
+    assert srv.address == str(tmp_path / "rel.sock")
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    (other / "rel.sock").write_text("not ours")
+    srv.stop()
+    assert not (tmp_path / "rel.sock").exists() and (other / "rel.sock").read_text() == "not ours"
+
+
+@pytest.mark.parametrize("replacement", ["file", "server"])
+def test_stop_leaves_a_path_that_is_no_longer_ours(tcp_options, tmp_path, replacement):
+    path = str(tmp_path / "taken.sock")
+    srv = pysock.Server(path=path, proto="tcp", **one_worker(tcp_options)).start()
+    os.unlink(path)
+    if replacement == "file":
+        with open(path, "w") as f:
+            f.write("someone else's")
+        srv.stop()
+        assert open(path).read() == "someone else's"
+        return
+    with pysock.Server(path=path, proto="tcp") as usurper:
+        srv.stop()
+        assert os.path.exists(path) and pysock.request(b"still", path) == b"STILL"
+        usurper.stop()
+    assert not os.path.exists(path)
+
+
+def test_a_race_for_a_path_ends_with_exactly_one_owner(tmp_path):
+    path = str(tmp_path / "race.sock")
+    for _ in range(20):
+        start = threading.Barrier(4)
+        results: list = []
+
+        def contend() -> None:
+            start.wait(5)
+            try:
+                results.append(pysock.Server(path=path, proto="tcp").start())
+            except OSError as exc:
+                results.append(exc)
+
+        threads = [threading.Thread(target=contend) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        owners = [r for r in results if isinstance(r, pysock.Server)]
+        losers = [r for r in results if not isinstance(r, pysock.Server)]
+        assert len(owners) == 1 and len(losers) == 3, results
+        assert all(exc.errno == errno.EADDRINUSE for exc in losers), losers
+        assert pysock.request(b"one", path) == b"ONE"
+        owners[0].stop()
+        assert not os.path.exists(path)
+
+
+# -- configuration, refused alike by both backends ---------------------------------
+BAD_DURATIONS = [math.nan, math.inf, -math.inf, -1, 1e10, 3e6]
+
+
+@pytest.mark.parametrize("backend", ["c", "python"])
+@pytest.mark.parametrize("option", ["idle_timeout", "send_timeout"])
+@pytest.mark.parametrize("value", BAD_DURATIONS, ids=str)
+def test_bad_durations_are_config_errors_naming_the_range(backend, option, value):
+    with pytest.raises(pysock.ConfigError, match=f"{option} must be a number of seconds from 0 to 1000000"):
+        pysock.Server(backend=backend, **{option: value})
+
+
+@pytest.mark.parametrize("option,value", [("max_unsent", 1 << 41), ("max_conns", 0), ("workers", 0),
+                                          ("spin_us", -1), ("backlog", 1 << 17), ("port", 65536)])
+def test_bad_sizes_are_config_errors_naming_the_range(option, value):
+    for backend in ("c", "python"):
+        with pytest.raises(pysock.ConfigError, match=f"{option} {value} is out of range"):
+            pysock.Server(backend=backend, **{option: value})
+
+
+def test_an_unknown_keyword_lists_the_known_ones():
+    with pytest.raises(pysock.ConfigError, match="unknown server option 'idle'.*idle_timeout"):
+        pysock.Server(idle=1)
+
+
+@pytest.mark.parametrize("host", ["0x0", "127.1", "2130706433", "x" * 300, "a..b", "h\u00e9", "-x", " "])
+def test_both_backends_refuse_the_same_hosts(host):
+    for backend in ("c", "python"):
+        with pytest.raises(pysock.ConfigError, match="host"):
+            pysock.Server(host, 0, "tcp", backend=backend)
+
+
+@pytest.mark.parametrize("args", [["--idle-timeout", "nan"], ["--idle-timeout", "inf"],
+                                  ["--idle-timeout", "1e10"], ["--send-timeout", "3e6"], ["-b", "0x0"]])
+@pytest.mark.parametrize("backend", ["c", "python"])
+def test_bad_numbers_and_hosts_on_the_cli_are_one_line_and_exit_2(args, backend):
+    result = run_cli("serve", "0", "--tcp", "--backend", backend, *args)
+    err = result.stderr.decode()
+    assert result.returncode == 2 and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_engine_params_cover_the_list():
+    assert [p.id for p in server_kinds("tcp")] == [e.name for e in ENGINES["tcp"]]
