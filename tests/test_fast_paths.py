@@ -1,6 +1,6 @@
-"""The fast paths: the epoll model's limits (backpressure, timeouts, many
-connections), workers on one port, spinning, batched UDP.  The TCP tests run
-against every C model (the tcp_model fixture)."""
+"""The fast paths: backpressure and many connections (every engine: they
+began as the epoll model's tests), workers on one port, spinning, batched
+UDP (the C models: the tcp_model and proto_model fixtures)."""
 from __future__ import annotations
 
 import errno
@@ -83,9 +83,10 @@ class Flooder:
 
 
 # -- backpressure and limits, every TCP model ------------------------------
-def test_a_client_that_never_reads_costs_bounded_memory(tcp_model):
+@pytest.mark.concurrent_clients
+def test_a_client_that_never_reads_costs_bounded_memory(tcp_options):
     limit = 64 * 1024
-    with pysock.Server(LOCALHOST, 0, "tcp", model=tcp_model, max_unsent=limit, send_timeout=0) as srv:
+    with pysock.Server(LOCALHOST, 0, "tcp", max_unsent=limit, send_timeout=0, **tcp_options) as srv:
         flood = Flooder(srv.address, 64 << 20)
         try:
             taken = wait_until_still(lambda: srv.stats.bytes_in)
@@ -100,8 +101,9 @@ def test_a_client_that_never_reads_costs_bounded_memory(tcp_model):
         assert pysock.request(b"after", srv.address) == b"AFTER"
 
 
-def test_a_client_that_never_reads_is_cut_off_after_send_timeout(tcp_model):
-    with pysock.Server(LOCALHOST, 0, "tcp", model=tcp_model, max_unsent=64 * 1024, send_timeout=0.3) as srv:
+@pytest.mark.concurrent_clients
+def test_a_client_that_never_reads_is_cut_off_after_send_timeout(tcp_options):
+    with pysock.Server(LOCALHOST, 0, "tcp", max_unsent=64 * 1024, send_timeout=0.3, **tcp_options) as srv:
         flood = Flooder(srv.address, 64 << 20)
         try:
             with Connection(srv.address) as other:
@@ -113,8 +115,8 @@ def test_a_client_that_never_reads_is_cut_off_after_send_timeout(tcp_model):
         assert pysock.request(b"after", srv.address) == b"AFTER"
 
 
-def test_stop_is_prompt_while_a_client_refuses_its_echo(tcp_model):
-    srv = pysock.Server(LOCALHOST, 0, "tcp", model=tcp_model, max_unsent=64 * 1024).start()
+def test_stop_is_prompt_while_a_client_refuses_its_echo(tcp_options):
+    srv = pysock.Server(LOCALHOST, 0, "tcp", max_unsent=64 * 1024, **tcp_options).start()
     flood = Flooder(srv.address, 64 << 20)
     try:
         wait_until_still(lambda: srv.stats.bytes_in)  # the server holds echo it cannot send
@@ -123,98 +125,18 @@ def test_stop_is_prompt_while_a_client_refuses_its_echo(tcp_model):
         flood.close()
 
 
-OUT_OF_FDS_SERVER = """
-import json, os, resource, sys
-import pysock
-srv = pysock.Server("127.0.0.1", 0, "tcp", model=sys.argv[1])
-top = max(int(fd) for fd in os.listdir("/proc/self/fd"))
-resource.setrlimit(resource.RLIMIT_NOFILE, (top + 4, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
-srv.start()
-print(srv.port, flush=True)
-for line in sys.stdin:
-    print(json.dumps(srv.stats.errors), flush=True)
-srv.stop()
-"""
-
-
-def test_out_of_descriptors_the_server_waits_then_serves_again(tcp_model):
-    """accept() fails with EMFILE while the process has no descriptor left:
-    the server counts it, does not spin on it, and serves the waiting
-    clients once descriptors are free again."""
-    import json
-    import subprocess
-    import sys
-    from conftest import cli_env
-
-    proc = subprocess.Popen([sys.executable, "-c", OUT_OF_FDS_SERVER, tcp_model], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=cli_env())
-    socks: list[socket.socket] = []
-    try:
-        port = int(proc.stdout.readline())
-        socks = [pysock.client.connect((LOCALHOST, port), timeout=2) for _ in range(8)]
-        for i, s in enumerate(socks):
-            s.sendall(b"client %d" % i)
-        served = []
-        for i, s in enumerate(socks):
-            try:
-                served.append(recv_exactly(s, len(b"client %d" % i)) == b"CLIENT %d" % i)
-            except socket.timeout:
-                break  # not accepted: the server is out of descriptors
-        assert 1 <= len(served) < 8 and all(served)
-        proc.stdin.write("errors\n")
-        proc.stdin.flush()
-        assert json.loads(proc.stdout.readline()) >= 1  # EMFILE, counted
-        for s in socks[: len(served)]:
-            s.close()  # descriptors free again: the waiting clients get in
-        for i in range(len(served), 8):
-            socks[i].settimeout(10)
-            assert recv_exactly(socks[i], len(b"client %d" % i)) == b"CLIENT %d" % i
-    finally:
-        for s in socks:
-            s.close()
-        proc.stdin.close()
-        proc.wait(10)
-
-
 @pytest.mark.parametrize("max_unsent", [1, 100_000])
-def test_stream_with_a_small_unsent_bound_arrives_whole(tcp_model, max_unsent):
+def test_stream_with_a_small_unsent_bound_arrives_whole(tcp_options, max_unsent):
     data = os.urandom(4 << 20)
-    with pysock.Server(LOCALHOST, 0, "tcp", model=tcp_model, max_unsent=max_unsent) as srv:
+    with pysock.Server(LOCALHOST, 0, "tcp", max_unsent=max_unsent, **tcp_options) as srv:
         assert pysock.request(data, srv.address, timeout=30) == data.upper()
         assert srv.stats.errors == 0
 
 
-def test_idle_connections_are_closed_busy_ones_are_not(tcp_model):
-    with pysock.Server(LOCALHOST, 0, "tcp", model=tcp_model, idle_timeout=0.5) as srv:
-        with Connection(srv.address) as busy, pysock.client.connect(srv.address) as idle:
-            deadline = time.monotonic() + 1.0
-            while time.monotonic() < deadline:
-                assert busy.roundtrip(b"ping") == b"PING"
-                time.sleep(0.05)
-            assert idle.recv(1) == b""  # the server closed it
-            assert srv.stats.idle_closed == 1
-            assert busy.roundtrip(b"still") == b"STILL"
-
-
-def test_connections_over_max_conns_are_rejected(tcp_model):
-    with pysock.Server(LOCALHOST, 0, "tcp", model=tcp_model, max_conns=2) as srv:
-        a, b = Connection(srv.address), Connection(srv.address)
-        assert a.roundtrip(b"a") == b"A" and b.roundtrip(b"b") == b"B"
-        with pysock.client.connect(srv.address) as third:
-            try:
-                assert third.recv(1) == b""  # closed at once
-            except ConnectionResetError:
-                pass
-        assert srv.stats.rejected == 1
-        a.close()
-        wait_for(lambda: srv.stats.active == 1)
-        assert pysock.request(b"room again", srv.address) == b"ROOM AGAIN"
-        b.close()
-
-
-def test_a_few_hundred_concurrent_connections_each_get_their_echo(tcp_model):
+@pytest.mark.concurrent_clients
+def test_a_few_hundred_concurrent_connections_each_get_their_echo(tcp_options):
     n = 300
-    with pysock.Server(LOCALHOST, 0, "tcp", model=tcp_model) as srv:
+    with pysock.Server(LOCALHOST, 0, "tcp", **tcp_options) as srv:
         socks = [pysock.client.connect(srv.address, timeout=20) for _ in range(n)]
         try:
             for i, s in enumerate(socks):
