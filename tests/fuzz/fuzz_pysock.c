@@ -145,10 +145,56 @@ static void check_stamp(const uint8_t *data, size_t size)
     free(copy);
 }
 
+/* Feed the input as the servers do, each read sized by ps__xf_read_max for a
+ * room the input's first bytes choose (64 KiB to 1 MiB, as max_unsent plus
+ * a buffer gives the servers), releasing after each reply: no reply
+ * may pass the room (unless the waiting line alone fills it, when one byte
+ * is taken), and the unstamped replies must still be the input. */
+static void check_stamp_room(const uint8_t *data, size_t size)
+{
+    ps__xf x;
+    ps__buf reply = {0}, text = {0};
+    const unsigned char *out;
+    unsigned char *copy = malloc(size ? size : 1);
+    size_t room = PS_BUFSIZE + (size > 1 ? ((size_t)data[0] << 8 | data[1]) * 16 : 0), at = 0;
+    ssize_t k;
+
+    if (copy == NULL)
+        return;
+    memcpy(copy, data, size);
+    ps__xf_init(&x, PS_XF_STAMP);
+    while (at < size) {
+        size_t n = ps__xf_read_max(&x, room), waiting = x.line.len;
+
+        if (n > size - at)
+            n = size - at;
+        k = ps__xf_feed(&x, copy + at, n, &out);
+        if (k < 0 || ((size_t)k > room && (n != 1 || (size_t)k > waiting + 1 + PS__STAMP_MAX)))
+            abort();
+        if (ps__buf_append(&reply, out, (size_t)k) < 0)
+            abort();
+        ps__xf_release(&x);
+        if (x.out.cap > PS__XF_KEEP)
+            abort();
+        at += n;
+    }
+    k = ps__xf_finish(&x, &out);
+    if (k < 0 || ps__buf_append(&reply, out, (size_t)k) < 0)
+        abort();
+    unstamp(&reply, &text);
+    if (text.len != size || (size && memcmp(text.data, data, size) != 0))
+        abort();
+    ps__xf_free(&x);
+    ps__buf_free(&reply);
+    ps__buf_free(&text);
+    free(copy);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     check_upper(data, size);
     check_addresses(data, size);
     check_stamp(data, size);
+    check_stamp_room(data, size);
     return 0;
 }
