@@ -24,7 +24,7 @@ _EXPORTS = {
     "ResolveError": "pysock.errors",
     "ServerError": "pysock.errors",
     "Server": "pysock.server",
-    "Stats": "pysock.server",
+    "Stats": "pysock.engine",
 }
 
 __all__ = sorted(_EXPORTS)

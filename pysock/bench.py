@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence, TextIO
 
 from pysock.config import default_model, model_available
+from pysock.engine import parse_url
 from pysock.errors import ConfigError, PysockError
 
 
@@ -221,11 +222,13 @@ class ServerProcess:
     def _ready(self, proto: str) -> tuple[str, int]:
         ready, _, _ = select.select([self.proc.stdout], [], [], _READY_TIMEOUT)
         line = self.proc.stdout.readline().decode().strip() if ready else ""
-        prefix = f"{proto}://"
-        if not line.startswith(prefix):
+        try:
+            scheme, address = parse_url(line)
+        except ValueError:
+            scheme, address = "", ""
+        if scheme != proto or isinstance(address, str):
             raise PysockError(f"the server did not start ({line or 'no ready line'}): {self._errors()}")
-        host, _, port = line[len(prefix):].rpartition(":")
-        return host.strip("[]"), int(port)
+        return address
 
     def _errors(self) -> str:
         self.stderr.seek(0)

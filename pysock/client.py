@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import Callable, Optional, Union
+from typing import Callable, Optional
 
+from pysock.engine import UDP_MAX, Address, format_url
 from pysock.errors import ConfigError, ReplyError
 
-Address = Union[tuple, str]
-UDP_MAX = 65507
 DEFAULT_TIMEOUT = 5.0
 
 
@@ -34,10 +33,7 @@ def socktype(proto: str) -> int:
 
 def url(address: Address, proto: str) -> str:
     """How pysock names an address: tcp://HOST:PORT, udp://[::1]:PORT, unix://PATH."""
-    if isinstance(address, str):
-        return f"unix://{address}"
-    host, port = address[0], address[1]
-    return f"{proto}://[{host}]:{port}" if ":" in host else f"{proto}://{host}:{port}"
+    return format_url(proto, address)
 
 
 def connect(address: Address, proto: str = "tcp", timeout: Optional[float] = DEFAULT_TIMEOUT) -> socket.socket:

@@ -12,6 +12,7 @@ import socket
 from dataclasses import dataclass
 from typing import Optional
 
+from pysock.engine import format_url
 from pysock.errors import ConfigError
 from pysock.transform import TRANSFORMS as _TRANSFORMS
 from pysock.unixpath import PATH_MAX as _UNIX_PATH_MAX
@@ -114,10 +115,7 @@ class ServerConfig:
 
     def url(self, host: str, port: int) -> str:
         """The ready line: tcp://HOST:PORT, udp://[::1]:PORT, unix://PATH."""
-        if self.family == "unix":
-            return f"unix://{self.path}"
-        shown = f"[{host}]" if ":" in host else host
-        return f"{self.proto}://{shown}:{port}"
+        return format_url(self.proto, self.path if self.family == "unix" else (host, port))
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

@@ -1,115 +1,33 @@
 """A server's lifecycle: bind at construction, serve in the foreground or a
 background thread, stop from any thread in bounded time, close in finally.
 
-The serving loop itself runs in C (pysock/_core, csrc/) with the GIL
-released; stopping writes to a wake-up pipe that every C loop polls.  With
-backend="python" a pure-Python twin (pysock/twins/) runs instead, behind the
-same engine interface.
-
-ReflectionWarning is importable from here too (it lives in pysock.errors)."""
+The serving itself is an engine's (pysock.engine): the C library
+(pysock.cengine) or a pure-Python twin (pysock.twins), chosen once from the
+configuration.  Stats and ReflectionWarning are importable from here too."""
 from __future__ import annotations
 
-import errno
 import signal
 import threading
 import warnings
-from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional
 
-from pysock._core import check, ffi, lib
-from pysock.config import ServerConfig, is_loopback, millis
+from pysock.config import DEFAULT_HOST, ServerConfig, is_loopback
+from pysock.engine import Address, Engine, Stats
 from pysock.errors import ReflectionWarning, ServerError
 from pysock.unixpath import Identity, bind_claimed, release
 
-Address = Union[tuple, str]
+__all__ = ["Server", "Stats", "ReflectionWarning"]
 
 
-@dataclass(frozen=True)
-class Stats:
-    """A snapshot of a server's counters."""
-
-    accepted: int = 0      # connections accepted (TCP)
-    active: int = 0        # connections open now (TCP)
-    rejected: int = 0      # closed at once: over max_conns
-    idle_closed: int = 0   # closed after idle_timeout
-    slow_closed: int = 0   # cut off: echo left unread past send_timeout
-    datagrams: int = 0     # datagrams received (UDP)
-    bytes_in: int = 0
-    bytes_out: int = 0
-    errors: int = 0        # failures that did not end the server
-
-
-_FAMILY = {"inet": "AF_INET", "inet6": "AF_INET6", "unix": "AF_UNIX"}
-_SOCKTYPE = {"tcp": "SOCK_STREAM", "udp": "SOCK_DGRAM"}
-_TRANSFORM = {"upper": "PS_XF_UPPER", "echo": "PS_XF_ECHO", "stamp": "PS_XF_STAMP"}
-_MODEL = {"threads": "PS_MODEL_THREADS", "epoll": "PS_MODEL_EPOLL", "loop": "PS_MODEL_THREADS"}
-
-
-class CEngine:
-    """The C library's server behind the engine interface the Server drives:
-    address, serve, wake, stats, close."""
-
-    def __init__(self, cfg: ServerConfig) -> None:
-        self._keep = []  # C strings must outlive the ps_config that points at them
-        c = ffi.new("ps_config *")
-        c.family = getattr(lib, _FAMILY[cfg.family])
-        c.socktype = getattr(lib, _SOCKTYPE[cfg.proto])
-        c.host = self._cstr(cfg.host)
-        c.port = cfg.port
-        c.path = self._cstr(cfg.path) if cfg.path else ffi.NULL
-        c.backlog = cfg.backlog
-        c.transform = getattr(lib, _TRANSFORM[cfg.transform])
-        c.model = getattr(lib, _MODEL[cfg.model])
-        c.workers = cfg.workers
-        c.spin_us = cfg.spin_us
-        c.max_conns = cfg.max_conns
-        c.idle_ms = millis(cfg.idle_timeout)
-        c.send_timeout_ms = millis(cfg.send_timeout)
-        c.max_unsent = cfg.max_unsent
-        out = ffi.new("ps_server **")
-        where = cfg.url(cfg.host, cfg.port)
-        check(lib.ps_server_open(out, c), f"cannot serve {where}")
-        self._srv = out[0]
-        self.address = self._sockname(cfg)
-
-    def _cstr(self, s: str):
-        p = ffi.new("char[]", s.encode())
-        self._keep.append(p)
-        return p
-
-    def _sockname(self, cfg: ServerConfig) -> Address:
-        buf = ffi.new("char[]", 256)
-        port = check(lib.ps_server_sockname(self._srv, buf, 256), "getsockname")
-        host = ffi.string(buf).decode()
-        return host if cfg.family == "unix" else (host, port)
-
-    def serve(self) -> None:
-        """Serve until woken.  A signal returns the C loop to Python, which
-        runs its handlers (KeyboardInterrupt) and goes on serving."""
-        while True:
-            rc = lib.ps_server_serve(self._srv)
-            if rc != -errno.EINTR:
-                check(rc, "serving failed")
-                return
-
-    def wake(self) -> None:
-        check(lib.ps_server_stop(self._srv), "cannot wake the server")
-
-    def stats(self) -> Stats:
-        s = ffi.new("ps_stats *")
-        lib.ps_server_stats(self._srv, s)
-        return Stats(**{f: getattr(s, f) for f in Stats.__dataclass_fields__})
-
-    def close(self) -> None:
-        lib.ps_server_close(self._srv)
-        self._srv = ffi.NULL
-
-
-def _make_engine(cfg: ServerConfig):
+def _make_engine(cfg: ServerConfig) -> Engine:
+    """The engine the configuration asks for, imported only then: the
+    python backend never loads the compiled extension."""
     if cfg.backend == "python":
-        from pysock import twins  # the pure-Python twins (no C involved)
+        from pysock import twins
 
         return twins.make_engine(cfg)
+    from pysock.cengine import CEngine
+
     return CEngine(cfg)
 
 
@@ -129,8 +47,49 @@ class Server:
     (or serve_forever()) then raises ServerError with the failure as cause.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, proto: str = "tcp", **options) -> None:
-        self.config = ServerConfig.from_options(host=host, port=port, proto=proto, **options)
+    def __init__(self, host: str = DEFAULT_HOST, port: int = 0, proto: str = "tcp", *,
+                 path: Optional[str] = None,
+                 transform: str = ServerConfig.transform,
+                 backend: str = ServerConfig.backend,
+                 model: Optional[str] = None,
+                 workers: int = ServerConfig.workers,
+                 spin_us: int = ServerConfig.spin_us,
+                 max_conns: int = ServerConfig.max_conns,
+                 idle_timeout: Optional[float] = ServerConfig.idle_timeout,
+                 send_timeout: Optional[float] = ServerConfig.send_timeout,
+                 max_unsent: int = ServerConfig.max_unsent,
+                 backlog: int = ServerConfig.backlog,
+                 family: str = ServerConfig.family,
+                 **unknown: object) -> None:
+        """Check the options, bind (and listen), ready to serve.
+
+        host, port: where to listen (port 0: a free one; ``address`` has it).
+        proto: "tcp" or "udp" (over a unix socket: stream or datagram).
+        path: serve on this AF_UNIX path instead of host and port.
+        transform: "upper" (bytes.upper()), "echo", or "stamp" (the
+          tutorials' timestamp server: "at <ctime> :" before each line).
+        backend: "c" (the compiled library) or "python" (the pure-Python twins).
+        model: how it waits for clients; None: the first this build can run
+          (C TCP: "epoll", "threads"; Python TCP: "threads", "loop",
+          "asyncio", "uvloop"; UDP: "loop", and the asyncio models).
+        workers: serving threads, each with its own socket on the port.
+        spin_us: busy-poll this many microseconds before sleeping.
+        max_conns: open connections at most; the next is closed at once.
+        idle_timeout: close a connection silent this many seconds (0: never).
+        send_timeout: cut off a client that leaves its echo unread this long.
+        max_unsent: stop reading from a client with this much echo unsent.
+        backlog: the listen backlog (0: the system's SOMAXCONN).
+
+        Raises ConfigError for a bad option (before any engine runs),
+        ResolveError for a host that does not resolve, OSError for a port
+        or path in use.  docs/contract.md says what every engine does."""
+        if unknown:
+            ServerConfig.from_options(**unknown)  # raises ConfigError listing the known options
+        self.config = ServerConfig(
+            host=host, port=port, proto=proto, family=family, path=path, transform=transform,
+            backend=backend, model=model, workers=workers, spin_us=spin_us, backlog=backlog,
+            max_conns=max_conns, idle_timeout=idle_timeout, send_timeout=send_timeout,
+            max_unsent=max_unsent).validated()
         self._path_id: Optional[Identity] = None
         if self.config.family == "unix":
             # Claimed, bound and listening under the directory's lock: exactly one owner.

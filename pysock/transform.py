@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from typing import Optional
 
+from pysock.engine import BUFSIZE, UDP_MAX
+
 LINE_MAX = 65536  # stamp: a longer line is answered in pieces of this size
-UDP_MAX = 65507   # the largest reply a datagram server can send over IPv4
-BUFSIZE = 65536   # the most one read takes (the C servers' PS_BUFSIZE)
 STAMP_MAX = 32    # the most bytes a stamp adds to a line (C's PS__STAMP_MAX)
 
 

@@ -120,11 +120,11 @@ class CliServer:
 
     def address(self, scheme: str) -> tuple[str, int]:
         """(host, port) of the ready line starting with scheme://."""
+        from pysock.engine import parse_url
+
         for url in self.urls:
             if url.startswith(scheme + "://"):
-                hostport = url[len(scheme) + 3:]
-                host, _, port = hostport.rpartition(":")
-                return host.strip("[]"), int(port)
+                return parse_url(url)[1]
         raise AssertionError(f"no {scheme}:// line in {self.urls}")
 
     def interrupt(self, sig: int = signal.SIGINT, timeout: float = 5) -> tuple[int, bytes]:

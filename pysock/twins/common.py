@@ -6,22 +6,16 @@ import errno
 import os
 import socket
 import threading
-from typing import Union
 
 from pysock.config import ServerConfig
+from pysock.engine import ACCEPT_BACKOFF, BUFSIZE, STATS_FIELDS, STOP_GRACE, Address, Stats
 from pysock.errors import ResolveError
-from pysock.server import Stats
 
-Address = Union[tuple, str]
-
-from pysock.transform import BUFSIZE  # one read, as the C servers' buffer (PS_BUFSIZE)
-
-STOP_GRACE = 0.1         # seconds a stopping server keeps sending an echo it started
 UDP_SEND_WAIT = 0.1      # seconds a UDP reply waits for a full send buffer
-ACCEPT_BACKOFF = 0.05    # seconds out of descriptors before accepting again, as in C
 # accept() failures that say "out of something", not "this one client".
 EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-
+__all__ = ["ACCEPT_BACKOFF", "BUFSIZE", "STOP_GRACE", "Address", "Counters", "TwinEngine", "open_socket",
+           "reply_room"]
 
 
 def reply_room(cfg: ServerConfig) -> int:
@@ -35,7 +29,6 @@ def reply_room(cfg: ServerConfig) -> int:
 
 _FAMILIES = {"inet": socket.AF_INET, "inet6": socket.AF_INET6, "unix": socket.AF_UNIX}
 _SOCKTYPES = {"tcp": socket.SOCK_STREAM, "udp": socket.SOCK_DGRAM}
-FIELDS = tuple(Stats.__dataclass_fields__)
 
 
 class Counters:
@@ -44,7 +37,7 @@ class Counters:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._values = dict.fromkeys(FIELDS, 0)
+        self._values = dict.fromkeys(STATS_FIELDS, 0)
 
     def add(self, field: str, n: int = 1) -> None:
         with self._lock:

@@ -1,0 +1,75 @@
+"""The C engine: the one module that drives the compiled server
+(csrc/server.c) through cffi.  The serving loop runs in C with the GIL
+released; wake() writes to a pipe every C loop polls."""
+from __future__ import annotations
+
+import errno
+
+from pysock._core import check, ffi, lib
+from pysock.config import ServerConfig, millis
+from pysock.engine import STATS_FIELDS, Address, Stats
+
+_FAMILY = {"inet": "AF_INET", "inet6": "AF_INET6", "unix": "AF_UNIX"}
+_SOCKTYPE = {"tcp": "SOCK_STREAM", "udp": "SOCK_DGRAM"}
+_TRANSFORM = {"upper": "PS_XF_UPPER", "echo": "PS_XF_ECHO", "stamp": "PS_XF_STAMP"}
+_MODEL = {"threads": "PS_MODEL_THREADS", "epoll": "PS_MODEL_EPOLL", "loop": "PS_MODEL_THREADS"}
+
+
+class CEngine:
+    """The C library's server behind the engine interface the Server drives:
+    address, serve, wake, stats, close."""
+
+    def __init__(self, cfg: ServerConfig) -> None:
+        self._keep = []  # C strings must outlive the ps_config that points at them
+        c = ffi.new("ps_config *")
+        c.family = getattr(lib, _FAMILY[cfg.family])
+        c.socktype = getattr(lib, _SOCKTYPE[cfg.proto])
+        c.host = self._cstr(cfg.host)
+        c.port = cfg.port
+        c.path = self._cstr(cfg.path) if cfg.path else ffi.NULL
+        c.backlog = cfg.backlog
+        c.transform = getattr(lib, _TRANSFORM[cfg.transform])
+        c.model = getattr(lib, _MODEL[cfg.model])
+        c.workers = cfg.workers
+        c.spin_us = cfg.spin_us
+        c.max_conns = cfg.max_conns
+        c.idle_ms = millis(cfg.idle_timeout)
+        c.send_timeout_ms = millis(cfg.send_timeout)
+        c.max_unsent = cfg.max_unsent
+        out = ffi.new("ps_server **")
+        where = cfg.url(cfg.host, cfg.port)
+        check(lib.ps_server_open(out, c), f"cannot serve {where}")
+        self._srv = out[0]
+        self.address = self._sockname(cfg)
+
+    def _cstr(self, s: str):
+        p = ffi.new("char[]", s.encode())
+        self._keep.append(p)
+        return p
+
+    def _sockname(self, cfg: ServerConfig) -> Address:
+        buf = ffi.new("char[]", 256)
+        port = check(lib.ps_server_sockname(self._srv, buf, 256), "getsockname")
+        host = ffi.string(buf).decode()
+        return host if cfg.family == "unix" else (host, port)
+
+    def serve(self) -> None:
+        """Serve until woken.  A signal returns the C loop to Python, which
+        runs its handlers (KeyboardInterrupt) and goes on serving."""
+        while True:
+            rc = lib.ps_server_serve(self._srv)
+            if rc != -errno.EINTR:
+                check(rc, "serving failed")
+                return
+
+    def wake(self) -> None:
+        check(lib.ps_server_stop(self._srv), "cannot wake the server")
+
+    def stats(self) -> Stats:
+        s = ffi.new("ps_stats *")
+        lib.ps_server_stats(self._srv, s)
+        return Stats(**{f: getattr(s, f) for f in STATS_FIELDS})
+
+    def close(self) -> None:
+        lib.ps_server_close(self._srv)
+        self._srv = ffi.NULL

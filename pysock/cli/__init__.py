@@ -1,0 +1,70 @@
+"""The command line: ``pysock serve``, ``pysock send``, ``pysock chat``,
+``pysock talk`` and friends, one module per command (pysock/cli/*.py).
+
+Building the parser imports no command's dependencies: each command imports
+what it needs when it runs, so ``pysock --help``, ``--version``, ``send`` and
+``serve --backend python`` work without the compiled extension.  Every
+failure becomes one line on stderr and an exit code: 1 for a runtime error,
+2 for a usage error, 130 after Ctrl-C; never a traceback."""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import warnings
+from typing import Optional, Sequence
+
+from pysock import __version__
+from pysock.cli import bench, chat, layout, resolve, send, serve, talk
+from pysock.cli.common import EXIT_RUNTIME, EXIT_SIGINT, EXIT_USAGE, Parser, UsageError
+from pysock.errors import ConfigError, PysockError
+
+COMMANDS = (serve, send, bench, layout, resolve, chat, talk)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="pysock", description="Echo servers with a C hot path, and lessons on the socket structs.")
+    parser.add_argument("--version", action="version", version=f"pysock {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def _sigterm(signum, frame) -> None:
+    raise SystemExit(0)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"pysock: warning: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    warnings.showwarning = _show_warning
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        print(f"pysock: usage error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _sigterm)
+        signal.signal(signal.SIGHUP, _sigterm)  # the terminal went away: end as cleanly
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return EXIT_SIGINT
+    except (UsageError, ConfigError) as exc:
+        print(f"pysock: usage error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (PysockError, OSError) as exc:
+        print(f"pysock: error: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except ImportError as exc:  # the compiled extension is missing: the message names the fix
+        print(f"pysock: error: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""pysock bench: the C backend against the pure-Python twins, measured."""
+from __future__ import annotations
+
+import argparse
+
+from pysock.cli.common import UsageError
+from pysock.errors import PysockError
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="measure the C backend against the pure-Python twins",
+                       description="Run each server in its own process under the same loads from the C "
+                                   "load generator; print medians, each as a ratio to the C backend. "
+                                   "Progress goes to stderr. Exit 1 if a run got a bad reply.")
+    p.add_argument("--quick", action="store_true", help="short runs, one each (under 30 s): a smoke test")
+    p.add_argument("--servers", metavar="LIST", help="comma-separated servers (default: all but those --list marks 'only when named')")
+    p.add_argument("--loads", metavar="LIST", help="comma-separated loads (default: all but those --list marks 'only when named')")
+    p.add_argument("--list", action="store_true", help="list the servers and loads, and exit")
+    p.add_argument("--reps", type=int, default=None, help="measured runs per server and load (default 5)")
+    p.add_argument("--duration", type=float, default=None, help="seconds per ping-pong run (default 1)")
+    p.add_argument("--stream-mib", type=int, default=None, metavar="MIB",
+                   help="MiB per stream run (default 256)")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON instead of the table")
+    p.add_argument("--plot", metavar="FILE.png", help="also draw the comparison (needs matplotlib)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pysock import bench
+
+    if args.list:
+        for s in bench.SERVERS:
+            options = f"; {' '.join(s.options)}" if s.options else ""
+            print(f"server {s.name:<16} {s.backend} backend; tcp: {s.tcp or '-'}, udp: {s.udp or '-'}{options}"
+                  + ("" if s.default else " (only when named)")
+                  + (f"; {s.missing()}" if s.missing() else ""))
+        for load in bench.LOADS:
+            print(f"load   {load.name:<16} {load.describe(bench.FULL)}" + ("" if load.default else " (only when named)"))
+        return 0
+    for name in ("reps", "duration", "stream_mib"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, not {value}")
+    try:
+        bench.select_named(bench.SERVERS, args.servers, "server")
+        bench.select_named(bench.LOADS, args.loads, "load")
+    except PysockError as exc:
+        raise UsageError(str(exc)) from None
+    return bench.main(args)

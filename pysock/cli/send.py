@@ -1,0 +1,66 @@
+"""pysock send: a message (or each line of stdin) to an echo server, the
+reply printed."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pysock.cli.common import UsageError, port_number
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("send", help="send a message to an echo server and print the reply",
+                       usage="pysock send [-h] [-u] [-t TIMEOUT] (HOST PORT | --unix PATH) [MESSAGE ...]",
+                       description="With a MESSAGE, send it and print the reply. Without one, "
+                                   "send each line of stdin and print each reply.")
+    p.add_argument("-u", "--udp", action="store_true", help="use UDP, or a datagram socket with --unix (default TCP)")
+    p.add_argument("-t", "--timeout", type=float, default=5.0, help="seconds to wait for a reply (default 5)")
+    p.add_argument("--unix", metavar="PATH", help="the server's AF_UNIX socket, instead of HOST PORT")
+    p.add_argument("words", nargs="*", metavar="HOST PORT MESSAGE", help="the server, then the message")
+    p.set_defaults(func=run)
+
+
+PROMPT = "Input lowercase sentence:"
+
+
+def send_target(args: argparse.Namespace):
+    """The server's address, and the message words that follow it."""
+    if args.unix is not None:
+        return args.unix, args.words
+    if len(args.words) < 2:
+        raise UsageError("send needs HOST PORT (or --unix PATH) (see 'pysock send --help')")
+    try:
+        port = port_number(args.words[1])
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(str(exc)) from None
+    return (args.words[0], port), args.words[2:]
+
+
+def _print_reply(reply: bytes) -> None:
+    out = sys.stdout.buffer
+    out.write(reply if reply.endswith(b"\n") else reply + b"\n")
+    out.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    from pysock import client
+
+    proto = "udp" if args.udp else "tcp"
+    address, message = send_target(args)
+    if message:
+        _print_reply(client.request(" ".join(message).encode(), address, proto, args.timeout))
+        return 0
+    interactive = sys.stdin.isatty()
+    with client.connect(address, proto, args.timeout) as sock:
+        lines = client.LineReader(sock) if proto == "tcp" else None
+        while True:
+            if interactive:
+                print(PROMPT, end="", flush=True)
+            line = sys.stdin.buffer.readline()
+            if not line:
+                return 0
+            if lines is None:
+                sock.send(line.rstrip(b"\n"))
+                _print_reply(sock.recv(1 << 16))
+            else:
+                sock.sendall(line if line.endswith(b"\n") else line + b"\n")
+                _print_reply(lines.readline())

@@ -1,0 +1,128 @@
+"""pysock serve: the echo servers until a signal, one ready line per socket."""
+from __future__ import annotations
+
+import argparse
+import threading
+
+from pysock.cli.common import UsageError, add_bind_option, count, port_number
+from pysock.config import BACKENDS, DEFAULT_HOST, DEFAULT_PORT, MODELS, TRANSFORMS, ServerConfig
+
+def add_server_options(p: argparse.ArgumentParser) -> None:
+    """The echo server's options: where, which backend and model, limits."""
+    add_bind_option(p)
+    p.add_argument("--backend", default="c", choices=BACKENDS,
+                   help="c (default) or python: the pure-Python twins, same behaviour")
+    p.add_argument("--model", default=None, metavar="MODEL",
+                   help="how the server waits for clients; " + "; ".join(
+                       f"{b} {proto}: {', '.join(MODELS[(b, proto)])}" for b in BACKENDS for proto in ("tcp", "udp"))
+                   + " (default: the first this build can run)")
+    p.add_argument("--workers", type=count, default=1, metavar="N",
+                   help="serving threads, each with its own socket on the port (default 1)")
+    p.add_argument("--spin", type=count, default=0, metavar="US",
+                   help="keep polling this many microseconds before sleeping (default 0): "
+                        "quicker answers to clients that do not sleep either, for a busy core")
+    limits = p.add_argument_group("limits")
+    limits.add_argument("--max-conns", type=int, default=ServerConfig.max_conns, metavar="N",
+                        help=f"open connections at most; the next is closed at once (default {ServerConfig.max_conns})")
+    limits.add_argument("--idle-timeout", type=float, default=ServerConfig.idle_timeout, metavar="S",
+                        help=f"close a connection silent this long, 0: never (default {ServerConfig.idle_timeout:g})")
+    limits.add_argument("--send-timeout", type=float, default=ServerConfig.send_timeout, metavar="S",
+                        help=f"cut off a client that leaves its echo unread this long (default {ServerConfig.send_timeout:g})")
+    limits.add_argument("--max-unsent", type=int, default=ServerConfig.max_unsent, metavar="BYTES",
+                        help=f"cut off a client with more unread echo than this (default {ServerConfig.max_unsent})")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("serve", help="run the echo server (TCP and UDP, or AF_UNIX)",
+                       description="Serve until Ctrl-C. Prints one ready line per socket: tcp://HOST:PORT, "
+                                   "udp://HOST:PORT, unix://PATH.")
+    p.add_argument("port", nargs="?", type=port_number, default=None,
+                   help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)")
+    add_server_options(p)
+    p.add_argument("--tcp", action="store_true", help="serve TCP (default: TCP and UDP)")
+    p.add_argument("--udp", action="store_true", help="serve UDP (default: TCP and UDP)")
+    p.add_argument("--transform", default="upper", choices=TRANSFORMS,
+                   help="upper (default), echo, or stamp: 'at <ctime()> :' before each line or datagram")
+    p.add_argument("--unix", metavar="PATH",
+                   help="serve on an AF_UNIX socket instead: --tcp a stream socket at PATH, --udp a "
+                        "datagram socket at PATH, neither (or both) the two, the datagram one at PATH.dgram")
+    p.set_defaults(func=run)
+
+
+def server_options(args: argparse.Namespace, proto: str) -> dict:
+    """The Server keyword arguments the shared options ask for.  --model
+    applies to each protocol that offers it (a C UDP server has one loop)."""
+    options = {"transform": args.transform, "backend": args.backend, "workers": args.workers,
+               "spin_us": args.spin, "max_conns": args.max_conns, "idle_timeout": args.idle_timeout,
+               "send_timeout": args.send_timeout, "max_unsent": args.max_unsent}
+    if args.model in MODELS[(args.backend, proto)]:
+        options["model"] = args.model
+    return options
+
+
+def check_model(args: argparse.Namespace, protos: list[str]) -> None:
+    """--model must name a model of at least one protocol being served."""
+    offered = [m for p in protos for m in MODELS[(args.backend, p)]]
+    if args.model is not None and args.model not in offered:
+        raise UsageError(f"unknown model {args.model!r} for {args.backend} {'/'.join(protos)}: "
+                         f"choose one of {', '.join(dict.fromkeys(offered))}")
+
+
+DGRAM_SUFFIX = ".dgram"  # serve --unix PATH: the datagram socket's path when both are served
+
+
+def serve_targets(args: argparse.Namespace) -> list[tuple[str, dict]]:
+    """(proto, where) for each server the serve command opens."""
+    protos = [p for p in ("tcp", "udp") if getattr(args, p)] or ["tcp", "udp"]
+    if args.unix is None:
+        port = DEFAULT_PORT if args.port is None else args.port
+        return [(proto, {"host": args.bind, "port": port}) for proto in protos]
+    if args.port is not None or args.bind != DEFAULT_HOST:
+        raise UsageError("--unix takes a PATH, not a PORT or -b ADDR")
+    if len(protos) == 1:
+        return [(protos[0], {"path": args.unix})]
+    return [("tcp", {"path": args.unix}), ("udp", {"path": args.unix + DGRAM_SUFFIX})]
+
+
+def run(args: argparse.Namespace) -> int:
+    from pysock.server import Server
+
+    targets = serve_targets(args)
+    check_model(args, [proto for proto, _ in targets])
+    servers = []
+    try:
+        for proto, where in targets:
+            servers.append(Server(proto=proto, **where, **server_options(args, proto)))
+            if where.get("port") == 0 and len(targets) > 1:
+                for _, later in targets:
+                    later["port"] = servers[0].port  # both protocols on the one free port
+        run_until_signal(servers)
+    finally:
+        stop_all(servers)
+    return 0
+
+
+def run_until_signal(servers: list) -> None:
+    """Start the servers, print their ready lines, and wait for Ctrl-C,
+    SIGTERM or SIGHUP, or for a server whose loop failed (stop_all then
+    reports it)."""
+    ended = threading.Event()
+    for srv in servers:
+        srv.start()
+        threading.Thread(target=lambda s=srv: s.wait() and ended.set(), daemon=True,
+                         name=f"pysock watch {srv.url}").start()
+    for srv in servers:
+        print(srv.url, flush=True)
+    ended.wait()
+
+
+def stop_all(servers: list) -> None:
+    """Stop every server, then raise the first failure any of them had."""
+    failures = []
+    for srv in servers:
+        try:
+            srv.stop()
+        except Exception as exc:
+            failures.append(exc)
+    if failures:
+        raise failures[0]
