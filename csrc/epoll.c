@@ -30,7 +30,6 @@
 
 #define MAX_EVENTS 256
 #define ACCEPT_BURST 64         /* accepts per turn: connected clients get served too */
-#define ACCEPT_BACKOFF_MS 50    /* out of descriptors: try accepting again this much later */
 
 typedef struct econn econn;
 
@@ -372,41 +371,23 @@ static int set_listening(ps__loop *l, int on)
     return rc;
 }
 
-/* accept() failed: most reasons concern one connection only.  Out of
- * descriptors or memory, the connection stays in the backlog and epoll would
- * report it again at once: pause accepting rather than spin. */
-static void accept_failed(ps__loop *l, int err, int64_t now)
-{
-    if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)
-        return;
-    if (ps__stopping(l->w->srv))
-        return;  /* EINVAL: ps_server_stop has shut the listener down */
-    PS_ADD(l->w->stats.errors, 1);
-    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-        if (set_listening(l, 0) == 0)
-            l->accept_at = now + ACCEPT_BACKOFF_MS;
-    }
-}
-
+/* Take what waits in the backlog, a burst at a time so that connected
+ * clients get served too.  Out of descriptors or memory, the connection
+ * stays in the backlog and epoll would report it again at once: pause
+ * accepting for a while rather than spin. */
 static void accept_some(ps__loop *l, int64_t now)
 {
     ps__worker *w = l->w;
-    int i, fd, one = 1;
+    int i, fd = -1, rc;
 
     for (i = 0; i < ACCEPT_BURST; i++) {
-        fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            accept_failed(l, errno, now);
-            return;
-        }
-        PS_ADD(w->stats.accepted, 1);
-        if (ps__over_limit(w->srv)) {
-            PS_ADD(w->stats.rejected, 1);
-            close(fd);
+        rc = ps__accept(w, &fd);
+        if (rc == PS__REJECTED)
             continue;
-        }
-        if (w->srv->cfg.family != AF_UNIX)
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (rc == PS__EXHAUSTED && set_listening(l, 0) == 0)
+            l->accept_at = now + PS__ACCEPT_BACKOFF_MS;
+        if (rc != PS__TAKEN)
+            return;
         if (conn_open(l, fd, now) < 0) {
             PS_ADD(w->stats.errors, 1);
             close(fd);
@@ -457,7 +438,7 @@ static void expire(ps__loop *l, int64_t now)
         if (set_listening(l, 1) == 0)
             l->accept_at = 0;
         else
-            l->accept_at = now + ACCEPT_BACKOFF_MS;
+            l->accept_at = now + PS__ACCEPT_BACKOFF_MS;
     }
 }
 
@@ -482,24 +463,29 @@ static void begin_drain(ps__loop *l, int64_t now)
 }
 
 /* -- the loop ------------------------------------------------------------ */
+/* One look at what is ready, without sleeping: a count, 0, or -errno. */
+static int poll_events(void *arg)
+{
+    ps__loop *l = arg;
+    int n = epoll_wait(l->ep, l->ev, MAX_EVENTS, 0);
+
+    return n < 0 ? -errno : n;
+}
+
 /* epoll_wait, and with spin_us, poll without sleeping that long first (but
  * never past the first deadline).  The sleeping wait lets signals in (see
  * ps_server_serve); one that comes while spinning waits for it. */
 static int wait_events(ps__loop *l, int timeout_ms)
 {
     int spin_us = l->w->srv->cfg.spin_us;
-    int64_t end;
     int n;
 
     if (spin_us > 0 && timeout_ms != 0) {
         if (timeout_ms > 0 && (int64_t)timeout_ms * 1000 < spin_us)
             spin_us = timeout_ms * 1000;
-        end = ps__now_us() + spin_us;
-        do
-            n = epoll_wait(l->ep, l->ev, MAX_EVENTS, 0);
-        while (n == 0 && ps__now_us() < end);
+        n = ps__spin(l->w->srv, spin_us, poll_events, l);
         if (n != 0)
-            return n < 0 ? -errno : n;
+            return n;
     }
     n = epoll_pwait(l->ep, l->ev, MAX_EVENTS, timeout_ms, l->w->sigmask);
     return n < 0 ? -errno : n;
@@ -517,7 +503,7 @@ static void handle(ps__loop *l, struct epoll_event *e, int64_t now)
 
 /* Every piece of state lives in the loop, so a return on a signal (-EINTR)
  * loses nothing: calling again goes on with the next turn. */
-int ps__epoll_serve(ps__worker *w)
+static int serve(ps__worker *w)
 {
     ps__loop *l = w->loop;
     int64_t now;
@@ -541,7 +527,7 @@ int ps__epoll_serve(ps__worker *w)
     }
 }
 
-int ps__epoll_open(ps__worker *w)
+static int open_loop(ps__worker *w)
 {
     ps__loop *l = calloc(1, sizeof *l);
     int rc;
@@ -559,7 +545,7 @@ int ps__epoll_open(ps__worker *w)
     return set_listening(l, 1);
 }
 
-void ps__epoll_free(ps__worker *w)
+static void free_loop(ps__worker *w)
 {
     ps__loop *l = w->loop;
 
@@ -573,23 +559,8 @@ void ps__epoll_free(ps__worker *w)
     w->loop = NULL;
 }
 
-#else /* no epoll: the threads model serves TCP; Python offers no "epoll" */
+const ps__model ps__epoll_model = {"epoll", open_loop, serve, NULL, free_loop};
 
-int ps__epoll_open(ps__worker *w)
-{
-    (void)w;
-    return -ENOSYS;
-}
+#endif /* PS__HAVE_EPOLL; without it the threads model serves TCP and Python
+        * offers no "epoll" (pysock.config.c_features) */
 
-int ps__epoll_serve(ps__worker *w)
-{
-    (void)w;
-    return -ENOSYS;
-}
-
-void ps__epoll_free(ps__worker *w)
-{
-    (void)w;
-}
-
-#endif

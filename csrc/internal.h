@@ -104,6 +104,7 @@ void ps__xf_free(ps__xf *x);
 typedef struct ps__conn ps__conn;
 typedef struct ps__loop ps__loop;
 typedef struct ps__batch ps__batch;
+typedef struct ps__model ps__model;
 
 /* One serving thread and its own socket.  Worker 0 runs in the thread that
  * calls ps_server_serve; the others are C threads it starts. */
@@ -123,6 +124,7 @@ typedef struct ps__worker {
 
 struct ps_server {
     ps_config cfg;
+    const ps__model *model;  /* chosen once, in ps_server_open */
     char host[256];      /* cfg.host and cfg.path point here */
     char path[108];
     int wake[2];         /* a pipe: one byte in wake[1] wakes every poller */
@@ -143,6 +145,7 @@ struct ps_server {
 #define PS__WOKEN 2
 #define PS__TIMEOUT 3
 
+/* What every serving loop uses (loop.c). */
 int ps__wait(int fd, short events, int wake_fd, int timeout_ms, const sigset_t *mask);
 int ps__stopping(const ps_server *s);
 int64_t ps__now_ms(void);
@@ -150,16 +153,44 @@ int64_t ps__now_us(void);
 uint64_t ps__active(const ps_server *s);
 int ps__over_limit(const ps_server *s);
 
-int ps__tcp_serve(ps__worker *w);
-void ps__tcp_drain(ps_server *s);
+/* ps__accept: take one connection off w's listening socket.
+ *   PS__TAKEN     *fd is a non-blocking connection to serve (counted accepted)
+ *   PS__EMPTY     none now, or one client's failure (counted in errors)
+ *   PS__REJECTED  over max_conns: accepted and closed at once (counted)
+ *   PS__EXHAUSTED out of descriptors or memory: back off PS__ACCEPT_BACKOFF_MS
+ *   -EINTR        a signal: return to Python */
+#define PS__EMPTY 0
+#define PS__TAKEN 1
+#define PS__REJECTED 2
+#define PS__EXHAUSTED 3
+#define PS__ACCEPT_BACKOFF_MS 50
+int ps__accept(ps__worker *w, int *fd);
 
-int ps__epoll_open(ps__worker *w);
-int ps__epoll_serve(ps__worker *w);
-void ps__epoll_free(ps__worker *w);
+/* ps__spin: call attempt(arg) until it finds something (non-zero: a count
+ * or -errno), spin_us microseconds pass, or the server stops; its last
+ * result.  Busy-polling before a sleep buys a faster answer with a core. */
+int ps__spin(const ps_server *s, int64_t spin_us, int (*attempt)(void *), void *arg);
 
-int ps__udp_open(ps__worker *w);
-int ps__udp_serve(ps__worker *w);
-void ps__udp_free(ps__worker *w);
+/* A serving model: how a worker's loop waits and serves.  server.c picks
+ * one when the server opens (ps_server_open) and from then on calls only
+ * these; a hook left NULL has nothing to do.
+ *   open   per worker, once its socket is bound: the loop's own state
+ *   serve  serve until the stop flag; 0, -EINTR (call again), or -errno
+ *   drain  after every worker's loop has returned: end what they started
+ *   free   per worker: release what open made (also after a failed open) */
+struct ps__model {
+    const char *name;
+    int (*open)(ps__worker *w);
+    int (*serve)(ps__worker *w);
+    void (*drain)(ps_server *s);
+    void (*free)(ps__worker *w);
+};
+
+extern const ps__model ps__threads_model;  /* tcp.c */
+extern const ps__model ps__udp_model;      /* udp.c */
+#ifdef PS__HAVE_EPOLL
+extern const ps__model ps__epoll_model;    /* epoll.c */
+#endif
 
 
 #endif

@@ -25,7 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "loadgen.h"
+#include "pysock.h"
 
 #define HDR 16                   /* 4 hex digits of socket id, 12 of sequence */
 #define SLACK 4096               /* request offsets into the pool: 0..SLACK-1 */

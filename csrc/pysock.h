@@ -90,40 +90,6 @@ typedef struct ps_layout {
     const ps_member *members;
 } ps_layout;
 
-/* What a load generator run does (loadgen.c). */
-#define PS_LOAD_PINGPONG 0
-#define PS_LOAD_BULK 1
-
-typedef struct ps_load {
-    int family;          /* AF_INET, AF_INET6 or AF_UNIX */
-    int socktype;        /* SOCK_STREAM or SOCK_DGRAM (bulk: stream only) */
-    const char *host;    /* numeric address or host name (AF_INET, AF_INET6) */
-    int port;
-    const char *path;    /* the server's path (AF_UNIX) */
-    int mode;            /* PS_LOAD_* */
-    int conns;           /* TCP connections or UDP sockets, 1-65535 */
-    size_t size;         /* ping-pong: bytes per message (UDP: 16-65507) */
-    uint64_t bulk_bytes; /* bulk: bytes each connection sends */
-    int duration_ms;     /* ping-pong: how long; bulk: the longest it may take */
-    int timeout_ms;      /* UDP: resend after this; TCP: the longest silence */
-    int transform;       /* PS_XF_UPPER or PS_XF_ECHO: what the replies must be */
-    int spin;            /* ping-pong: busy-poll for replies instead of sleeping */
-} ps_load;
-
-typedef struct ps_load_result {
-    uint64_t requests;   /* replies received whole and right (bulk: streams) */
-    uint64_t bad;        /* replies that differ from what was expected */
-    uint64_t lost;       /* UDP requests resent, and requests never answered */
-    uint64_t late;       /* UDP replies to a request already answered */
-    uint64_t failed;     /* connections the server closed or reset early */
-    uint64_t bytes_out;
-    uint64_t bytes_in;
-    uint64_t elapsed_ns; /* ping-pong: the duration; bulk: until the last echo */
-    uint64_t p50_ns;     /* round-trip latency of the right replies */
-    uint64_t p99_ns;
-    uint64_t max_ns;
-} ps_load_result;
-
 /* Addresses (addr.c) */
 int ps_sockaddr_in(struct sockaddr_in *out, const char *host, int port);
 int ps_sockaddr_in6(struct sockaddr_in6 *out, const char *host, int port);
@@ -149,8 +115,5 @@ void ps_server_stats(const ps_server *srv, ps_stats *out);
 /* Closes every socket; an AF_UNIX path stays: the caller, who claimed it,
  * removes it (only if it is still the file this server bound). */
 void ps_server_close(ps_server *srv);
-
-/* Load generator (loadgen.c): runs in the caller's thread, every wait bounded. */
-int ps_load_run(const ps_load *cfg, ps_load_result *out);
 
 #endif

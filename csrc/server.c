@@ -1,6 +1,7 @@
-/* server.c - a server's life: open (socket, bind, listen, once per worker),
- * serve (worker 0 here, the others in threads), stop, close.  The serving
- * loops themselves are in tcp.c, epoll.c and udp.c. */
+/* server.c - a server's life: open (socket, bind, listen, once per worker;
+ * the model chosen once), serve (worker 0 here, the others in threads),
+ * stop, close.  The serving loops are the models' (tcp.c, epoll.c, udp.c),
+ * reached only through their ps__model tables. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -13,79 +14,6 @@
 #include <unistd.h>
 
 #include "internal.h"
-
-int64_t ps__now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t ps__now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-int ps__stopping(const ps_server *s)
-{
-    return __atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE);
-}
-
-static int poll_masked(struct pollfd *p, nfds_t nfds, int timeout_ms, const sigset_t *mask)
-{
-#ifdef PS__HAVE_PPOLL
-    struct timespec ts;
-
-    ts.tv_sec = timeout_ms / 1000;
-    ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000;
-    return ppoll(p, nfds, timeout_ms >= 0 ? &ts : NULL, mask);
-#else
-    /* Without ppoll a signal in the gap before poll() waits for the next
-     * event, as it always does with plain poll(). */
-    sigset_t cur;
-    int n, err;
-
-    if (mask != NULL)
-        pthread_sigmask(SIG_SETMASK, mask, &cur);
-    n = poll(p, nfds, timeout_ms);
-    err = errno;
-    if (mask != NULL)
-        pthread_sigmask(SIG_SETMASK, &cur, NULL);
-    errno = err;
-    return n;
-#endif
-}
-
-/* Wait until fd is ready for events, the wake pipe has a byte (wake_fd < 0:
- * don't watch it) or timeout_ms passes (-1: no limit).  A signal comes back
- * as -EINTR: the caller returns to Python rather than waiting again.  mask
- * (NULL: the thread's own) is the signal mask to wait with: see
- * ps_server_serve. */
-int ps__wait(int fd, short events, int wake_fd, int timeout_ms, const sigset_t *mask)
-{
-    struct pollfd p[2];
-    int n;
-
-    p[0].fd = fd;
-    p[0].events = events;
-    p[0].revents = 0;
-    p[1].fd = wake_fd;
-    p[1].events = POLLIN;
-    p[1].revents = 0;
-    n = mask != NULL ? poll_masked(p, wake_fd >= 0 ? 2 : 1, timeout_ms, mask)
-                     : poll(p, wake_fd >= 0 ? 2 : 1, timeout_ms);
-    if (n < 0)
-        return -errno;
-    if (n == 0)
-        return PS__TIMEOUT;
-    if (p[1].revents)
-        return PS__WOKEN;
-    return PS__READY;
-}
 
 int ps_features(void)
 {
@@ -243,15 +171,24 @@ static int check_port_free(ps_server *s)
     return rc;
 }
 
+/* The model for this configuration, or NULL: one the build lacks (no
+ * epoll) or that does not exist. */
+static const ps__model *choose_model(const ps_config *cfg)
+{
+    if (cfg->socktype == SOCK_DGRAM)
+        return &ps__udp_model;
+#ifdef PS__HAVE_EPOLL
+    if (cfg->model == PS_MODEL_EPOLL)
+        return &ps__epoll_model;
+#endif
+    return cfg->model == PS_MODEL_THREADS ? &ps__threads_model : NULL;
+}
+
 static int open_model(ps__worker *w)
 {
-    const ps_config *cfg = &w->srv->cfg;
+    const ps__model *m = w->srv->model;
 
-    if (cfg->socktype == SOCK_DGRAM)
-        return ps__udp_open(w);
-    if (cfg->model == PS_MODEL_EPOLL)
-        return ps__epoll_open(w);
-    return cfg->model == PS_MODEL_THREADS ? 0 : -EINVAL;
+    return m->open != NULL ? m->open(w) : 0;
 }
 
 /* Worker 0 binds the port asked for (0: a free one); the others bind the
@@ -324,6 +261,11 @@ int ps_server_open(ps_server **out, const ps_config *cfg)
     rc = new_server(&s, cfg);
     if (rc < 0)
         return rc;
+    s->model = choose_model(&s->cfg);
+    if (s->model == NULL) {
+        rc = -EINVAL;
+        goto error;
+    }
     if (pipe2(s->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
         rc = -errno;
         goto error;
@@ -368,11 +310,7 @@ int ps_server_sockname(const ps_server *s, char *host, size_t hostlen)
 
 static int serve_worker(ps__worker *w)
 {
-    if (w->srv->cfg.socktype == SOCK_DGRAM)
-        return ps__udp_serve(w);
-    if (w->srv->cfg.model == PS_MODEL_EPOLL)
-        return ps__epoll_serve(w);
-    return ps__tcp_serve(w);
+    return w->srv->model->serve(w);
 }
 
 /* A helper blocks every signal, so no EINTR reaches it; should one come,
@@ -529,21 +467,6 @@ void ps_server_stats(const ps_server *s, ps_stats *out)
         add_stats(out, &s->w[i].stats);
 }
 
-uint64_t ps__active(const ps_server *s)
-{
-    uint64_t n = 0;
-    int i;
-
-    for (i = 0; i < s->nw; i++)
-        n += PS_LOAD(s->w[i].stats.active);
-    return n;
-}
-
-int ps__over_limit(const ps_server *s)
-{
-    return s->cfg.max_conns > 0 && ps__active(s) >= (uint64_t)s->cfg.max_conns;
-}
-
 static void close_fd(int fd)
 {
     if (fd >= 0)
@@ -552,8 +475,8 @@ static void close_fd(int fd)
 
 static void close_worker(ps__worker *w)
 {
-    ps__epoll_free(w);
-    ps__udp_free(w);
+    if (w->srv->model != NULL && w->srv->model->free != NULL)
+        w->srv->model->free(w);
     close_fd(w->fd);
 }
 
@@ -567,8 +490,8 @@ void ps_server_close(ps_server *s)
         return;
     ps_server_stop(s);
     join_helpers(s);
-    if (s->cfg.socktype == SOCK_STREAM)
-        ps__tcp_drain(s);
+    if (s->model != NULL && s->model->drain != NULL)
+        s->model->drain(s);
     for (i = 0; i < s->nw; i++)
         close_worker(&s->w[i]);
     free(s->w);

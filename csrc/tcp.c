@@ -2,8 +2,6 @@
  * one C thread per connection (recv -> transform -> send everything).
  * AF_UNIX stream sockets take the same path. */
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -72,23 +70,35 @@ static int send_all(ps__conn *c, const unsigned char *p, size_t n)
     return 0;
 }
 
+/* One recv for ps__spin: non-zero once it got anything but "nothing yet". */
+typedef struct recv_try {
+    int fd;
+    unsigned char *buf;
+    size_t len;
+    ssize_t n;
+    int err;
+} recv_try;
+
+static int try_recv(void *arg)
+{
+    recv_try *t = arg;
+
+    t->n = recv(t->fd, t->buf, t->len, 0);
+    t->err = t->n < 0 ? errno : 0;
+    return t->n >= 0 || (t->err != EAGAIN && t->err != EWOULDBLOCK);
+}
+
 /* recv, and with spin_us, keep trying that long before the caller sleeps
- * in poll(): a busy core buys a faster answer. */
+ * in poll(): a busy core buys a faster answer.  errno is the last recv's. */
 static ssize_t recv_spin(ps__conn *c, unsigned char *buf, size_t len)
 {
     ps_server *s = c->srv;
-    ssize_t n = recv(c->fd, buf, len, 0);
-    int64_t end;
+    recv_try t = {c->fd, buf, len, 0, 0};
 
-    if (n >= 0 || s->cfg.spin_us <= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
-        return n;
-    end = ps__now_us() + s->cfg.spin_us;
-    while (ps__now_us() < end && !ps__stopping(s)) {
-        n = recv(c->fd, buf, len, 0);
-        if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
-            return n;
-    }
-    return n;
+    if (!try_recv(&t) && s->cfg.spin_us > 0)
+        ps__spin(s, s->cfg.spin_us, try_recv, &t);
+    errno = t.err;
+    return t.n;
 }
 
 /* Send a reply; a failure is counted and ends the connection.  Either way
@@ -181,7 +191,7 @@ static void reap(ps_server *s)
     }
 }
 
-void ps__tcp_drain(ps_server *s)
+static void drain(ps_server *s)
 {
     pthread_mutex_lock(&s->lock);
     while (s->threads > 0)
@@ -234,44 +244,19 @@ static int start_conn(ps__worker *w, int fd)
     return rc;
 }
 
-/* accept() failed: most reasons concern one connection only. */
-static int accept_failed(ps__worker *w, int err)
-{
-    ps_server *s = w->srv;
-    int rc;
-
-    if (err == EAGAIN || err == EWOULDBLOCK)
-        return 0;           /* the client left before we took it */
-    if (err == EINTR)
-        return -EINTR;
-    if (ps__stopping(s))
-        return 0;           /* EINVAL: ps_server_stop has shut the listener down */
-    PS_ADD(w->stats.errors, 1);
-    if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
-        return 0;           /* ECONNABORTED, EPROTO, EPERM: next client */
-    /* Out of descriptors or memory: the connection stays in the backlog and
-     * poll() would report it again at once.  Back off rather than spin;
-     * service resumes by itself once descriptors are free. */
-    rc = ps__wait(s->wake[0], POLLIN, -1, 50, w->sigmask);
-    return rc < 0 ? rc : 0;
-}
-
+/* The next connection, in a thread of its own.  Out of descriptors, back
+ * off rather than spin; service resumes by itself once some are free. */
 static int accept_one(ps__worker *w)
 {
     ps_server *s = w->srv;
-    int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    int one = 1;
+    int fd = -1, rc = ps__accept(w, &fd);
 
-    if (fd < 0)
-        return accept_failed(w, errno);
-    PS_ADD(w->stats.accepted, 1);
-    if (ps__over_limit(s)) {
-        PS_ADD(w->stats.rejected, 1);
-        close(fd);
-        return 0;
+    if (rc == PS__EXHAUSTED) {
+        rc = ps__wait(s->wake[0], POLLIN, -1, PS__ACCEPT_BACKOFF_MS, w->sigmask);
+        return rc < 0 ? rc : 0;
     }
-    if (s->cfg.family != AF_UNIX)
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (rc != PS__TAKEN)
+        return rc < 0 ? rc : 0;
     if (start_conn(w, fd) < 0) {
         PS_ADD(w->stats.errors, 1);
         close(fd);
@@ -281,7 +266,7 @@ static int accept_one(ps__worker *w)
 
 /* One worker's accept loop; every worker's loop drains all connection
  * threads on stop, so whichever returns last leaves none behind. */
-int ps__tcp_serve(ps__worker *w)
+static int serve(ps__worker *w)
 {
     ps_server *s = w->srv;
     int rc;
@@ -289,7 +274,7 @@ int ps__tcp_serve(ps__worker *w)
     for (;;) {
         reap(s);
         if (ps__stopping(s)) {
-            ps__tcp_drain(s);
+            drain(s);
             return 0;
         }
         rc = ps__wait(w->fd, POLLIN, s->wake[0], -1, w->sigmask);
@@ -299,3 +284,5 @@ int ps__tcp_serve(ps__worker *w)
             return rc;
     }
 }
+
+const ps__model ps__threads_model = {"threads", NULL, serve, drain, NULL};

@@ -107,7 +107,7 @@ static int send_some(ps__worker *w, int first, int n)
 }
 #endif
 
-int ps__udp_open(ps__worker *w)
+static int open_batch(ps__worker *w)
 {
     ps__batch *b = calloc(1, sizeof *b);
 
@@ -126,7 +126,7 @@ int ps__udp_open(ps__worker *w)
     return 0;
 }
 
-void ps__udp_free(ps__worker *w)
+static void free_batch(ps__worker *w)
 {
     if (w->batch != NULL) {
         ps__xf_free(&w->batch->xf);
@@ -204,28 +204,20 @@ static void answer(ps__worker *w, int n)
     send_replies(w, n);
 }
 
-/* With spin_us, keep asking for datagrams that long before sleeping. */
-static int recv_spin(ps__worker *w)
+static int try_recv_batch(void *w)
 {
-    ps_server *s = w->srv;
-    int64_t end = ps__now_us() + s->cfg.spin_us;
-    int n;
-
-    do
-        n = recv_batch(w);
-    while (n == 0 && ps__now_us() < end && !ps__stopping(s));
-    return n;
+    return recv_batch(w);
 }
 
-int ps__udp_serve(ps__worker *w)
+static int serve(ps__worker *w)
 {
     ps_server *s = w->srv;
     int n;
 
     while (!ps__stopping(s)) {
         n = recv_batch(w);
-        if (n == 0 && s->cfg.spin_us > 0)
-            n = recv_spin(w);
+        if (n == 0 && s->cfg.spin_us > 0)  /* keep asking that long before sleeping */
+            n = ps__spin(s, s->cfg.spin_us, try_recv_batch, w);
         if (n > 0) {
             answer(w, n);
             continue;
@@ -242,3 +234,5 @@ int ps__udp_serve(ps__worker *w)
     }
     return 0;
 }
+
+const ps__model ps__udp_model = {"udp", open_batch, serve, NULL, free_batch};

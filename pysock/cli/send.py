@@ -6,12 +6,14 @@ import argparse
 import sys
 
 from pysock.cli.common import UsageError, port_number
+from pysock.engine import parse_url
 
 def add_parser(sub) -> None:
     p = sub.add_parser("send", help="send a message to an echo server and print the reply",
-                       usage="pysock send [-h] [-u] [-t TIMEOUT] (HOST PORT | --unix PATH) [MESSAGE ...]",
+                       usage="pysock send [-h] [-u] [-t TIMEOUT] (HOST PORT | URL | --unix PATH) [MESSAGE ...]",
                        description="With a MESSAGE, send it and print the reply. Without one, "
-                                   "send each line of stdin and print each reply.")
+                                   "send each line of stdin and print each reply. URL is a ready line "
+                                   "of pysock serve: tcp://HOST:PORT, udp://[::1]:PORT, unix://PATH.")
     p.add_argument("-u", "--udp", action="store_true", help="use UDP, or a datagram socket with --unix (default TCP)")
     p.add_argument("-t", "--timeout", type=float, default=5.0, help="seconds to wait for a reply (default 5)")
     p.add_argument("--unix", metavar="PATH", help="the server's AF_UNIX socket, instead of HOST PORT")
@@ -23,9 +25,17 @@ PROMPT = "Input lowercase sentence:"
 
 
 def send_target(args: argparse.Namespace):
-    """The server's address, and the message words that follow it."""
+    """The server's address, and the message words that follow it.  A URL
+    (what pysock serve prints) also sets the protocol: udp:// means -u."""
     if args.unix is not None:
         return args.unix, args.words
+    if args.words and "://" in args.words[0]:
+        try:
+            scheme, address = parse_url(args.words[0])
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        args.udp = args.udp or scheme == "udp"
+        return address, args.words[1:]
     if len(args.words) < 2:
         raise UsageError("send needs HOST PORT (or --unix PATH) (see 'pysock send --help')")
     try:
@@ -44,8 +54,8 @@ def _print_reply(reply: bytes) -> None:
 def run(args: argparse.Namespace) -> int:
     from pysock import client
 
-    proto = "udp" if args.udp else "tcp"
     address, message = send_target(args)
+    proto = "udp" if args.udp else "tcp"
     if message:
         _print_reply(client.request(" ".join(message).encode(), address, proto, args.timeout))
         return 0

@@ -1,0 +1,149 @@
+/* loop.c - what every serving loop uses, written once: clocks, the stop
+ * flag, waiting on a descriptor and the wake pipe, the connection limit,
+ * taking a connection off a listening socket, and spinning before sleep.
+ * The models (tcp.c, epoll.c, udp.c) call these; nothing here calls them. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+int64_t ps__now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t ps__now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int ps__stopping(const ps_server *s)
+{
+    return __atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE);
+}
+
+static int poll_masked(struct pollfd *p, nfds_t nfds, int timeout_ms, const sigset_t *mask)
+{
+#ifdef PS__HAVE_PPOLL
+    struct timespec ts;
+
+    ts.tv_sec = timeout_ms / 1000;
+    ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000;
+    return ppoll(p, nfds, timeout_ms >= 0 ? &ts : NULL, mask);
+#else
+    /* Without ppoll a signal in the gap before poll() waits for the next
+     * event, as it always does with plain poll(). */
+    sigset_t cur;
+    int n, err;
+
+    if (mask != NULL)
+        pthread_sigmask(SIG_SETMASK, mask, &cur);
+    n = poll(p, nfds, timeout_ms);
+    err = errno;
+    if (mask != NULL)
+        pthread_sigmask(SIG_SETMASK, &cur, NULL);
+    errno = err;
+    return n;
+#endif
+}
+
+/* Wait until fd is ready for events, the wake pipe has a byte (wake_fd < 0:
+ * don't watch it) or timeout_ms passes (-1: no limit).  A signal comes back
+ * as -EINTR: the caller returns to Python rather than waiting again.  mask
+ * (NULL: the thread's own) is the signal mask to wait with: see
+ * ps_server_serve. */
+int ps__wait(int fd, short events, int wake_fd, int timeout_ms, const sigset_t *mask)
+{
+    struct pollfd p[2];
+    int n;
+
+    p[0].fd = fd;
+    p[0].events = events;
+    p[0].revents = 0;
+    p[1].fd = wake_fd;
+    p[1].events = POLLIN;
+    p[1].revents = 0;
+    n = mask != NULL ? poll_masked(p, wake_fd >= 0 ? 2 : 1, timeout_ms, mask)
+                     : poll(p, wake_fd >= 0 ? 2 : 1, timeout_ms);
+    if (n < 0)
+        return -errno;
+    if (n == 0)
+        return PS__TIMEOUT;
+    if (p[1].revents)
+        return PS__WOKEN;
+    return PS__READY;
+}
+
+uint64_t ps__active(const ps_server *s)
+{
+    uint64_t n = 0;
+    int i;
+
+    for (i = 0; i < s->nw; i++)
+        n += PS_LOAD(s->w[i].stats.active);
+    return n;
+}
+
+int ps__over_limit(const ps_server *s)
+{
+    return s->cfg.max_conns > 0 && ps__active(s) >= (uint64_t)s->cfg.max_conns;
+}
+
+/* accept() failed: most reasons concern one client only.  Out of
+ * descriptors or memory, the connection stays in the backlog and a wait
+ * would report it again at once: the caller backs off rather than spin. */
+static int accept_failed(ps__worker *w, int err)
+{
+    if (err == EAGAIN || err == EWOULDBLOCK)
+        return PS__EMPTY;      /* the client left before we took it */
+    if (err == EINTR)
+        return -EINTR;
+    if (ps__stopping(w->srv))
+        return PS__EMPTY;      /* EINVAL: ps_server_stop has shut the listener down */
+    PS_ADD(w->stats.errors, 1);
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
+        return PS__EXHAUSTED;
+    return PS__EMPTY;          /* ECONNABORTED, EPROTO, EPERM: that client only */
+}
+
+int ps__accept(ps__worker *w, int *out)
+{
+    int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int one = 1;
+
+    if (fd < 0)
+        return accept_failed(w, errno);
+    PS_ADD(w->stats.accepted, 1);
+    if (ps__over_limit(w->srv)) {
+        PS_ADD(w->stats.rejected, 1);
+        close(fd);
+        return PS__REJECTED;
+    }
+    if (w->srv->cfg.family != AF_UNIX)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    *out = fd;
+    return PS__TAKEN;
+}
+
+int ps__spin(const ps_server *s, int64_t spin_us, int (*attempt)(void *), void *arg)
+{
+    int64_t end = ps__now_us() + spin_us;
+    int n;
+
+    do
+        n = attempt(arg);
+    while (n == 0 && ps__now_us() < end && !ps__stopping(s));
+    return n;
+}

@@ -1,0 +1,159 @@
+"""pysock bench, the reporting half: the statistics over the runs (medians,
+spread, ratios to the baseline), the text table, the verdict and the plot.
+Everything here works on the report dict pysock.bench measures, so a
+report saved as JSON can be shown again."""
+from __future__ import annotations
+
+import statistics
+from typing import Optional
+
+from pysock.errors import PysockError
+
+FIGURES = ("rps", "p50_us", "p99_us", "mb_s", "cpu_us_per_req", "cpu_ms_per_mib", "lost")
+
+
+def medians(runs: list[dict]) -> dict:
+    """The median of each figure over the runs that did not fail, and how
+    far the server's CPU cost strayed from its median (half the range, as
+    a fraction of the median): a measure of the noise."""
+    good = [r for r in runs if r.get("ok")]
+    out = {}
+    for key in FIGURES:
+        values = [r[key] for r in good if r.get(key) is not None]
+        if values:
+            out[key] = statistics.median(values)
+    for key in ("cpu_us_per_req", "cpu_ms_per_mib"):
+        values = [r[key] for r in good if r.get(key) is not None]
+        if values and out.get(key):
+            out["cpu_spread"] = (max(values) - min(values)) / 2 / out[key]
+    return out
+
+
+def add_ratios(results: list[dict], baseline: str) -> None:
+    """Each entry's medians as ratios to the baseline server's under the same load."""
+    base = {e["load"]: e.get("median", {}) for e in results if e["server"] == baseline and e["status"] == "ok"}
+    for entry in results:
+        ref = base.get(entry["load"])
+        if ref is None or "median" not in entry:
+            continue
+        entry["ratio"] = {k: v / ref[k] for k, v in entry["median"].items()
+                          if k not in ("lost", "cpu_spread") and ref.get(k)}
+
+
+def _fmt(value: Optional[float], digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _ratio(entry: dict, key: str) -> str:
+    r = entry.get("ratio", {}).get(key)
+    return "" if r is None else f"x{r:.2f}"
+
+
+def _spread(entry: dict) -> str:
+    spread = entry.get("median", {}).get("cpu_spread")
+    return "" if spread is None else f"+-{spread * 100:.0f}%"
+
+
+def _status(entry: dict) -> str:
+    if entry["status"] != "ok":
+        return entry["status"] + (f" ({entry['error']})" if entry.get("error") else "")
+    failed = entry.get("failed_runs", 0)
+    return f"{failed}/{len(entry['runs'])} runs FAILED" if failed else "ok"
+
+
+def table(report: dict) -> str:
+    """The comparison as text: one block per load, ratios to the C backend."""
+    plan = report["plan"]
+    lines = [f"pysock bench: {report['machine']['cpu']}, {report['machine']['nproc']} CPUs, "
+             f"Python {report['machine']['python']}; {plan['reps']} runs of {plan['duration']:g} s per load "
+             f"(medians; xN = ratio to {report['baseline']}; +-N% = half the range of the server's CPU cost "
+             f"over the runs)"]
+    for load in report["loads"]:
+        entries = [e for e in report["results"] if e["load"] == load["name"]]
+        lines += ["", f"{load['name']}: {load['description']}"]
+        if load["mib"]:
+            lines.append(f"  {'server':<16} {'MB/s':>8} {'':>6} {'CPU ms/MiB':>11} {'':>6} {'':>5}  status")
+            for e in entries:
+                m = e.get("median", {})
+                lines.append(f"  {e['server']:<16} {_fmt(m.get('mb_s')):>8} {_ratio(e, 'mb_s'):>6} "
+                             f"{_fmt(m.get('cpu_ms_per_mib'), 2):>11} {_ratio(e, 'cpu_ms_per_mib'):>6} "
+                             f"{_spread(e):>5}  {_status(e)}")
+            continue
+        lines.append(f"  {'server':<16} {'req/s':>8} {'':>6} {'p50 us':>7} {'p99 us':>8} "
+                     f"{'CPU us/req':>10} {'':>6} {'':>5} {'lost':>5}  status")
+        for e in entries:
+            m = e.get("median", {})
+            lines.append(f"  {e['server']:<16} {_fmt(m.get('rps')):>8} {_ratio(e, 'rps'):>6} "
+                         f"{_fmt(m.get('p50_us'), 1):>7} {_fmt(m.get('p99_us'), 1):>8} "
+                         f"{_fmt(m.get('cpu_us_per_req'), 2):>10} {_ratio(e, 'cpu_us_per_req'):>6} "
+                         f"{_spread(e):>5} {_fmt(m.get('lost')):>5}  {_status(e)}")
+    verdict = c_verdict(report)
+    if verdict:
+        lines += ["", verdict]
+    return "\n".join(lines)
+
+
+def c_verdict(report: dict) -> Optional[str]:
+    """Whether the C backend spent less server CPU per request than every
+    Python model on every ping-pong load measured; None if nothing to compare."""
+    losses, compared = [], 0
+    for e in report["results"]:
+        ratio = e.get("ratio", {}).get("cpu_us_per_req")
+        if e["server"] == report["baseline"] or e.get("backend") != "python" or ratio is None:
+            continue
+        compared += 1
+        if ratio <= 1.0:
+            losses.append(f"{e['server']} on {e['load']} (x{ratio:.2f})")
+    if not compared:
+        return None
+    if losses:
+        return "C does NOT spend less server CPU per request than: " + ", ".join(losses)
+    return f"C spends less server CPU per request than every Python model on every ping-pong load ({compared} compared)"
+
+
+def failed_runs(report: dict) -> int:
+    return sum(1 for e in report["results"] for r in e["runs"] if not r.get("ok"))
+
+
+def check_plot_available() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise PysockError("--plot needs matplotlib, which is not installed: pip install matplotlib "
+                          "(or pip install 'pysock[plot]')")
+
+
+def plot(report: dict, path: str) -> None:
+    """Grouped bars: server CPU per request and requests/s per ping-pong
+    load, MB/s for the streams; one colour per server."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    servers = [s["name"] for s in report["servers"]]
+    pingpong = [l["name"] for l in report["loads"] if not l["mib"]]
+    streams = [l["name"] for l in report["loads"] if l["mib"]]
+    panels = [("cpu_us_per_req", "server CPU per request (us, lower is better)", pingpong),
+              ("rps", "requests/s (higher is better)", pingpong),
+              ("mb_s", "stream MB/s (higher is better)", streams)]
+    panels = [p for p in panels if p[2]]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 3.6 * len(panels)), squeeze=False)
+    width = 0.8 / max(len(servers), 1)
+    for ax, (key, title, loads) in zip(axes[:, 0], panels):
+        for i, server in enumerate(servers):
+            values = []
+            for load in loads:
+                e = next((e for e in report["results"] if e["server"] == server and e["load"] == load), {})
+                values.append(e.get("median", {}).get(key, 0.0))
+            ax.bar([x + i * width for x in range(len(loads))], values, width, label=server)
+        ax.set_xticks([x + width * (len(servers) - 1) / 2 for x in range(len(loads))])
+        ax.set_xticklabels(loads)
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].legend(fontsize="small", ncol=min(len(servers), 5))
+    m = report["machine"]
+    fig.suptitle(f"pysock bench: {m['cpu']}, {m['nproc']} CPUs, Python {m['python']}", fontsize="medium")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,195 @@
+"""The shape of the code, as a newcomer relies on it: no import or call
+cycles, the pure-Python side and the CLI working without the compiled
+extension, and a Server whose signature says what it takes."""
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pysock
+from conftest import ROOT, cli_env
+
+PACKAGE = ROOT / "pysock"
+CSRC = ROOT / "csrc"
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """A cycle in graph as a list of nodes (first == last), or []."""
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return []
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return []
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def python_imports(top_level_only: bool = False) -> dict[str, set[str]]:
+    """Every pysock module and the pysock modules it imports: at the top or
+    inside a function alike, or (top_level_only) what importing it loads."""
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text())
+        for node in (tree.body if top_level_only else ast.walk(tree)):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for target in targets:
+                if target in modules and target != name:
+                    graph[name].add(target)
+    return graph
+
+
+def test_no_python_module_imports_itself_in_a_loop():
+    assert find_cycle(python_imports()) == []
+
+
+def test_importing_the_twins_the_engine_layer_or_the_cli_loads_no_c():
+    graph = python_imports(top_level_only=True)
+
+    def reach(start: str) -> set[str]:
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in graph[todo.pop()]:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return seen
+
+    for start in ("pysock.twins", "pysock.twins.blocking", "pysock.twins.aio", "pysock.engine", "pysock.server",
+                  "pysock.config", "pysock.client", "pysock.cli"):
+        assert "pysock._core" not in reach(start), start
+
+
+C_FUNCTION = re.compile(r"^(?!static)[a-z].*?\b(ps_{1,2}\w+)\s*\(", re.M)
+
+
+def c_calls() -> dict[str, set[str]]:
+    """csrc/*.c and the other csrc files whose functions each calls."""
+    sources = {p.name: p.read_text() for p in CSRC.glob("*.c")}
+    defined = {fn: name for name, text in sources.items() for fn in C_FUNCTION.findall(text)}
+    graph: dict[str, set[str]] = {name: set() for name in sources}
+    for name, text in sources.items():
+        for fn, where in defined.items():
+            if where != name and re.search(rf"\b{fn}\s*\(", text):
+                graph[name].add(where)
+    return graph
+
+
+def test_no_two_c_files_call_each_other_in_a_loop():
+    graph = c_calls()
+    for model in ("tcp.c", "epoll.c", "udp.c"):  # the models use the shared helpers, never server.c
+        assert "loop.c" in graph[model] and "server.c" not in graph[model], (model, graph[model])
+    assert find_cycle(graph) == []
+
+
+NO_EXTENSION = "import sys; sys.modules['pysock._pysock'] = None\n"
+
+
+def run_without_extension(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", NO_EXTENSION + code], capture_output=True, text=True,
+                          timeout=30, env=cli_env())
+
+
+def test_the_python_backend_serves_without_the_extension():
+    result = run_without_extension(
+        "import pysock\n"
+        "with pysock.Server(backend='python', model='threads') as srv:\n"
+        "    print(pysock.request(b'no c here', srv.address).decode())\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "NO C HERE\n"
+
+
+CLI = "from pysock.cli import main; sys.exit(main(sys.argv[1:]))\n"
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["serve", "--help"], ["layout", "--help"],
+                                  ["bench", "--help"]])
+def test_the_cli_answers_without_the_extension(args):
+    result = subprocess.run([sys.executable, "-c", NO_EXTENSION + CLI, *args], capture_output=True, text=True,
+                            timeout=30, env=cli_env())
+    assert result.returncode == 0 and result.stdout and not result.stderr
+
+
+def test_a_command_that_needs_c_says_so_in_one_line():
+    result = subprocess.run([sys.executable, "-c", NO_EXTENSION + CLI, "layout"], capture_output=True,
+                            text=True, timeout=30, env=cli_env())
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert "C extension is not built" in result.stderr and "pip install" in result.stderr
+
+
+def test_version():
+    result = subprocess.run([sys.executable, "-m", "pysock", "--version"], capture_output=True, text=True,
+                            timeout=30, env=cli_env())
+    assert result.stdout == f"pysock {pysock.__version__}\n"
+
+
+def test_server_signature_names_every_option_with_its_default():
+    from pysock.config import OPTIONS, ServerConfig
+
+    params = inspect.signature(pysock.Server).parameters
+    for option in OPTIONS:
+        assert option in params, option
+        if option not in ("host", "port", "proto", "model", "path"):
+            assert params[option].default == getattr(ServerConfig, option), option
+    assert "max_unsent" in (pysock.Server.__init__.__doc__ or "")
+
+
+def test_the_package_says_it_is_typed():
+    assert (PACKAGE / "py.typed").exists()
+
+
+@pytest.mark.parametrize("url", ["tcp://127.0.0.1:5", "udp://[::1]:65535", "unix:///tmp/x.sock", "tcp://h:0"])
+def test_the_address_url_round_trips(url):
+    from pysock.engine import format_url, parse_url
+
+    assert format_url(*parse_url(url)) == url
+
+
+@pytest.mark.parametrize("bad", ["127.0.0.1:5", "tcp://::1:5", "tcp://h:99999", "ftp://h:1", "tcp://h:x"])
+def test_a_bad_url_is_refused_saying_why(bad):
+    from pysock.engine import parse_url
+
+    with pytest.raises(ValueError):
+        parse_url(bad)
+
+
+def test_send_takes_back_what_serve_prints():
+    from conftest import CliServer, run_cli
+
+    with CliServer("serve", "0", lines=2) as server:
+        for url in server.urls:
+            result = run_cli("send", url, "round", "trip")
+            assert result.returncode == 0 and result.stdout == b"ROUND TRIP\n", (url, result.stderr)
