@@ -41,8 +41,8 @@ struct econn {
     int fd;
     uint32_t events;     /* what epoll watches for it now */
     int eof;             /* the client half-closed: flush, then close */
-    unsigned char *out;  /* unsent echo: out[off .. off + len) */
-    size_t off, len, cap;
+    ps__buf out;         /* unsent echo: out.data[off .. out.len) */
+    size_t off;
     size_t taken;        /* echo the client took since its clock restarted */
     int64_t since;       /* when its clock restarted (ms) */
     list *on;            /* &loop->idle or &loop->pending */
@@ -143,7 +143,7 @@ static void conn_close(ps__loop *l, econn *c)
     list_remove(c);
     close(c->fd);
     ps__xf_free(&c->xf);
-    free(c->out);
+    ps__buf_free(&c->out);
     free(c);
     l->nconns--;
     PS_SUB(l->w->stats.active, 1);
@@ -159,16 +159,22 @@ static void close_list(ps__loop *l, list *which, uint64_t *counter)
 }
 
 /* -- echo: reading, queueing, sending ------------------------------------ */
+/* Echo the client has not taken yet. */
+static size_t unsent(const econn *c)
+{
+    return c->out.len - c->off;
+}
+
 static int reading(const ps__loop *l, const econn *c)
 {
-    return !c->eof && !l->draining && c->len < l->w->srv->cfg.max_unsent;
+    return !c->eof && !l->draining && unsent(c) < l->w->srv->cfg.max_unsent;
 }
 
 /* Tell epoll what c waits for now: input unless it has too much echo
  * unsent (backpressure), output while any is. */
 static int watch(ps__loop *l, econn *c)
 {
-    uint32_t want = (reading(l, c) ? EPOLLIN : 0) | (c->len > 0 ? EPOLLOUT : 0);
+    uint32_t want = (reading(l, c) ? EPOLLIN : 0) | (unsent(c) > 0 ? EPOLLOUT : 0);
     int rc;
 
     if (want == c->events)
@@ -186,36 +192,22 @@ static size_t unsent_limit(const ps__loop *l)
     return l->w->srv->cfg.max_unsent + PS_BUFSIZE;
 }
 
-/* Keep n bytes the socket did not take, after what is already waiting.  The
- * buffer doubles as it grows, but never past unsent_limit: its capacity is
- * part of the bound. */
+/* Keep n bytes the socket did not take, after what is already waiting;
+ * what was sent from the front makes room first.  The buffer never grows
+ * past unsent_limit: its capacity is part of the bound. */
 static int queue(ps__loop *l, econn *c, const unsigned char *p, size_t n)
 {
+    int rc;
+
     if (n == 0)
         return 0;  /* p may be NULL then: nothing to copy */
-    if (c->off + c->len + n > c->cap) {
-        if (c->off > 0) {
-            memmove(c->out, c->out + c->off, c->len);
-            c->off = 0;
-        }
-        if (c->len + n > c->cap) {
-            size_t need = c->len + n, limit = unsent_limit(l);
-            size_t cap = c->cap * 2 < limit ? c->cap * 2 : limit;
-            unsigned char *out;
-
-            if (cap < need)
-                cap = need;
-            out = realloc(c->out, cap);
-
-            if (out == NULL)
-                return -ENOMEM;
-            c->out = out;
-            c->cap = cap;
-        }
+    if (c->off > 0 && c->out.cap - c->out.len < n) {
+        memmove(c->out.data, c->out.data + c->off, unsent(c));
+        c->out.len -= c->off;
+        c->off = 0;
     }
-    memcpy(c->out + c->off + c->len, p, n);
-    c->len += n;
-    return 0;
+    rc = ps__buf_reserve(&c->out, n, unsent_limit(l));
+    return rc < 0 ? rc : ps__buf_append(&c->out, p, n);
 }
 
 /* Send n bytes of echo: straight to the socket when nothing waits before
@@ -224,7 +216,7 @@ static int conn_put(ps__loop *l, econn *c, const unsigned char *p, size_t n, int
 {
     ssize_t k;
 
-    if (c->len == 0 && n > 0) {
+    if (unsent(c) == 0 && n > 0) {
         k = send(c->fd, p, n, MSG_NOSIGNAL);
         if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
             return -errno;
@@ -242,9 +234,8 @@ static int conn_put(ps__loop *l, econn *c, const unsigned char *p, size_t n, int
 
 static void drop_out(econn *c)
 {
-    free(c->out);
-    c->out = NULL;
-    c->off = c->len = c->cap = 0;
+    ps__buf_free(&c->out);
+    c->off = 0;
 }
 
 /* Send what waits (EPOLLOUT said there is room).  Memory goes back as soon
@@ -252,15 +243,14 @@ static void drop_out(econn *c)
  * model's send_all. */
 static int flush(ps__loop *l, econn *c, int64_t now)
 {
-    ssize_t k = send(c->fd, c->out + c->off, c->len, MSG_NOSIGNAL);
+    ssize_t k = send(c->fd, c->out.data + c->off, unsent(c), MSG_NOSIGNAL);
 
     if (k < 0)
         return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
     PS_ADD(l->w->stats.bytes_out, (uint64_t)k);
     c->off += (size_t)k;
-    c->len -= (size_t)k;
     c->taken += (size_t)k;
-    if (c->len == 0) {
+    if (unsent(c) == 0) {
         drop_out(c);
         restart(&l->idle, c, now);
     } else if (c->taken >= PS_BUFSIZE) {
@@ -304,7 +294,7 @@ static int conn_finish(ps__loop *l, econn *c, int64_t now)
  * left below unsent_limit (reading() has checked len < max_unsent). */
 static size_t read_size(const ps__loop *l, const econn *c)
 {
-    return ps__xf_read_max(&c->xf, unsent_limit(l) - c->len);
+    return ps__xf_read_max(&c->xf, unsent_limit(l) - unsent(c));
 }
 
 static int on_readable(ps__loop *l, econn *c, int64_t now)
@@ -328,7 +318,7 @@ static int on_readable(ps__loop *l, econn *c, int64_t now)
  * else watch for what it needs next. */
 static void settle(ps__loop *l, econn *c, int rc)
 {
-    if (rc == 0 && c->len == 0 && (c->eof || l->draining)) {
+    if (rc == 0 && unsent(c) == 0 && (c->eof || l->draining)) {
         conn_close(l, c);
         return;
     }
@@ -351,7 +341,7 @@ static void on_conn_event(ps__loop *l, econn *c, uint32_t events, int64_t now)
         conn_close(l, c);
         return;
     }
-    if ((events & (EPOLLOUT | EPOLLHUP)) && c->len > 0)
+    if ((events & (EPOLLOUT | EPOLLHUP)) && unsent(c) > 0)
         rc = flush(l, c, now);
     if (rc == 0 && (events & (EPOLLIN | EPOLLHUP)) && reading(l, c))
         rc = on_readable(l, c, now);

@@ -33,14 +33,16 @@
  * (when cfg.max_unsent is 0). */
 #define PS__MAX_UNSENT (1u << 20)
 
-/* A growable byte buffer: len bytes used of cap allocated. */
+/* A growable byte buffer: len bytes used of cap allocated (buf.c).
+ * ps__buf_reserve makes room for more bytes, doubling the capacity but not
+ * past most (unless more itself needs it). */
 typedef struct ps__buf {
     unsigned char *data;
     size_t len;
     size_t cap;
 } ps__buf;
 
-int ps__buf_reserve(ps__buf *b, size_t more);
+int ps__buf_reserve(ps__buf *b, size_t more, size_t most);
 int ps__buf_append(ps__buf *b, const void *p, size_t n);
 void ps__buf_free(ps__buf *b);
 

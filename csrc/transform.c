@@ -34,47 +34,6 @@ static size_t in_place(int kind, unsigned char *buf, size_t n)
     return n;
 }
 
-/* -- growable buffers ------------------------------------------------- */
-
-int ps__buf_reserve(ps__buf *b, size_t more)
-{
-    size_t cap = b->cap ? b->cap : 256;
-    unsigned char *p;
-
-    if (b->cap - b->len >= more)
-        return 0;
-    while (cap - b->len < more) {
-        if (cap > SIZE_MAX / 2)
-            return -ENOMEM;
-        cap *= 2;
-    }
-    p = realloc(b->data, cap);
-    if (p == NULL)
-        return -ENOMEM;
-    b->data = p;
-    b->cap = cap;
-    return 0;
-}
-
-int ps__buf_append(ps__buf *b, const void *p, size_t n)
-{
-    int rc = ps__buf_reserve(b, n);
-
-    if (rc < 0)
-        return rc;
-    if (n > 0)
-        memcpy(b->data + b->len, p, n);
-    b->len += n;
-    return 0;
-}
-
-void ps__buf_free(ps__buf *b)
-{
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
-}
-
 /* -- stamp ------------------------------------------------------------ */
 
 typedef struct stamp {
@@ -104,7 +63,7 @@ static int stamp_now(stamp *st)
 static int answer_line(ps__xf *x, const stamp *st, const unsigned char *rest,
                        size_t n)
 {
-    int rc = ps__buf_reserve(&x->out, st->len + x->line.len + n);
+    int rc = ps__buf_reserve(&x->out, st->len + x->line.len + n, SIZE_MAX);
 
     if (rc < 0)
         return rc;

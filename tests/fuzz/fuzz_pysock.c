@@ -20,6 +20,7 @@ static int fake_gethostbyname_r(const char *name, struct hostent *ret, char *buf
 #define gethostbyname_r fake_gethostbyname_r
 #include "addr.c"
 #undef gethostbyname_r
+#include "buf.c"
 #include "transform.c"
 
 /* Names starting with "h" resolve to 127.0.0.<length>; others do not exist.
