@@ -6,12 +6,15 @@ tcp_options/udp_options run against the same list."""
 from __future__ import annotations
 
 import errno
+import json
 import math
 import os
 import resource
 import selectors
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -19,7 +22,7 @@ import pytest
 
 import pysock
 import pysock.client
-from conftest import CliServer, LOCALHOST, one_worker, run_cli, server_kinds, wait_for
+from conftest import CliServer, LOCALHOST, cli_env, one_worker, run_cli, server_kinds, wait_for
 from engines import ENGINES, REFERENCE
 from pysock.config import MODELS
 from pysock.transform import BUFSIZE, UDP_MAX
@@ -194,12 +197,43 @@ IDLE_BOUND = 128 << 10                       # an idle connection after a burst
 NEVER_READS_BOUND = MEM_MAX_UNSENT + (128 << 10)  # a client that never reads
 
 
-def rss() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS in /proc/self/status")
+class ServerProcess:
+    """A server in a process of its own, so that its resident memory is its
+    alone: it prints its address, then answers each line on its stdin with
+    its counters (JSON)."""
+
+    CODE = ("import json, sys, pysock\n"
+            "srv = pysock.Server('127.0.0.1', 0, 'tcp', **json.loads(sys.argv[1])).start()\n"
+            "print(srv.port, flush=True)\n"
+            "for line in sys.stdin:\n"
+            "    print(json.dumps(srv.stats.__dict__), flush=True)\n"
+            "srv.stop()\n")
+
+    def __init__(self, options: dict) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", self.CODE, json.dumps(options)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, env=cli_env())
+        self.address = (LOCALHOST, int(self.proc.stdout.readline()))
+
+    def stats(self) -> dict:
+        self.proc.stdin.write("stats\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def rss(self) -> int:
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS")
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.stdout.close()
 
 
 def settled(read, still: float = 0.5, timeout: float = 60.0):
@@ -216,8 +250,7 @@ def settled(read, still: float = 0.5, timeout: float = 60.0):
 
 
 def burst(conns: list, data: bytes, reply_len: int) -> None:
-    """Each connection sends data and reads its whole reply, all at once, from
-    this one thread (no client threads in the measured process)."""
+    """Each connection sends data and reads its whole reply, all at once."""
     left = {c: reply_len for c in conns}
     with selectors.DefaultSelector() as sel:
         for c in conns:
@@ -236,7 +269,7 @@ def burst(conns: list, data: bytes, reply_len: int) -> None:
                     del left[key.fileobj]
 
 
-def flood_until_the_server_stops_reading(srv: pysock.Server, conns: list, chunk: bytes) -> None:
+def flood_until_the_server_stops_reading(server: ServerProcess, conns: list, chunk: bytes) -> None:
     """Offer data on every connection, reading nothing, until the server has
     taken nothing more for a second."""
     for c in conns:
@@ -248,7 +281,7 @@ def flood_until_the_server_stops_reading(srv: pysock.Server, conns: list, chunk:
                 c.send(chunk)
             except BlockingIOError:
                 pass
-        return srv.stats.bytes_in
+        return server.stats()["bytes_in"]
 
     settled(offer, still=1.0, timeout=90)
 
@@ -275,40 +308,40 @@ SANITIZED = pytest.mark.skipif(os.environ.get("PYSOCK_SANITIZED") == "1",
 @pytest.mark.parametrize("name", TRANSFORMS)
 def test_memory_a_client_can_pin_is_bounded(tcp_options, name, many_descriptors):
     """After a burst, an idle connection holds at most 128 KiB; a client that
-    never reads at most max_unsent + 128 KiB (resident memory, /proc; -rP
-    prints the figures)."""
+    never reads at most max_unsent + 128 KiB (the server's resident memory,
+    /proc, in a process of its own; -rP prints the figures)."""
     unit = b"\n" if name == "stamp" else b"x"
     data = unit * 8192  # stamp: 8,192 lines, a reply of 237 KiB
     reply_len = len(data) * (1 + STAMP_LEN) if name == "stamp" else len(data)
-    with pysock.Server(LOCALHOST, 0, "tcp", transform=name, max_unsent=MEM_MAX_UNSENT,
-                       send_timeout=120, idle_timeout=120, **tcp_options) as srv:
-        assert pysock.request(b"warm", srv.address)  # threads and buffers every server has anyway
-        before = settled(rss)
-        conns = [pysock.client.connect(srv.address, timeout=30) for _ in range(MEM_CONNS)]
-        try:
-            burst(conns, data, reply_len)
-            idle = (settled(rss) - before) / MEM_CONNS
-            print(f"{name}: {idle / 1024:.1f} KiB per idle connection after a burst")
-            assert idle <= IDLE_BOUND, f"{idle / 1024:.0f} KiB per idle connection after a burst"
-        finally:
-            for c in conns:
-                c.close()
-        wait_for(lambda: srv.stats.active == 0, timeout=20)
-        flooders = []
-        try:
-            for _ in range(MEM_CONNS):
-                c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the echo backs up at once
-                c.connect(srv.address)
-                flooders.append(c)
-            flood_until_the_server_stops_reading(srv, flooders, unit * 65536)
-            pinned = (settled(rss) - before) / MEM_CONNS
-            print(f"{name}: {pinned / 1024:.1f} KiB per client that never reads")
-            assert pinned <= NEVER_READS_BOUND, f"{pinned / 1024:.0f} KiB per client that never reads"
-            assert srv.stats.slow_closed == 0
-        finally:
-            for c in flooders:
-                c.close()
+    server = ServerProcess(dict(tcp_options, transform=name, max_unsent=MEM_MAX_UNSENT, send_timeout=120,
+                                idle_timeout=120))
+    conns: list = []
+    try:
+        assert pysock.request(b"warm", server.address)  # threads and buffers every server has anyway
+        before = settled(server.rss)
+        conns = [pysock.client.connect(server.address, timeout=30) for _ in range(MEM_CONNS)]
+        burst(conns, data, reply_len)
+        idle = (settled(server.rss) - before) / MEM_CONNS
+        print(f"{name}: {idle / 1024:.1f} KiB per idle connection after a burst")
+        assert idle <= IDLE_BOUND, f"{idle / 1024:.0f} KiB per idle connection after a burst"
+        for c in conns:
+            c.close()
+        wait_for(lambda: server.stats()["active"] == 0, timeout=20)
+        conns = []
+        for _ in range(MEM_CONNS):
+            c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the echo backs up at once
+            c.connect(server.address)
+            conns.append(c)
+        flood_until_the_server_stops_reading(server, conns, unit * 65536)
+        pinned = (settled(server.rss) - before) / MEM_CONNS
+        print(f"{name}: {pinned / 1024:.1f} KiB per client that never reads")
+        assert pinned <= NEVER_READS_BOUND, f"{pinned / 1024:.0f} KiB per client that never reads"
+        assert server.stats()["slow_closed"] == 0
+    finally:
+        for c in conns:
+            c.close()
+        server.close()
 
 
 # -- lifecycle ----------------------------------------------------------------------
