@@ -120,7 +120,7 @@ def check_plot_available() -> None:
 
     if importlib.util.find_spec("matplotlib") is None:
         raise PysockError("--plot needs matplotlib, which is not installed: pip install matplotlib "
-                          "(or pip install 'pysock[plot]')")
+                          "(or pip install 'pysock-echo[plot]')")
 
 
 def plot(report: dict, path: str) -> None:

@@ -110,7 +110,7 @@ class ServerConfig:
         if not model_available(model):
             package = MODEL_NEEDS[model]
             raise ConfigError(f"model {model!r} needs {package}, which is not installed: "
-                              f"pip install {package} (or pysock[{package}])")
+                              f"pip install {package} (or pip install 'pysock-echo[{package}]')")
         return dataclasses.replace(self, family=family, path=path, model=model)
 
     def url(self, host: str, port: int) -> str:

@@ -10,6 +10,7 @@ import sys
 from typing import Callable, Optional
 
 from pysock.client import address_family
+from pysock.engine import format_url
 
 LINE_MAX = 65536  # a longer line without a newline is passed on in pieces
 
@@ -24,6 +25,12 @@ def bound_socket(host: str, port: int, socktype: int) -> socket.socket:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno is None:
+            raise
+        proto = "udp" if socktype == socket.SOCK_DGRAM else "tcp"
+        raise OSError(exc.errno, f"cannot listen on {format_url(proto, (host, port))}: {exc.strerror}") from None
     except BaseException:
         sock.close()
         raise

@@ -35,9 +35,13 @@ def _bounded_in_time():
 
 
 def cli_env() -> dict:
-    """The environment for a pysock subprocess: this checkout's package first."""
+    """The environment for a pysock subprocess: the pysock these tests import
+    first (this checkout's, or an installed one when the tests run from an
+    unpacked sdist)."""
+    import pysock
+
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(Path(pysock.__file__).resolve().parent.parent) + os.pathsep + env.get("PYTHONPATH", "")
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

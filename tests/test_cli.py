@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import signal
 import socket
+import subprocess
+import sys
 
 import pytest
 
 import pysock
 from conftest import UNRESOLVABLE
-from conftest import CliServer, run_cli, skip_without
+from conftest import CliServer, cli_env, has_ipv6_loopback, run_cli, skip_without
 
 
 def test_serve_prints_ready_lines_and_serves_both_protocols():
@@ -151,3 +153,62 @@ def test_send_prompts_like_the_tutorials_on_a_terminal(tcp_server):
             proc.kill()
         proc.communicate(timeout=5)
         os.close(main)
+
+
+# -- what a user meets next (one line, the address named, exit codes) ----------
+@pytest.mark.parametrize("args", [["send", "-t", "-1", "127.0.0.1", "1", "x"], ["send", "-t", "nan", "127.0.0.1", "1", "x"],
+                                  ["send", "-t", "0", "127.0.0.1", "1", "x"], ["talk", "-t", "-1", "127.0.0.1", "5"],
+                                  ["chat", "join", "-t", "-1", "ann", "5"]])
+def test_a_bad_timeout_is_a_usage_error(args):
+    result = run_cli(*args)
+    err = result.stderr.decode()
+    assert result.returncode == 2 and err.count("\n") == 1 and "timeout" in err
+
+
+def test_a_refused_connection_names_the_address():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        port = s.getsockname()[1]
+        result = run_cli("send", "127.0.0.1", str(port), "x")
+    err = result.stderr.decode()
+    assert result.returncode == 1 and err.count("\n") == 1 and f"tcp://127.0.0.1:{port}" in err
+
+
+def test_send_passes_arguments_that_are_not_utf8_as_bytes():
+    with pysock.Server() as srv:
+        host, port = srv.address
+        result = subprocess.run([sys.executable, "-m", "pysock", "send", host, str(port), b"caf\xe9 ok"],
+                                capture_output=True, timeout=20, env=cli_env())
+    assert result.returncode == 0 and result.stdout == b"CAF\xe9 OK\n"
+
+
+def test_send_fails_when_the_server_closes_without_replying():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        proc = subprocess.Popen([sys.executable, "-m", "pysock", "send", "127.0.0.1", str(port), "hi"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
+        conn, _ = listener.accept()
+        conn.settimeout(10)
+        assert conn.recv(2) == b"hi"
+        conn.close()  # no reply: EOF
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 1 and out == b"" and b"without replying" in err
+
+
+def test_a_closed_stdout_ends_quietly():
+    proc = subprocess.Popen([sys.executable, "-m", "pysock", "layout"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=cli_env())
+    proc.stdout.readline()
+    proc.stdout.close()  # as `| head -1` does
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and err == b""
+
+
+def test_bind_takes_an_address_as_serve_prints_it():
+    if not has_ipv6_loopback():
+        pytest.skip("this machine cannot bind ::1")
+    with CliServer("serve", "0", "--tcp", "-b", "[::1]") as cli:
+        assert cli.urls[0].startswith("tcp://[::1]:")
+        assert pysock.request(b"six", cli.address("tcp")) == b"SIX"

@@ -9,6 +9,7 @@ failure becomes one line on stderr and an exit code: 1 for a runtime error,
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -53,6 +54,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         signal.signal(signal.SIGHUP, _sigterm)  # the terminal went away: end as cleanly
     try:
         return args.func(args)
+    except BrokenPipeError:  # stdout closed early (| head): what was wanted was printed
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except KeyboardInterrupt:
         return EXIT_SIGINT
     except (UsageError, ConfigError) as exc:

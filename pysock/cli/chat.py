@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from pysock.cli.common import Parser, UsageError, add_bind_option, count, port_number
+from pysock.cli.common import Parser, UsageError, add_bind_option, count, port_number, seconds
 from pysock.config import DEFAULT_HOST, DEFAULT_PORT
 
 def add_parser(sub) -> None:
@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
                         help="enter the room as NAME: type lines, read the others'",
                         description="Send each line of stdin to the room and print what the others say, "
                                     "until EOF or the line q.")
-    j.add_argument("-t", "--timeout", type=float, default=5.0,
+    j.add_argument("-t", "--timeout", type=seconds, default=5.0,
                    help="seconds to wait for the room's welcome (default 5)")
     j.add_argument("name", metavar="NAME")
     j.add_argument("where", nargs="+", metavar="[HOST] PORT")

@@ -3,6 +3,7 @@ argument types, and -b ADDR."""
 from __future__ import annotations
 
 import argparse
+import math
 
 from pysock.config import DEFAULT_HOST
 
@@ -42,7 +43,24 @@ def count(text: str) -> int:
     return n
 
 
+def seconds(text: str) -> float:
+    """A client's timeout: a finite number of seconds over 0 (0 would make
+    every socket call non-blocking, which is no timeout at all)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
+    if not (math.isfinite(value) and 0 < value <= 1_000_000):
+        raise argparse.ArgumentTypeError(f"a timeout is a number of seconds over 0, at most 1000000, not {text}")
+    return value
+
+
+def host_arg(text: str) -> str:
+    """-b ADDR: an address as pysock prints it, brackets and all ([::1])."""
+    return text[1:-1] if text.startswith("[") and text.endswith("]") else text
+
+
 def add_bind_option(p: argparse.ArgumentParser) -> None:
     """-b ADDR, which every listening command takes."""
-    p.add_argument("-b", "--bind", default=DEFAULT_HOST, metavar="ADDR",
+    p.add_argument("-b", "--bind", type=host_arg, default=DEFAULT_HOST, metavar="ADDR",
                    help=f"address to bind (default {DEFAULT_HOST}; 0.0.0.0 for every interface)")

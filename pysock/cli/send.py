@@ -3,10 +3,12 @@ reply printed."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from pysock.cli.common import UsageError, port_number
-from pysock.engine import parse_url
+from pysock.cli.common import UsageError, port_number, seconds
+from pysock.engine import format_url, parse_url
+from pysock.errors import ReplyError
 
 def add_parser(sub) -> None:
     p = sub.add_parser("send", help="send a message to an echo server and print the reply",
@@ -15,7 +17,7 @@ def add_parser(sub) -> None:
                                    "send each line of stdin and print each reply. URL is a ready line "
                                    "of pysock serve: tcp://HOST:PORT, udp://[::1]:PORT, unix://PATH.")
     p.add_argument("-u", "--udp", action="store_true", help="use UDP, or a datagram socket with --unix (default TCP)")
-    p.add_argument("-t", "--timeout", type=float, default=5.0, help="seconds to wait for a reply (default 5)")
+    p.add_argument("-t", "--timeout", type=seconds, default=5.0, help="seconds to wait for a reply (default 5)")
     p.add_argument("--unix", metavar="PATH", help="the server's AF_UNIX socket, instead of HOST PORT")
     p.add_argument("words", nargs="*", metavar="HOST PORT MESSAGE", help="the server, then the message")
     p.set_defaults(func=run)
@@ -52,15 +54,31 @@ def _print_reply(reply: bytes) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pysock import client
-
     address, message = send_target(args)
     proto = "udp" if args.udp else "tcp"
+    try:
+        return _converse(address, proto, message, args.timeout)
+    except (ReplyError, BrokenPipeError):
+        raise
+    except OSError as exc:  # say where: "[Errno 111] Connection refused" alone names nothing
+        if exc.errno is None:
+            raise
+        raise OSError(exc.errno, f"{format_url(proto, address)}: {exc.strerror}") from None
+
+
+def _converse(address, proto: str, message: list, timeout: float) -> int:
+    from pysock import client
+
     if message:
-        _print_reply(client.request(" ".join(message).encode(), address, proto, args.timeout))
+        # Arguments as the system gave them: bytes that are not UTF-8 go as they are.
+        data = os.fsencode(" ".join(message))
+        reply = client.request(data, address, proto, timeout)
+        if not reply and proto == "tcp":
+            raise ReplyError(f"{format_url(proto, address)} closed the connection without replying")
+        _print_reply(reply)
         return 0
     interactive = sys.stdin.isatty()
-    with client.connect(address, proto, args.timeout) as sock:
+    with client.connect(address, proto, timeout) as sock:
         lines = client.LineReader(sock) if proto == "tcp" else None
         while True:
             if interactive:
@@ -71,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
             if lines is None:
                 sock.send(line.rstrip(b"\n"))
                 _print_reply(sock.recv(1 << 16))
-            else:
-                sock.sendall(line if line.endswith(b"\n") else line + b"\n")
-                _print_reply(lines.readline())
+                continue
+            sock.sendall(line if line.endswith(b"\n") else line + b"\n")
+            reply = lines.readline()
+            if not reply:
+                raise ReplyError(f"{format_url(proto, address)} closed the connection without replying")
+            _print_reply(reply)

@@ -29,7 +29,7 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
     limits.add_argument("--send-timeout", type=float, default=ServerConfig.send_timeout, metavar="S",
                         help=f"cut off a client that leaves its echo unread this long (default {ServerConfig.send_timeout:g})")
     limits.add_argument("--max-unsent", type=int, default=ServerConfig.max_unsent, metavar="BYTES",
-                        help=f"cut off a client with more unread echo than this (default {ServerConfig.max_unsent})")
+                        help=f"stop reading from a client with this much unread echo, until it reads (default {ServerConfig.max_unsent})")
 
 
 def add_parser(sub) -> None:

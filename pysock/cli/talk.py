@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from pysock.cli.common import UsageError, add_bind_option, port_number
+from pysock.cli.common import UsageError, add_bind_option, port_number, seconds
 from pysock.config import DEFAULT_PORT
 
 def add_parser(sub) -> None:
@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
                    help=f"wait for one peer on PORT (default {DEFAULT_PORT}; 0 picks a free one) "
                         "and print the ready line tcp://HOST:PORT")
     add_bind_option(p)
-    p.add_argument("-t", "--timeout", type=float, default=5.0, help="seconds to wait to connect (default 5)")
+    p.add_argument("-t", "--timeout", type=seconds, default=5.0, help="seconds to wait to connect (default 5)")
     p.add_argument("peer", nargs="*", metavar="HOST PORT", help="the listening side to connect to")
     p.set_defaults(func=run)
 
