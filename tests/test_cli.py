@@ -212,3 +212,31 @@ def test_bind_takes_an_address_as_serve_prints_it():
     with CliServer("serve", "0", "--tcp", "-b", "[::1]") as cli:
         assert cli.urls[0].startswith("tcp://[::1]:")
         assert pysock.request(b"six", cli.address("tcp")) == b"SIX"
+
+
+def test_ready_json_for_scripts(tmp_path):
+    import json
+
+    with CliServer("serve", "0", "--ready-json", lines=2) as cli:
+        tcp, udp = (json.loads(line) for line in cli.urls)
+        assert tcp["proto"] == "tcp" and udp["proto"] == "udp" and tcp["port"] == udp["port"] > 0
+        assert tcp["url"] == f"tcp://127.0.0.1:{tcp['port']}" and tcp["pid"] == cli.proc.pid
+        assert pysock.request(b"js", ("127.0.0.1", tcp["port"])) == b"JS"
+        code, err = cli.interrupt(signal.SIGTERM)
+    assert code == 0
+    assert err.decode().splitlines() == [f"pysock: served {tcp['url']}: accepted 1, active 0, rejected 0, "
+                                         "idle_closed 0, slow_closed 0, datagrams 0, bytes_in 2, bytes_out 2, errors 0",
+                                         f"pysock: served {udp['url']}: accepted 0, active 0, rejected 0, "
+                                         "idle_closed 0, slow_closed 0, datagrams 0, bytes_in 0, bytes_out 0, errors 0"]
+
+
+def test_chat_join_and_talk_take_urls():
+    with CliServer("chat", "serve", "0") as room:
+        member = CliServer("chat", "join", "ann", room.urls[0], stdin=True)
+        with member:
+            assert member.urls[0].startswith("welcome ann: ")
+    with CliServer("talk", "--listen", "0") as listener:
+        with CliServer("talk", listener.urls[0], stdin=True) as caller:
+            assert caller.urls[0] == f"connected to {listener.urls[0]}"
+    result = run_cli("talk", "udp://127.0.0.1:5")
+    assert result.returncode == 2 and b"not a tcp:// address" in result.stderr

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from pysock.cli.common import Parser, UsageError, add_bind_option, count, port_number, seconds
-from pysock.config import DEFAULT_HOST, DEFAULT_PORT
+from pysock.cli.common import Parser, UsageError, add_bind_option, count, peer_address, port_number, seconds
+from pysock.config import DEFAULT_PORT
 
 def add_parser(sub) -> None:
     p = sub.add_parser("chat", help="the UDP chat room: serve it, or join it",
@@ -21,14 +21,14 @@ def add_parser(sub) -> None:
     s.add_argument("--member-timeout", type=float, default=chat_defaults()[1], metavar="S",
                    help=f"drop a member silent this long (default {chat_defaults()[1]:g})")
     s.set_defaults(func=run_serve)
-    j = room.add_parser("join", usage="pysock chat join [-h] [-t TIMEOUT] NAME [HOST] PORT",
+    j = room.add_parser("join", usage="pysock chat join [-h] [-t TIMEOUT] NAME ([HOST] PORT | URL)",
                         help="enter the room as NAME: type lines, read the others'",
                         description="Send each line of stdin to the room and print what the others say, "
                                     "until EOF or the line q.")
     j.add_argument("-t", "--timeout", type=seconds, default=5.0,
                    help="seconds to wait for the room's welcome (default 5)")
     j.add_argument("name", metavar="NAME")
-    j.add_argument("where", nargs="+", metavar="[HOST] PORT")
+    j.add_argument("where", nargs="+", metavar="[HOST] PORT | URL")
     j.set_defaults(func=run_join)
 
 
@@ -55,13 +55,11 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_join(args: argparse.Namespace) -> int:
     from pysock import chat
 
-    if len(args.where) > 2:
-        raise UsageError("chat join takes NAME [HOST] PORT (see 'pysock chat join --help')")
-    host = args.where[0] if len(args.where) == 2 else DEFAULT_HOST
+    address = peer_address(args.where, "udp", "chat join takes NAME [HOST] PORT or NAME URL "
+                                              "(see 'pysock chat join --help')", host_optional=True)
     try:
-        port = port_number(args.where[-1])
         name = chat.check_name(args.name)
-    except (argparse.ArgumentTypeError, ValueError) as exc:
+    except ValueError as exc:
         raise UsageError(str(exc)) from None
-    chat.join(name, (host, port), args.timeout)
+    chat.join(name, address, args.timeout)
     return 0

@@ -6,6 +6,7 @@ import argparse
 import math
 
 from pysock.config import DEFAULT_HOST
+from pysock.engine import parse_url
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -64,3 +65,24 @@ def add_bind_option(p: argparse.ArgumentParser) -> None:
     """-b ADDR, which every listening command takes."""
     p.add_argument("-b", "--bind", type=host_arg, default=DEFAULT_HOST, metavar="ADDR",
                    help=f"address to bind (default {DEFAULT_HOST}; 0.0.0.0 for every interface)")
+
+
+def peer_address(words: list, proto: str, usage: str, host_optional: bool = False) -> tuple:
+    """(host, port) from what a user typed: HOST PORT ([HOST] PORT with
+    host_optional), or one URL as pysock serve prints it (proto://HOST:PORT,
+    brackets and all)."""
+    if len(words) == 1 and "://" in words[0]:
+        try:
+            scheme, address = parse_url(words[0])
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if scheme != proto:
+            raise UsageError(f"{words[0]} is not a {proto}:// address")
+        return address
+    if not (len(words) == 2 or (host_optional and len(words) == 1)):
+        raise UsageError(usage)
+    host = host_arg(words[0]) if len(words) == 2 else DEFAULT_HOST
+    try:
+        return host, port_number(words[-1])
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(str(exc)) from None

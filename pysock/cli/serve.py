@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
 import threading
 
 from pysock.cli.common import UsageError, add_bind_option, count, port_number
@@ -46,6 +49,8 @@ def add_parser(sub) -> None:
     p.add_argument("--unix", metavar="PATH",
                    help="serve on an AF_UNIX socket instead: --tcp a stream socket at PATH, --udp a "
                         "datagram socket at PATH, neither (or both) the two, the datagram one at PATH.dgram")
+    p.add_argument("--ready-json", action="store_true",
+                   help="print each ready line as JSON (url, proto, host, port, path, pid), for scripts")
     p.set_defaults(func=run)
 
 
@@ -96,13 +101,29 @@ def run(args: argparse.Namespace) -> int:
             if where.get("port") == 0 and len(targets) > 1:
                 for _, later in targets:
                     later["port"] = servers[0].port  # both protocols on the one free port
-        run_until_signal(servers)
+        run_until_signal(servers, ready_json=args.ready_json)
     finally:
         stop_all(servers)
+        for srv in servers:  # what each served, once stopped: one line each on stderr
+            print(f"pysock: served {srv.url}: {counters(srv.stats)}", file=sys.stderr, flush=True)
     return 0
 
 
-def run_until_signal(servers: list) -> None:
+def counters(stats) -> str:
+    return ", ".join(f"{name} {value}" for name, value in stats.__dict__.items())
+
+
+def ready_line(srv, as_json: bool) -> str:
+    """The ready line: the URL, or the same as JSON for scripts."""
+    if not as_json:
+        return srv.url
+    unix = srv.config.family == "unix"
+    return json.dumps({"url": srv.url, "proto": srv.config.proto, "host": None if unix else srv.host,
+                       "port": None if unix else srv.port, "path": srv.address if unix else None,
+                       "pid": os.getpid()})
+
+
+def run_until_signal(servers: list, ready_json: bool = False) -> None:
     """Start the servers, print their ready lines, and wait for Ctrl-C,
     SIGTERM or SIGHUP, or for a server whose loop failed (stop_all then
     reports it)."""
@@ -112,7 +133,7 @@ def run_until_signal(servers: list) -> None:
         threading.Thread(target=lambda s=srv: s.wait() and ended.set(), daemon=True,
                          name=f"pysock watch {srv.url}").start()
     for srv in servers:
-        print(srv.url, flush=True)
+        print(ready_line(srv, ready_json), flush=True)
     ended.wait()
 
 
