@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence, TextIO
 
-from pysock.bench_report import add_ratios, check_plot_available, failed_runs, medians, plot, table
+from pysock.bench_report import FORMATS, add_ratios, check_plot_available, compare, failed_runs, load_report, medians, plot
 from pysock.config import default_model, model_available
 from pysock.engine import parse_url
 from pysock.errors import ConfigError, PysockError
@@ -317,6 +317,7 @@ def measure_load(servers: Sequence[BenchServer], load: Load, plan: Plan, cpus: t
     entries = [_new_entry(s, load) for s in servers]
     live = []
     mib = plan.stream_mib or load.mib
+    interrupted = False
     try:
         for server, entry in zip(servers, entries):
             if entry["status"] == "ok":
@@ -341,12 +342,24 @@ def measure_load(servers: Sequence[BenchServer], load: Load, plan: Plan, cpus: t
                 say(f"  {server.name:<16} run {i + 1}/{plan.reps}: {_brief(run, load)}")
                 if not proc.alive():
                     _give_up(entry, PysockError(f"the server exited: {proc._errors()}"), say)
+    except KeyboardInterrupt:
+        interrupted = True  # keep what was measured: the caller reports it
     finally:
         for _, _, proc in live:
             proc.stop()
     for entry in entries:
         _finish(entry)
+    if interrupted:
+        raise Interrupted(entries)
     return entries
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a load; entries holds what was measured of it."""
+
+    def __init__(self, entries: list[dict]) -> None:
+        super().__init__()
+        self.entries = entries
 
 
 def measure(server: BenchServer, load: Load, plan: Plan, cpus: tuple, say: Callable[[str], None]) -> dict:
@@ -373,26 +386,43 @@ def run_bench(servers: list, loads: list, plan: Plan, say: Callable[[str], None]
         say(f"server on CPU {cpus[0]}, load generator on CPU {cpus[1]}")
     else:
         say("one CPU: server and load generator share it (not pinned)")
-    results = []
+    results: list[dict] = []
+    done: list[Load] = []
+    interrupted = False
     try:
         for n, load in enumerate(loads, 1):
             say(f"[{n}/{len(loads)}] {load.name}: {load.describe(plan)}")
-            results.extend(measure_load(servers, load, plan, cpus, say))
+            try:
+                results.extend(measure_load(servers, load, plan, cpus, say))
+            except Interrupted as exc:
+                results.extend(exc.entries)
+                interrupted = True
+            done.append(load)
+            if interrupted:
+                break
+    except KeyboardInterrupt:
+        interrupted = True  # between loads
     finally:
         os.sched_setaffinity(0, mask)
     add_ratios(results, BASELINE)
     return {"machine": machine(), "pinned": {"server": cpus[0], "loadgen": cpus[1]},
-            "plan": asdict(plan), "baseline": BASELINE,
+            "plan": asdict(plan), "baseline": BASELINE, "interrupted": interrupted,
             "servers": [asdict(s) for s in servers],
-            "loads": [dict(asdict(l), description=l.describe(plan)) for l in loads],
+            "loads": [dict(asdict(l), description=l.describe(plan)) for l in done],
             "results": results}
 
 
+EXIT_INTERRUPTED = 130
+
+
 def main(args, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """The bench command: measure, print the table (or JSON), maybe plot.
-    Returns 1 when a run failed (a bad reply or a dropped connection)."""
+    """The bench command: measure, print the table (or JSON, CSV, Markdown),
+    maybe compare with a saved run and plot.  Returns 1 when a run failed (a
+    bad reply or a dropped connection), 130 after Ctrl-C (what was measured
+    until then is printed all the same)."""
     servers = select_named(SERVERS, args.servers, "server")
     loads = select_named(LOADS, args.loads, "load")
+    old = load_report(args.compare) if args.compare else None
     if args.plot:
         check_plot_available()
     base = QUICK if args.quick else FULL
@@ -407,15 +437,23 @@ def main(args, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     report = run_bench(servers, loads, plan, say)
     report["command"] = " ".join(["pysock", *sys.argv[1:]])
     report["seconds"] = round(time.monotonic() - started, 1)
-    say(f"done in {report['seconds']:.0f} s")
-    if args.json:
+    if report["interrupted"]:
+        say(f"interrupted after {report['seconds']:.0f} s: what was measured so far")
+    else:
+        say(f"done in {report['seconds']:.0f} s")
+    fmt = "json" if args.json else args.format
+    if fmt == "json":
         json.dump(report, out, indent=2)
         out.write("\n")
     else:
-        print(table(report), file=out)
-    if args.plot:
+        print(FORMATS[fmt](report), file=out)
+    if old is not None and fmt != "json":
+        print("\n" + compare(report, old), file=out)
+    if args.plot and report["results"]:
         plot(report, args.plot)
         say(f"plot written to {args.plot}")
+    if report["interrupted"]:
+        return EXIT_INTERRUPTED
     bad = failed_runs(report)
     if bad:
         say(f"pysock: error: {bad} run(s) failed (a bad reply or a dropped connection): see the table")

@@ -4,8 +4,12 @@ Everything here works on the report dict pysock.bench measures, so a
 report saved as JSON can be shown again."""
 from __future__ import annotations
 
+import csv
+import io
+import json
+import os
 import statistics
-from typing import Optional
+from typing import Callable, Optional
 
 from pysock.errors import PysockError
 
@@ -157,3 +161,85 @@ def plot(report: dict, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# -- other forms of the same figures -----------------------------------------------
+COLUMNS = ("load", "server", "status", "rps", "p50_us", "p99_us", "cpu_us_per_req", "mb_s", "cpu_ms_per_mib",
+           "lost", "cpu_spread")
+
+
+def rows(report: dict) -> list[dict]:
+    """One flat row per server and load: the medians, as measured."""
+    out = []
+    for e in report["results"]:
+        m = e.get("median", {})
+        out.append({"load": e["load"], "server": e["server"], "status": e["status"],
+                    **{k: m.get(k) for k in COLUMNS[3:]}})
+    return out
+
+
+def as_csv(report: dict) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows(report))
+    return buf.getvalue().rstrip("\n")
+
+
+def as_markdown(report: dict) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows(report):
+        lines.append("| " + " | ".join(_cell(row[k]) for k in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+FORMATS: dict[str, Callable[[dict], str]] = {"table": table, "csv": as_csv, "markdown": as_markdown}
+
+
+def load_report(path: str) -> dict:
+    """A report saved with --json, for --compare."""
+    try:
+        with open(path) as f:
+            report = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise PysockError(f"cannot read a saved bench report from {path}: {exc}") from None
+    if not isinstance(report, dict) or "results" not in report:
+        raise PysockError(f"{path} is not a report of pysock bench --json")
+    return report
+
+
+def compare(report: dict, old: dict) -> str:
+    """Each server and load measured in both runs: requests/s (MB/s for a
+    stream) and server CPU per request, now against then."""
+    then = {(e["server"], e["load"]): e.get("median", {}) for e in old["results"]}
+    lines = [f"against the saved run ({old.get('command', 'pysock bench')}): now / then"]
+    for e in report["results"]:
+        before = then.get((e["server"], e["load"]))
+        now = e.get("median", {})
+        if not before or not now:
+            continue
+        parts = []
+        for key, label in (("rps", "req/s"), ("mb_s", "MB/s"), ("cpu_us_per_req", "CPU/req"),
+                           ("cpu_ms_per_mib", "CPU/MiB")):
+            if now.get(key) and before.get(key):
+                parts.append(f"{label} x{now[key] / before[key]:.2f}")
+        if parts:
+            lines.append(f"  {e['load']:<16} {e['server']:<16} " + ", ".join(parts))
+    if len(lines) == 1:
+        lines.append("  nothing measured in both")
+    return "\n".join(lines)
+
+
+def check_writable(path: str) -> None:
+    """Fail before measuring, not after, when the plot cannot be written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise PysockError(f"cannot write the plot to {path}: no folder {folder}")
+    if not os.access(folder, os.W_OK):
+        raise PysockError(f"cannot write the plot to {path}: {folder} is not writable")

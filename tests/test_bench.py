@@ -75,3 +75,53 @@ def test_plot_without_matplotlib_is_one_line_and_exit_1(monkeypatch, capsys, tmp
 def test_bench_usage_errors_exit_2(args):
     result = run_cli("bench", *args)
     assert result.returncode == 2 and result.stderr.decode().count("\n") == 1
+
+
+@pytest.mark.parametrize("args", [["--plot", "/no/such/folder/x.png"], ["--compare", "/no/such/report.json"],
+                                  ["--duration", "nan"]])
+def test_a_bad_path_or_number_fails_before_anything_is_measured(args):
+    result = run_cli("bench", *args, timeout=20)
+    err = result.stderr.decode()
+    assert result.returncode == 2 and err.count("\n") == 1, err
+    assert "[1/" not in err  # no load was started
+
+
+SMALL = ["--quick", "--servers", "c,python-loop", "--loads", "udp-1x64"]
+
+
+def test_csv_markdown_and_a_comparison_with_a_saved_run(quick_report, tmp_path):
+    saved = tmp_path / "before.json"
+    saved.write_text(json.dumps(quick_report))
+    result = run_cli("bench", *SMALL, "--format", "csv", "--compare", str(saved), timeout=60)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    out = result.stdout.decode().splitlines()
+    assert out[0].startswith("load,server,status,rps,")
+    assert out[1].startswith("udp-1x64,c,ok,") and out[2].startswith("udp-1x64,python-loop,ok,")
+    assert "against the saved run" in result.stdout.decode()
+    assert any(line.split()[:2] == ["udp-1x64", "c"] and "req/s x" in line for line in out)
+    md = run_cli("bench", *SMALL, "--format", "markdown", timeout=60).stdout.decode().splitlines()
+    assert md[0].startswith("| load | server | status |") and md[2].startswith("| udp-1x64 | c | ok |")
+
+
+def test_ctrl_c_prints_what_was_measured_and_exits_130():
+    import signal
+    import subprocess
+
+    from conftest import cli_env
+
+    proc = subprocess.Popen([sys.executable, "-m", "pysock", "bench", "--servers", "c", "--loads", "udp-1x64",
+                             "--reps", "100", "--duration", "0.2", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
+    try:
+        for line in proc.stderr:  # wait for the first measured run
+            if b"run 1/100" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    report = json.loads(out)
+    assert report["interrupted"] is True
+    [entry] = report["results"]
+    assert entry["server"] == "c" and 1 <= len(entry["runs"]) < 100 and entry["median"]["rps"] > 0

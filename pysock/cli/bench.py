@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from pysock.cli.common import UsageError
+from pysock.cli.common import UsageError, seconds
 from pysock.errors import PysockError
 
 def add_parser(sub) -> None:
@@ -16,16 +16,20 @@ def add_parser(sub) -> None:
     p.add_argument("--loads", metavar="LIST", help="comma-separated loads (default: all but those --list marks 'only when named')")
     p.add_argument("--list", action="store_true", help="list the servers and loads, and exit")
     p.add_argument("--reps", type=int, default=None, help="measured runs per server and load (default 5)")
-    p.add_argument("--duration", type=float, default=None, help="seconds per ping-pong run (default 1)")
+    p.add_argument("--duration", type=seconds, default=None, help="seconds per ping-pong run (default 1)")
     p.add_argument("--stream-mib", type=int, default=None, metavar="MIB",
                    help="MiB per stream run (default 256)")
-    p.add_argument("--json", action="store_true", help="print the full report as JSON instead of the table")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON instead of the table "
+                                                      "(save it to compare a later run with it)")
+    p.add_argument("--format", choices=("table", "csv", "markdown"), default="table",
+                   help="the figures as a text table (default), CSV or a Markdown table")
+    p.add_argument("--compare", metavar="OLD.json", help="also show each figure against a run saved with --json")
     p.add_argument("--plot", metavar="FILE.png", help="also draw the comparison (needs matplotlib)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pysock import bench
+    from pysock import bench, bench_report
 
     if args.list:
         for s in bench.SERVERS:
@@ -40,9 +44,13 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, not {value}")
-    try:
+    try:  # every option checked before anything is measured
         bench.select_named(bench.SERVERS, args.servers, "server")
         bench.select_named(bench.LOADS, args.loads, "load")
+        if args.plot:
+            bench_report.check_writable(args.plot)
+        if args.compare:
+            bench_report.load_report(args.compare)
     except PysockError as exc:
         raise UsageError(str(exc)) from None
     return bench.main(args)
