@@ -49,6 +49,7 @@ typedef struct ps_config {
     int backlog;
     int transform;       /* PS_XF_* */
     int model;           /* PS_MODEL_* (TCP only) */
+    int v6only;          /* AF_INET6: 1 serves IPv6 alone, 0 IPv4 too (IPV6_V6ONLY) */
     int workers;         /* serving threads, each with its own socket (SO_REUSEPORT) */
     int spin_us;         /* busy-poll this long before sleeping (epoll, UDP, threads) */
     int max_conns;       /* open connections; the next is closed at once */

@@ -75,15 +75,15 @@ static int bind_in(int fd, const char *host, int port)
     return bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ? -errno : 0;
 }
 
-static int bind_in6(int fd, const char *host, int port)
+static int bind_in6(int fd, const char *host, int port, int v6only)
 {
     struct sockaddr_in6 sa;
     int rc = ps_sockaddr_in6(&sa, host, port);
 
     if (rc < 0)
         return rc;
-    /* ::1 means ::1, not "IPv4 as well": the IPv4 server is a socket of its own. */
-    rc = set_int_option(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+    /* Set either way: the system's default (net.ipv6.bindv6only) varies. */
+    rc = set_int_option(fd, IPPROTO_IPV6, IPV6_V6ONLY, v6only);
     if (rc < 0)
         return rc;
     return bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ? -errno : 0;
@@ -94,7 +94,7 @@ static int bind_address(ps_server *s, int fd, int port)
     if (s->cfg.family == AF_UNIX)
         return bind_un(fd, s->cfg.path);
     if (s->cfg.family == AF_INET6)
-        return bind_in6(fd, s->cfg.host, port);
+        return bind_in6(fd, s->cfg.host, port, s->cfg.v6only);
     return bind_in(fd, s->cfg.host, port);
 }
 

@@ -30,6 +30,7 @@ class CEngine:
         c.backlog = cfg.backlog
         c.transform = getattr(lib, _TRANSFORM[cfg.transform])
         c.model = getattr(lib, _MODEL[cfg.model])
+        c.v6only = 1 if cfg.ipv6_only else 0
         c.workers = cfg.workers
         c.spin_us = cfg.spin_us
         c.max_conns = cfg.max_conns

@@ -80,6 +80,7 @@ class ServerConfig:
     idle_timeout: float = 300.0  # seconds; 0 or None: never
     send_timeout: float = 10.0  # seconds an echo may stay unsent; 0: never
     max_unsent: int = 1 << 20  # bytes of echo a client may leave unread
+    ipv6_only: Optional[bool] = None  # IPv6 address: None is True but for "::", which serves IPv4 too
 
     @classmethod
     def from_options(cls, **options: object) -> "ServerConfig":
@@ -111,7 +112,8 @@ class ServerConfig:
             package = MODEL_NEEDS[model]
             raise ConfigError(f"model {model!r} needs {package}, which is not installed: "
                               f"pip install {package} (or pip install 'pysock-echo[{package}]')")
-        return dataclasses.replace(self, family=family, path=path, model=model)
+        return dataclasses.replace(self, family=family, path=path, model=model,
+                                   ipv6_only=_ipv6_only(family, self.host, self.ipv6_only))
 
     def url(self, host: str, port: int) -> str:
         """The ready line: tcp://HOST:PORT, udp://[::1]:PORT, unix://PATH."""
@@ -162,6 +164,19 @@ def _check_platform(backend: str, model: str, workers: int, family: str) -> None
     if workers > 1 and "reuseport" not in c_features():
         raise ConfigError("workers > 1 needs SO_REUSEPORT, which this build of pysock "
                           "lacks: use workers=1")
+
+
+def _ipv6_only(family: str, host: str, asked: object) -> Optional[bool]:
+    """Whether an IPv6 server serves IPv6 alone.  Unless asked, "::" (every
+    address) serves IPv4 too, as Python's http.server does, and any other
+    address IPv6 alone.  None for the other families."""
+    if asked is not None and not isinstance(asked, bool):
+        raise ConfigError(f"ipv6_only must be True, False or None, not {asked!r}")
+    if family != "inet6":
+        if asked:
+            raise ConfigError(f"ipv6_only is for an IPv6 address, not {host!r}")
+        return None
+    return asked if asked is not None else not ipaddress.ip_address(host).is_unspecified
 
 
 def _absolute(path: object) -> Optional[str]:

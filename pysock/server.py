@@ -60,6 +60,7 @@ class Server:
                  max_unsent: int = ServerConfig.max_unsent,
                  backlog: int = ServerConfig.backlog,
                  family: str = ServerConfig.family,
+                 ipv6_only: Optional[bool] = ServerConfig.ipv6_only,
                  **unknown: object) -> None:
         """Check the options, bind (and listen), ready to serve.
 
@@ -79,6 +80,8 @@ class Server:
         send_timeout: cut off a client that leaves its echo unread this long.
         max_unsent: stop reading from a client with this much echo unsent.
         backlog: the listen backlog (0: the system's SOMAXCONN).
+        ipv6_only: an IPv6 server serves IPv6 alone; None (the default): yes,
+          but for "::", which serves IPv4 clients too (dual stack).
 
         Raises ConfigError for a bad option (before any engine runs),
         ResolveError for a host that does not resolve, OSError for a port
@@ -89,7 +92,7 @@ class Server:
             host=host, port=port, proto=proto, family=family, path=path, transform=transform,
             backend=backend, model=model, workers=workers, spin_us=spin_us, backlog=backlog,
             max_conns=max_conns, idle_timeout=idle_timeout, send_timeout=send_timeout,
-            max_unsent=max_unsent).validated()
+            max_unsent=max_unsent, ipv6_only=ipv6_only).validated()
         self._path_id: Optional[Identity] = None
         if self.config.family == "unix":
             # Claimed, bound and listening under the directory's lock: exactly one owner.

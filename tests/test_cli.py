@@ -240,3 +240,16 @@ def test_chat_join_and_talk_take_urls():
             assert caller.urls[0] == f"connected to {listener.urls[0]}"
     result = run_cli("talk", "udp://127.0.0.1:5")
     assert result.returncode == 2 and b"not a tcp:// address" in result.stderr
+
+
+def test_serve_on_every_ipv6_address_serves_ipv4_too_unless_asked():
+    if not has_ipv6_loopback():
+        pytest.skip("this machine cannot bind ::1")
+    with CliServer("serve", "0", "--tcp", "-b", "::") as cli:
+        port = cli.address("tcp")[1]
+        assert pysock.request(b"four", ("127.0.0.1", port)) == b"FOUR"
+        assert pysock.request(b"six", ("::1", port)) == b"SIX"
+    with CliServer("serve", "0", "--tcp", "-b", "::", "--ipv6-only") as cli:
+        port = cli.address("tcp")[1]
+        with pytest.raises(ConnectionRefusedError):
+            pysock.request(b"four", ("127.0.0.1", port))

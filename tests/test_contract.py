@@ -5,6 +5,7 @@ and configuration refused alike.  The other behavioural tests that take
 tcp_options/udp_options run against the same list."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
@@ -22,9 +23,10 @@ import pytest
 
 import pysock
 import pysock.client
-from conftest import CliServer, LOCALHOST, cli_env, one_worker, run_cli, server_kinds, wait_for
+from conftest import CliServer, LOCALHOST, cli_env, needs_ipv6, one_worker, run_cli, server_kinds, wait_for
 from engines import ENGINES, REFERENCE
 from pysock.config import MODELS
+from pysock.errors import ReflectionWarning
 from pysock.transform import BUFSIZE, UDP_MAX
 from stamps import STAMP, Window
 
@@ -432,6 +434,44 @@ def test_pysock_serve_ends_cleanly_on_sigterm_and_sighup(sig, tmp_path):
     assert code == 0 and not os.path.exists(path)
     assert err.decode() == f"pysock: served unix://{path}: accepted 1, active 0, rejected 0, idle_closed 0, " \
                            "slow_closed 0, datagrams 0, bytes_in 2, bytes_out 2, errors 0\n"
+
+
+# -- IPv6: "::" serves IPv4 too, unless asked not to -----------------------------------
+def can_reach(address: tuple, proto: str) -> bool:
+    try:
+        return pysock.request(b"v", address, proto, timeout=1) == b"V"
+    except OSError:
+        return False
+
+
+@needs_ipv6
+def test_the_any_address_of_ipv6_serves_both_families_tcp(tcp_options):
+    check_dual_stack("tcp", tcp_options)
+
+
+@needs_ipv6
+def test_the_any_address_of_ipv6_serves_both_families_udp(udp_options):
+    check_dual_stack("udp", udp_options)
+
+
+def check_dual_stack(proto: str, options: dict) -> None:
+    with pytest.warns(ReflectionWarning) if proto == "udp" else contextlib.nullcontext():
+        srv = pysock.Server("::", 0, proto, **options)
+    with srv:
+        assert srv.config.ipv6_only is False
+        assert can_reach(("127.0.0.1", srv.port), proto) and can_reach(("::1", srv.port), proto)
+    with pytest.warns(ReflectionWarning) if proto == "udp" else contextlib.nullcontext():
+        only = pysock.Server("::", 0, proto, ipv6_only=True, **options)
+    with only:
+        assert can_reach(("::1", only.port), proto) and not can_reach(("127.0.0.1", only.port), proto)
+
+
+@needs_ipv6
+def test_a_specific_ipv6_address_serves_ipv6_alone():
+    with pysock.Server("::1", 0, "tcp") as srv:
+        assert srv.config.ipv6_only is True
+    with pytest.raises(pysock.ConfigError, match="ipv6_only is for an IPv6 address"):
+        pysock.Server("127.0.0.1", 0, "tcp", ipv6_only=True)
 
 
 # -- AF_UNIX paths -------------------------------------------------------------------

@@ -49,6 +49,8 @@ def add_parser(sub) -> None:
     p.add_argument("--unix", metavar="PATH",
                    help="serve on an AF_UNIX socket instead: --tcp a stream socket at PATH, --udp a "
                         "datagram socket at PATH, neither (or both) the two, the datagram one at PATH.dgram")
+    p.add_argument("--ipv6-only", action="store_true",
+                   help="with -b ::, serve IPv6 clients alone (default: IPv4 too, dual stack)")
     p.add_argument("--ready-json", action="store_true",
                    help="print each ready line as JSON (url, proto, host, port, path, pid), for scripts")
     p.set_defaults(func=run)
@@ -59,7 +61,8 @@ def server_options(args: argparse.Namespace, proto: str) -> dict:
     applies to each protocol that offers it (a C UDP server has one loop)."""
     options = {"transform": args.transform, "backend": args.backend, "workers": args.workers,
                "spin_us": args.spin, "max_conns": args.max_conns, "idle_timeout": args.idle_timeout,
-               "send_timeout": args.send_timeout, "max_unsent": args.max_unsent}
+               "send_timeout": args.send_timeout, "max_unsent": args.max_unsent,
+               "ipv6_only": True if args.ipv6_only else None}
     if args.model in MODELS[(args.backend, proto)]:
         options["model"] = args.model
     return options

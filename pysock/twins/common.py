@@ -77,7 +77,7 @@ def open_socket(cfg: ServerConfig) -> socket.socket:
             # is TCP's; for UDP the option would let two servers share a port).
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1 if cfg.ipv6_only else 0)
         sock.bind(address)
         if socktype == socket.SOCK_STREAM:
             sock.listen(cfg.backlog or socket.SOMAXCONN)
