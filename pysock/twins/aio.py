@@ -77,9 +77,9 @@ class EchoProtocol(asyncio.BufferedProtocol):
     Flow control stands in for the C server's "answer before reading again":
     once more than one buffer of echo is unsent, reading pauses, and a client
     that leaves it unsent for send_timeout is cut off.  Reads go into the
-    loop's one shared buffer (get_buffer), each sized as in C so that its
-    reply fits in max_unsent: asyncio's own reads of 256 KiB would let one
-    read of newlines pin 30 times that in a stamped reply."""
+    loop's one shared buffer (get_buffer), each sized so that its reply fits
+    in reply_room(): asyncio's own reads of 256 KiB would let one read of
+    newlines pin 30 times that in a stamped reply."""
 
     def __init__(self, engine: "AsyncioEngine") -> None:
         self.engine = engine

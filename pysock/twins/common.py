@@ -21,9 +21,10 @@ __all__ = ["ACCEPT_BACKOFF", "BUFSIZE", "STOP_GRACE", "Address", "Counters", "Tw
 def reply_room(cfg: ServerConfig) -> int:
     """The most bytes one read's reply may take (stamp sizes its reads by it).
     C lets a reply grow to max_unsent; the twins stop at one buffer, since a
-    Python process does not give large freed blocks back to the system as
-    reliably (measured: a 256 KiB reply per read left the threads twin holding
-    184 KiB per idle connection after a burst, against 89 KiB)."""
+    Python process gives large freed blocks back to the system less reliably
+    (tests/test_contract.py's memory test, threads twin, stamp, max_unsent
+    256 KiB: 90 KiB per idle connection after a burst and 354 KiB per client
+    that never reads with replies up to max_unsent; 54 and 123 KiB so)."""
     return min(cfg.max_unsent, BUFSIZE)
 
 
