@@ -48,6 +48,7 @@ struct econn {
     list *on;            /* &loop->idle or &loop->pending */
     econn *prev, *next;
     ps__xf xf;           /* the transform's state (stamp: the unfinished line) */
+    ps__conninfo info;   /* its number, peer and bytes, for the log */
 };
 
 struct ps__loop {
@@ -112,7 +113,7 @@ static int epoll_set(ps__loop *l, int op, int fd, uint32_t events, void *ptr)
     return epoll_ctl(l->ep, op, fd, &e) < 0 ? -errno : 0;
 }
 
-static int conn_open(ps__loop *l, int fd, int64_t now)
+static int conn_open(ps__loop *l, int fd, const ps__conninfo *ci, int64_t now)
 {
     econn *c = calloc(1, sizeof *c);
     int rc;
@@ -128,9 +129,11 @@ static int conn_open(ps__loop *l, int fd, int64_t now)
         return rc;
     }
     c->since = now;
+    c->info = *ci;
     list_push(&l->idle, c);
     l->nconns++;
     PS_ADD(l->w->stats.active, 1);
+    ps__conn_event(l->w->srv, &c->info, PS_EV_OPEN, 0);
     return 0;
 }
 
@@ -138,8 +141,9 @@ static int conn_open(ps__loop *l, int fd, int64_t now)
  * the same epoll_wait batch never name c: each connection appears at most
  * once per batch, and only timers and stopping close other connections,
  * outside the batch. */
-static void conn_close(ps__loop *l, econn *c)
+static void conn_close(ps__loop *l, econn *c, int why)
 {
+    ps__conn_event(l->w->srv, &c->info, PS_EV_CLOSE, why);
     list_remove(c);
     close(c->fd);
     ps__xf_free(&c->xf);
@@ -149,12 +153,12 @@ static void conn_close(ps__loop *l, econn *c)
     PS_SUB(l->w->stats.active, 1);
 }
 
-static void close_list(ps__loop *l, list *which, uint64_t *counter)
+static void close_list(ps__loop *l, list *which, uint64_t *counter, int why)
 {
     while (which->head != NULL) {
         if (counter != NULL)
             PS_ADD(*counter, 1);
-        conn_close(l, which->head);
+        conn_close(l, which->head, why);
     }
 }
 
@@ -222,6 +226,7 @@ static int conn_put(ps__loop *l, econn *c, const unsigned char *p, size_t n, int
             return -errno;
         if (k > 0) {
             PS_ADD(l->w->stats.bytes_out, (uint64_t)k);
+            c->info.out += (uint64_t)k;
             p += k;
             n -= (size_t)k;
         }
@@ -248,6 +253,7 @@ static int flush(ps__loop *l, econn *c, int64_t now)
     if (k < 0)
         return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
     PS_ADD(l->w->stats.bytes_out, (uint64_t)k);
+    c->info.out += (uint64_t)k;
     c->off += (size_t)k;
     c->taken += (size_t)k;
     if (unsent(c) == 0) {
@@ -303,6 +309,7 @@ static int on_readable(ps__loop *l, econn *c, int64_t now)
 
     if (n > 0) {
         PS_ADD(l->w->stats.bytes_in, (uint64_t)n);
+        c->info.in += (uint64_t)n;
         if (c->on == &l->idle)
             restart(&l->idle, c, now);
         return conn_feed(l, c, l->buf, (size_t)n, now);
@@ -319,14 +326,14 @@ static int on_readable(ps__loop *l, econn *c, int64_t now)
 static void settle(ps__loop *l, econn *c, int rc)
 {
     if (rc == 0 && unsent(c) == 0 && (c->eof || l->draining)) {
-        conn_close(l, c);
+        conn_close(l, c, c->eof ? PS_WHY_EOF : PS_WHY_STOP);
         return;
     }
     if (rc == 0)
         rc = watch(l, c);
     if (rc < 0) {
         PS_ADD(l->w->stats.errors, 1);
-        conn_close(l, c);
+        conn_close(l, c, PS_WHY_ERROR);
     }
 }
 
@@ -338,7 +345,7 @@ static void on_conn_event(ps__loop *l, econn *c, uint32_t events, int64_t now)
 
     if (events & EPOLLERR) {
         PS_ADD(l->w->stats.errors, 1);  /* reset or unreachable: no echo can arrive */
-        conn_close(l, c);
+        conn_close(l, c, PS_WHY_ERROR);
         return;
     }
     if ((events & (EPOLLOUT | EPOLLHUP)) && unsent(c) > 0)
@@ -368,17 +375,18 @@ static int set_listening(ps__loop *l, int on)
 static void accept_some(ps__loop *l, int64_t now)
 {
     ps__worker *w = l->w;
+    ps__conninfo ci;
     int i, fd = -1, rc;
 
     for (i = 0; i < ACCEPT_BURST; i++) {
-        rc = ps__accept(w, &fd);
+        rc = ps__accept(w, &fd, &ci);
         if (rc == PS__REJECTED)
             continue;
         if (rc == PS__EXHAUSTED && set_listening(l, 0) == 0)
             l->accept_at = now + PS__ACCEPT_BACKOFF_MS;
         if (rc != PS__TAKEN)
             return;
-        if (conn_open(l, fd, now) < 0) {
+        if (conn_open(l, fd, &ci, now) < 0) {
             PS_ADD(w->stats.errors, 1);
             close(fd);
         }
@@ -417,12 +425,12 @@ static void expire(ps__loop *l, int64_t now)
     while (cfg->idle_ms > 0 && l->idle.head != NULL &&
            now - l->idle.head->since >= cfg->idle_ms) {
         PS_ADD(l->w->stats.idle_closed, 1);
-        conn_close(l, l->idle.head);
+        conn_close(l, l->idle.head, PS_WHY_IDLE);
     }
     while (cfg->send_timeout_ms > 0 && l->pending.head != NULL &&
            now - l->pending.head->since >= cfg->send_timeout_ms) {
         PS_ADD(l->w->stats.slow_closed, 1);
-        conn_close(l, l->pending.head);
+        conn_close(l, l->pending.head, PS_WHY_SLOW);
     }
     if (l->accept_at > 0 && now >= l->accept_at && !l->draining) {
         if (set_listening(l, 1) == 0)
@@ -445,7 +453,7 @@ static void begin_drain(ps__loop *l, int64_t now)
     l->accept_at = 0;
     set_listening(l, 0);
     epoll_set(l, EPOLL_CTL_DEL, l->w->srv->wake[0], 0, NULL);
-    close_list(l, &l->idle, NULL);
+    close_list(l, &l->idle, NULL, PS_WHY_STOP);
     for (c = l->pending.head; c != NULL; c = next) {
         next = c->next;
         settle(l, c, 0);
@@ -504,7 +512,7 @@ static int serve(ps__worker *w)
         if (!l->draining && ps__stopping(w->srv))
             begin_drain(l, now);
         if (l->draining && (l->nconns == 0 || now >= l->grace_end)) {
-            close_list(l, &l->pending, &w->stats.slow_closed);  /* grace is over */
+            close_list(l, &l->pending, &w->stats.slow_closed, PS_WHY_SLOW);  /* grace is over */
             return 0;
         }
         n = wait_events(l, next_timeout(l, now));
@@ -541,8 +549,8 @@ static void free_loop(ps__worker *w)
 
     if (l == NULL)
         return;
-    close_list(l, &l->idle, NULL);
-    close_list(l, &l->pending, NULL);
+    close_list(l, &l->idle, NULL, PS_WHY_STOP);
+    close_list(l, &l->pending, NULL, PS_WHY_STOP);
     if (l->ep >= 0)
         close(l->ep);
     free(l);

@@ -131,6 +131,7 @@ struct ps_server {
     char path[108];
     int wake[2];         /* a pipe: one byte in wake[1] wakes every poller */
     int stopping;
+    uint64_t conns;      /* connections accepted: the last one's number */
     ps__worker *w;       /* cfg.workers of them */
     int nw;              /* workers whose socket is open */
     int started;         /* serve has started the helpers (once, for re-entry) */
@@ -155,7 +156,15 @@ int64_t ps__now_us(void);
 uint64_t ps__active(const ps_server *s);
 int ps__over_limit(const ps_server *s);
 
-/* ps__accept: take one connection off w's listening socket.
+/* What the log says of a connection: its number, its peer, its bytes. */
+typedef struct ps__conninfo {
+    uint64_t id;
+    uint64_t in, out;
+    char peer[48];
+} ps__conninfo;
+
+/* ps__accept: take one connection off w's listening socket; *ci is filled
+ * in for the log (its peer only when the server keeps one).
  *   PS__TAKEN     *fd is a non-blocking connection to serve (counted accepted)
  *   PS__EMPTY     none now, or one client's failure (counted in errors)
  *   PS__REJECTED  over max_conns: accepted and closed at once (counted)
@@ -166,7 +175,11 @@ int ps__over_limit(const ps_server *s);
 #define PS__REJECTED 2
 #define PS__EXHAUSTED 3
 #define PS__ACCEPT_BACKOFF_MS 50
-int ps__accept(ps__worker *w, int *fd);
+int ps__accept(ps__worker *w, int *fd, ps__conninfo *ci);
+
+/* ps__conn_event: a connection's open, close (with why) or rejection, to
+ * the log when the server keeps one (cfg.log_events); nothing otherwise. */
+void ps__conn_event(const ps_server *s, const ps__conninfo *ci, int kind, int why);
 
 /* ps__spin: call attempt(arg) until it finds something (non-zero: a count
  * or -errno), spin_us microseconds pass, or the server stops; its last

@@ -2,11 +2,14 @@
  * flag, waiting on a descriptor and the wake pipe, the connection limit,
  * taking a connection off a listening socket, and spinning before sleep.
  * The models (tcp.c, epoll.c, udp.c) call these; nothing here calls them. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -118,7 +121,51 @@ static int accept_failed(ps__worker *w, int err)
     return PS__EMPTY;          /* ECONNABORTED, EPROTO, EPERM: that client only */
 }
 
-int ps__accept(ps__worker *w, int *out)
+/* "127.0.0.1:50112" or "[::1]:50112" for the log; "" over AF_UNIX. */
+static void peer_name(int fd, char *out, size_t n)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[INET6_ADDRSTRLEN];
+    const void *addr;
+    int port;
+
+    out[0] = '\0';
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+        return;
+    if (ss.ss_family == AF_INET6) {
+        addr = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    } else if (ss.ss_family == AF_INET) {
+        addr = &((struct sockaddr_in *)&ss)->sin_addr;
+        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    } else {
+        return;
+    }
+    if (inet_ntop(ss.ss_family, addr, host, sizeof host) != NULL)
+        snprintf(out, n, ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", host, port);
+}
+
+void ps__conn_event(const ps_server *s, const ps__conninfo *ci, int kind, int why)
+{
+    ps_event e;
+
+    if (!s->cfg.log_events)
+        return;
+    memset(&e, 0, sizeof e);
+    e.kind = (uint32_t)kind;
+    e.why = (uint32_t)why;
+    e.conn = ci->id;
+    e.bytes_in = ci->in;
+    e.bytes_out = ci->out;
+    memcpy(e.peer, ci->peer, sizeof e.peer);
+    /* Non-blocking: a log that cannot keep up loses a line, the server
+     * nothing.  The result is ignored on purpose. */
+    if (write(s->cfg.event_fd, &e, sizeof e) < 0)
+        return;
+}
+
+int ps__accept(ps__worker *w, int *out, ps__conninfo *ci)
 {
     int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     int one = 1;
@@ -126,8 +173,13 @@ int ps__accept(ps__worker *w, int *out)
     if (fd < 0)
         return accept_failed(w, errno);
     PS_ADD(w->stats.accepted, 1);
+    memset(ci, 0, sizeof *ci);
+    ci->id = PS_ADD(w->srv->conns, 1);
+    if (w->srv->cfg.log_events)
+        peer_name(fd, ci->peer, sizeof ci->peer);
     if (ps__over_limit(w->srv)) {
         PS_ADD(w->stats.rejected, 1);
+        ps__conn_event(w->srv, ci, PS_EV_REJECTED, 0);
         close(fd);
         return PS__REJECTED;
     }

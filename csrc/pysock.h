@@ -40,6 +40,29 @@
 #define PS_UDP_MAX 65507
 #define PS_BUFSIZE 65536
 
+/* A connection's life, for a log (serve -v): with cfg.log_events set, the
+ * serving loops write one ps_event record per event to cfg.event_fd, each
+ * write whole (records are far under PIPE_BUF).  A full pipe drops the
+ * record: the loops never wait for the log. */
+#define PS_EV_OPEN 1
+#define PS_EV_CLOSE 2
+#define PS_EV_REJECTED 3
+/* Why a connection closed (PS_EV_CLOSE). */
+#define PS_WHY_EOF 1
+#define PS_WHY_IDLE 2
+#define PS_WHY_SLOW 3
+#define PS_WHY_ERROR 4
+#define PS_WHY_STOP 5
+
+typedef struct ps_event {
+    uint32_t kind;       /* PS_EV_* */
+    uint32_t why;        /* PS_WHY_* (PS_EV_CLOSE) */
+    uint64_t conn;       /* the connection's number on this server, from 1 */
+    uint64_t bytes_in;   /* PS_EV_CLOSE: what it sent us, and we it */
+    uint64_t bytes_out;
+    char peer[48];       /* "127.0.0.1:50112", "[::1]:50112"; "" over AF_UNIX */
+} ps_event;
+
 typedef struct ps_config {
     int family;          /* AF_INET, AF_INET6 or AF_UNIX */
     int socktype;        /* SOCK_STREAM or SOCK_DGRAM */
@@ -56,6 +79,8 @@ typedef struct ps_config {
     int idle_ms;         /* close a connection silent this long; 0: never */
     int send_timeout_ms; /* cut off a client whose echo stays unsent this long */
     size_t max_unsent;   /* stop reading from a client with this much echo unsent */
+    int log_events;      /* 1: write a ps_event per connection event to event_fd */
+    int event_fd;        /* a pipe's write end, non-blocking (log_events) */
 } ps_config;
 
 typedef struct ps_stats {

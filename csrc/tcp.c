@@ -16,6 +16,7 @@ struct ps__conn {
     ps_server *srv;
     ps_stats *stats;     /* the counters of the worker that accepted it */
     int fd;
+    ps__conninfo info;   /* its number, peer and bytes, for the log */
     pthread_t tid;
     ps__conn *next;
 };
@@ -49,6 +50,7 @@ static int send_all(ps__conn *c, const unsigned char *p, size_t n)
 
         if (k >= 0) {
             PS_ADD(c->stats->bytes_out, (uint64_t)k);
+            c->info.out += (uint64_t)k;
             p += k;
             n -= (size_t)k;
             continue;
@@ -116,12 +118,12 @@ static int send_reply(ps__conn *c, ps__xf *x, const unsigned char *p, ssize_t n)
 }
 
 /* Answer until the client closes its side, goes idle, stops reading or the
- * server stops.  Every byte read is answered before the next read, and what
+ * server stops; which of them it was (PS_WHY_*), for the log.  Every byte read is answered before the next read, and what
  * the transform still owes at the client's EOF (stamp: a last line without
  * its \n) is sent before our FIN, so a client that half-closes gets it all.
  * A read is sized so that its reply fits in max_unsent (stamp grows up to
  * 30x): a client that never reads pins at most that and the buffer. */
-static void serve_conn(ps__conn *c, ps__xf *x)
+static int serve_conn(ps__conn *c, ps__xf *x)
 {
     ps_server *s = c->srv;
     unsigned char buf[PS_BUFSIZE];
@@ -133,26 +135,30 @@ static void serve_conn(ps__conn *c, ps__xf *x)
 
         if (n > 0) {
             PS_ADD(c->stats->bytes_in, (uint64_t)n);
+            c->info.in += (uint64_t)n;
             n = ps__xf_feed(x, buf, (size_t)n, &out);
-            if (send_reply(c, x, out, n) < 0)
-                return;
+            if ((rc = send_reply(c, x, out, n)) < 0)
+                return rc == -ETIMEDOUT ? PS_WHY_SLOW : PS_WHY_ERROR;
             continue;
         }
         if (n == 0) {
             n = ps__xf_finish(x, &out);
-            send_reply(c, x, out, n);
-            return;
+            rc = send_reply(c, x, out, n);
+            return rc == 0 ? PS_WHY_EOF : rc == -ETIMEDOUT ? PS_WHY_SLOW : PS_WHY_ERROR;
         }
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
             PS_ADD(c->stats->errors, 1);
-            return;
+            return PS_WHY_ERROR;
         }
         rc = ps__wait(c->fd, POLLIN, s->wake[0], s->cfg.idle_ms > 0 ? s->cfg.idle_ms : -1, NULL);
-        if (rc == PS__TIMEOUT)
+        if (rc == PS__TIMEOUT) {
             PS_ADD(c->stats->idle_closed, 1);
-        if (rc == PS__TIMEOUT || rc == PS__WOKEN)
-            return;
+            return PS_WHY_IDLE;
+        }
+        if (rc == PS__WOKEN)
+            return PS_WHY_STOP;
     }
+    return PS_WHY_STOP;
 }
 
 static void *conn_main(void *arg)
@@ -160,11 +166,14 @@ static void *conn_main(void *arg)
     ps__conn *c = arg;
     ps_server *s = c->srv;
     ps__xf x;
+    int why;
 
     ps__xf_init(&x, s->cfg.transform);
-    serve_conn(c, &x);
+    ps__conn_event(s, &c->info, PS_EV_OPEN, 0);
+    why = serve_conn(c, &x);
     ps__xf_free(&x);
     close(c->fd);
+    ps__conn_event(s, &c->info, PS_EV_CLOSE, why);
     PS_SUB(c->stats->active, 1);
     pthread_mutex_lock(&s->lock);
     c->next = s->done;
@@ -218,7 +227,7 @@ static int spawn(ps__conn *c)
     return -rc;
 }
 
-static int start_conn(ps__worker *w, int fd)
+static int start_conn(ps__worker *w, int fd, const ps__conninfo *ci)
 {
     ps_server *s = w->srv;
     ps__conn *c = calloc(1, sizeof *c);
@@ -229,6 +238,7 @@ static int start_conn(ps__worker *w, int fd)
     c->srv = s;
     c->stats = &w->stats;
     c->fd = fd;
+    c->info = *ci;
     pthread_mutex_lock(&s->lock);
     s->threads++;
     pthread_mutex_unlock(&s->lock);
@@ -249,7 +259,8 @@ static int start_conn(ps__worker *w, int fd)
 static int accept_one(ps__worker *w)
 {
     ps_server *s = w->srv;
-    int fd = -1, rc = ps__accept(w, &fd);
+    ps__conninfo ci;
+    int fd = -1, rc = ps__accept(w, &fd, &ci);
 
     if (rc == PS__EXHAUSTED) {
         rc = ps__wait(s->wake[0], POLLIN, -1, PS__ACCEPT_BACKOFF_MS, w->sigmask);
@@ -257,7 +268,7 @@ static int accept_one(ps__worker *w)
     }
     if (rc != PS__TAKEN)
         return rc < 0 ? rc : 0;
-    if (start_conn(w, fd) < 0) {
+    if (start_conn(w, fd, &ci) < 0) {
         PS_ADD(w->stats.errors, 1);
         close(fd);
     }

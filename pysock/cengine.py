@@ -4,10 +4,12 @@ released; wake() writes to a pipe every C loop polls."""
 from __future__ import annotations
 
 import errno
+import os
+import threading
 
 from pysock._core import check, ffi, lib
 from pysock.config import ServerConfig, millis
-from pysock.engine import STATS_FIELDS, Address, Stats
+from pysock.engine import STATS_FIELDS, WHY, Address, ConnEvent, OnEvent, Stats
 
 _FAMILY = {"inet": "AF_INET", "inet6": "AF_INET6", "unix": "AF_UNIX"}
 _SOCKTYPE = {"tcp": "SOCK_STREAM", "udp": "SOCK_DGRAM"}
@@ -15,12 +17,52 @@ _TRANSFORM = {"upper": "PS_XF_UPPER", "echo": "PS_XF_ECHO", "stamp": "PS_XF_STAM
 _MODEL = {"threads": "PS_MODEL_THREADS", "epoll": "PS_MODEL_EPOLL", "loop": "PS_MODEL_THREADS"}
 
 
+_KINDS = {1: "open", 2: "close", 3: "rejected"}
+
+
+class EventReader:
+    """The read end of the pipe the C loops write ps_event records to, and a
+    thread that turns each into a ConnEvent for on_event.  It ends when the
+    write end is closed (after the server is)."""
+
+    def __init__(self, on_event) -> None:
+        self.on_event = on_event
+        self.read_fd, self.write_fd = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(self.write_fd, False)  # a full log drops a record, never stalls a loop
+        self.thread = threading.Thread(target=self._run, name="pysock events", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        size = ffi.sizeof("ps_event")
+        pending = b""
+        with os.fdopen(self.read_fd, "rb", buffering=0) as pipe:
+            while True:
+                chunk = pipe.read(size * 64)
+                if not chunk:
+                    return
+                pending += chunk
+                whole = len(pending) - len(pending) % size
+                for at in range(0, whole, size):
+                    self.on_event(self._event(ffi.from_buffer("ps_event *", pending[at:at + size])))
+                pending = pending[whole:]
+
+    @staticmethod
+    def _event(e) -> ConnEvent:
+        return ConnEvent(kind=_KINDS.get(e.kind, "?"), conn=e.conn, peer=ffi.string(e.peer).decode(),
+                         why=WHY.get(e.why, ""), bytes_in=e.bytes_in, bytes_out=e.bytes_out)
+
+    def close(self) -> None:
+        os.close(self.write_fd)
+        self.thread.join(5)
+
+
 class CEngine:
     """The C library's server behind the engine interface the Server drives:
     address, serve, wake, stats, close."""
 
-    def __init__(self, cfg: ServerConfig) -> None:
+    def __init__(self, cfg: ServerConfig, on_event: OnEvent = None) -> None:
         self._keep = []  # C strings must outlive the ps_config that points at them
+        self._events = EventReader(on_event) if on_event is not None else None
         c = ffi.new("ps_config *")
         c.family = getattr(lib, _FAMILY[cfg.family])
         c.socktype = getattr(lib, _SOCKTYPE[cfg.proto])
@@ -37,9 +79,17 @@ class CEngine:
         c.idle_ms = millis(cfg.idle_timeout)
         c.send_timeout_ms = millis(cfg.send_timeout)
         c.max_unsent = cfg.max_unsent
+        if self._events is not None:
+            c.log_events = 1
+            c.event_fd = self._events.write_fd
         out = ffi.new("ps_server **")
         where = cfg.url(cfg.host, cfg.port)
-        check(lib.ps_server_open(out, c), f"cannot serve {where}")
+        try:
+            check(lib.ps_server_open(out, c), f"cannot serve {where}")
+        except BaseException:
+            if self._events is not None:
+                self._events.close()
+            raise
         self._srv = out[0]
         self.address = self._sockname(cfg)
 
@@ -74,3 +124,5 @@ class CEngine:
     def close(self) -> None:
         lib.ps_server_close(self._srv)
         self._srv = ffi.NULL
+        if self._events is not None:
+            self._events.close()  # after the loops: every record is in the pipe

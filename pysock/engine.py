@@ -8,7 +8,7 @@ python backend) run without the compiled extension."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Tuple, Union
+from typing import Callable, Optional, Protocol, Tuple, Union
 
 # Shared by the C library (csrc/pysock.h, csrc/internal.h) and the twins.
 BUFSIZE = 65536          # the most one read takes (PS_BUFSIZE)
@@ -35,6 +35,32 @@ class Stats:
 
 
 STATS_FIELDS = tuple(Stats.__dataclass_fields__)
+
+# Why a connection closed (csrc/pysock.h: PS_WHY_*).
+WHY = {1: "eof", 2: "idle", 3: "slow", 4: "error", 5: "stop"}
+
+
+@dataclass(frozen=True)
+class ConnEvent:
+    """A connection's open, close or rejection, for a server's log."""
+
+    kind: str              # "open", "close", "rejected"
+    conn: int              # the connection's number on this server, from 1
+    peer: str = ""         # "127.0.0.1:50112", "[::1]:50112"; "" over AF_UNIX
+    why: str = ""          # close: eof, idle, slow, error, stop
+    bytes_in: int = 0      # close: what the client sent, and what it was sent
+    bytes_out: int = 0
+
+    def describe(self) -> str:
+        who = f"#{self.conn}" + (f" from {self.peer}" if self.peer else "")
+        if self.kind == "open":
+            return f"{who} open"
+        if self.kind == "rejected":
+            return f"{who} rejected: max_conns are open"
+        return f"{who} closed ({self.why}): {self.bytes_in} bytes in, {self.bytes_out} out"
+
+
+OnEvent = Optional[Callable[[ConnEvent], None]]
 
 
 class Engine(Protocol):

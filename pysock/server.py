@@ -9,26 +9,26 @@ from __future__ import annotations
 import signal
 import threading
 import warnings
-from typing import Optional
+from typing import Callable, Optional
 
 from pysock.config import DEFAULT_HOST, ServerConfig, is_loopback
-from pysock.engine import Address, Engine, Stats
+from pysock.engine import Address, Engine, OnEvent, Stats
 from pysock.errors import ReflectionWarning, ServerError
 from pysock.unixpath import Identity, bind_claimed, release
 
 __all__ = ["Server", "Stats", "ReflectionWarning"]
 
 
-def _make_engine(cfg: ServerConfig) -> Engine:
+def _make_engine(cfg: ServerConfig, on_event: OnEvent = None) -> Engine:
     """The engine the configuration asks for, imported only then: the
     python backend never loads the compiled extension."""
     if cfg.backend == "python":
         from pysock import twins
 
-        return twins.make_engine(cfg)
+        return twins.make_engine(cfg, on_event)
     from pysock.cengine import CEngine
 
-    return CEngine(cfg)
+    return CEngine(cfg, on_event)
 
 
 class Server:
@@ -61,6 +61,7 @@ class Server:
                  backlog: int = ServerConfig.backlog,
                  family: str = ServerConfig.family,
                  ipv6_only: Optional[bool] = ServerConfig.ipv6_only,
+                 log: Optional[Callable[[str], None]] = None,
                  **unknown: object) -> None:
         """Check the options, bind (and listen), ready to serve.
 
@@ -82,6 +83,8 @@ class Server:
         backlog: the listen backlog (0: the system's SOMAXCONN).
         ipv6_only: an IPv6 server serves IPv6 alone; None (the default): yes,
           but for "::", which serves IPv4 clients too (dual stack).
+        log: called with a line for each connection opened, closed (why, and
+          its bytes) or rejected, from a serving thread (pysock serve -v).
 
         Raises ConfigError for a bad option (before any engine runs),
         ResolveError for a host that does not resolve, OSError for a port
@@ -94,11 +97,13 @@ class Server:
             max_conns=max_conns, idle_timeout=idle_timeout, send_timeout=send_timeout,
             max_unsent=max_unsent, ipv6_only=ipv6_only).validated()
         self._path_id: Optional[Identity] = None
+        on_event = None if log is None else (lambda event: log(f"{self.url} {event.describe()}"))
         if self.config.family == "unix":
             # Claimed, bound and listening under the directory's lock: exactly one owner.
-            self._engine, self._path_id = bind_claimed(self.config.path, lambda: _make_engine(self.config))
+            self._engine, self._path_id = bind_claimed(self.config.path,
+                                                       lambda: _make_engine(self.config, on_event))
         else:
-            self._engine = _make_engine(self.config)
+            self._engine = _make_engine(self.config, on_event)
         if self.config.proto == "udp" and not is_loopback(self.host):
             warnings.warn(f"UDP echo on {self.url} answers anyone who can reach it, and any spoofed "
                           "sender: it can be used to reflect traffic at others", ReflectionWarning, stacklevel=2)

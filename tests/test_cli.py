@@ -253,3 +253,31 @@ def test_serve_on_every_ipv6_address_serves_ipv4_too_unless_asked():
         port = cli.address("tcp")[1]
         with pytest.raises(ConnectionRefusedError):
             pysock.request(b"four", ("127.0.0.1", port))
+
+
+def stderr_line(proc, timeout: float = 10) -> str:
+    """The next line the process writes on stderr, waiting at most timeout."""
+    import os
+    import select
+
+    line = b""
+    while not line.endswith(b"\n"):
+        ready, _, _ = select.select([proc.stderr], [], [], timeout)
+        assert ready, f"no line on stderr within {timeout} s after {line!r}"
+        byte = os.read(proc.stderr.fileno(), 1)
+        assert byte, f"stderr ended after {line!r}"
+        line += byte
+    return line.decode()
+
+
+def test_serve_verbose_logs_connections_and_datagrams():
+    with CliServer("serve", "0", "-v", lines=2) as cli:
+        host, port = cli.address("tcp")
+        assert pysock.request(b"hello", (host, port)) == b"HELLO"
+        assert pysock.request(b"dgram", (host, port), "udp") == b"DGRAM"
+        opened, closed, datagrams = (stderr_line(cli.proc) for _ in range(3))
+        code, err = cli.interrupt(signal.SIGTERM)
+    assert opened.startswith(f"pysock: tcp://127.0.0.1:{port} #1 from 127.0.0.1:") and opened.endswith(" open\n")
+    assert closed.endswith("closed (eof): 5 bytes in, 5 out\n")
+    assert datagrams == f"pysock: udp://127.0.0.1:{port} 1 datagrams, 5 bytes in, 5 out in the last second\n"
+    assert code == 0

@@ -192,6 +192,56 @@ def test_udp_counters(udp_options):
     assert (stats.accepted, stats.active, stats.errors) == (0, 0, 0)
 
 
+# -- the connection log (serve -v) ----------------------------------------------------
+def logged(lines: list, kind: str) -> list:
+    return [line for line in lines if kind in line]
+
+
+def test_the_log_says_each_connection_opened_and_closed_with_its_bytes(tcp_options):
+    lines: list = []
+    with pysock.Server(LOCALHOST, 0, "tcp", log=lines.append, **tcp_options) as srv:
+        with pysock.client.connect(srv.address) as sock:
+            sock.sendall(b"hello")
+            assert pysock.client.recv_exactly(sock, 5) == b"HELLO"
+        wait_for(lambda: logged(lines, "closed"))
+        url = srv.url
+    [opened] = logged(lines, " open")
+    assert opened.startswith(f"{url} #1 from 127.0.0.1:") and opened.endswith(" open")
+    [closed] = logged(lines, "closed")
+    assert closed.endswith("closed (eof): 5 bytes in, 5 out") and closed.split()[1] == "#1"
+
+
+def test_the_log_says_why_a_connection_was_closed(tcp_options):
+    lines: list = []
+    with pysock.Server(LOCALHOST, 0, "tcp", idle_timeout=0.2, log=lines.append, **tcp_options) as srv:
+        with pysock.client.connect(srv.address) as idle:
+            assert idle.recv(1) == b""  # the server closed it
+        wait_for(lambda: logged(lines, "closed"))
+        assert logged(lines, "closed")[0].endswith("closed (idle): 0 bytes in, 0 out")
+        lines.clear()
+        stays = pysock.client.connect(srv.address)
+        wait_for(lambda: logged(lines, " open"))
+    stays.close()
+    assert logged(lines, "closed")[0].endswith("closed (stop): 0 bytes in, 0 out")
+
+
+@pytest.mark.concurrent_clients
+def test_the_log_says_a_connection_was_rejected(tcp_options):
+    lines: list = []
+    with pysock.Server(LOCALHOST, 0, "tcp", max_conns=1, log=lines.append, **tcp_options) as srv:
+        with pysock.Connection(srv.address) as first:
+            assert first.roundtrip(b"a") == b"A"
+            with pysock.client.connect(srv.address) as second:
+                wait_for(lambda: logged(lines, "rejected"))
+    [rejected] = logged(lines, "rejected")
+    assert " #2 from 127.0.0.1:" in rejected and rejected.endswith("rejected: max_conns are open")
+
+
+def test_without_a_log_nothing_is_said(tcp_options):
+    with pysock.Server(LOCALHOST, 0, "tcp", **tcp_options) as srv:  # no log: no pipe, no thread
+        assert pysock.request(b"quiet", srv.address) == b"QUIET"
+
+
 # -- memory a client can pin -------------------------------------------------------
 MEM_CONNS = 200
 MEM_MAX_UNSENT = 256 << 10
@@ -408,8 +458,8 @@ def test_a_failing_loop_is_reported_by_stop(tcp_options, udp_options):
 
 
 FAILING_SERVE = ("import sys, errno, pysock.server as s; make = s._make_engine\n"
-                 "def failing(cfg):\n"
-                 "    engine = make(cfg)\n"
+                 "def failing(cfg, on_event=None):\n"
+                 "    engine = make(cfg, on_event)\n"
                  "    def serve(): raise OSError(errno.EBADF, 'injected failure')\n"
                  "    engine.serve = serve\n"
                  "    return engine\n"

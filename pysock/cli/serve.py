@@ -51,6 +51,9 @@ def add_parser(sub) -> None:
                         "datagram socket at PATH, neither (or both) the two, the datagram one at PATH.dgram")
     p.add_argument("--ipv6-only", action="store_true",
                    help="with -b ::, serve IPv6 clients alone (default: IPv4 too, dual stack)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="log to stderr each connection opened, closed (why, bytes) or rejected, "
+                        "and each second's datagrams")
     p.add_argument("--ready-json", action="store_true",
                    help="print each ready line as JSON (url, proto, host, port, path, pid), for scripts")
     p.set_defaults(func=run)
@@ -62,7 +65,8 @@ def server_options(args: argparse.Namespace, proto: str) -> dict:
     options = {"transform": args.transform, "backend": args.backend, "workers": args.workers,
                "spin_us": args.spin, "max_conns": args.max_conns, "idle_timeout": args.idle_timeout,
                "send_timeout": args.send_timeout, "max_unsent": args.max_unsent,
-               "ipv6_only": True if args.ipv6_only else None}
+               "ipv6_only": True if args.ipv6_only else None,
+               "log": log_line if getattr(args, "verbose", False) else None}
     if args.model in MODELS[(args.backend, proto)]:
         options["model"] = args.model
     return options
@@ -104,12 +108,33 @@ def run(args: argparse.Namespace) -> int:
             if where.get("port") == 0 and len(targets) > 1:
                 for _, later in targets:
                     later["port"] = servers[0].port  # both protocols on the one free port
-        run_until_signal(servers, ready_json=args.ready_json)
+        run_until_signal(servers, ready_json=args.ready_json, verbose=args.verbose)
     finally:
         stop_all(servers)
         for srv in servers:  # what each served, once stopped: one line each on stderr
             print(f"pysock: served {srv.url}: {counters(srv.stats)}", file=sys.stderr, flush=True)
     return 0
+
+
+_log_lock = threading.Lock()
+
+
+def log_line(text: str) -> None:
+    """One line of serve -v on stderr, whole, from any thread."""
+    with _log_lock:
+        print(f"pysock: {text}", file=sys.stderr, flush=True)
+
+
+def log_datagrams(srv, ended: threading.Event, last) -> None:
+    """serve -v for a datagram server: each second that had any, how many
+    (last: the counters before the ready line, so none is missed)."""
+    while not ended.wait(1.0):
+        now = srv.stats
+        if now.datagrams != last.datagrams:
+            log_line(f"{srv.url} {now.datagrams - last.datagrams} datagrams, "
+                     f"{now.bytes_in - last.bytes_in} bytes in, {now.bytes_out - last.bytes_out} out "
+                     "in the last second")
+        last = now
 
 
 def counters(stats) -> str:
@@ -126,7 +151,7 @@ def ready_line(srv, as_json: bool) -> str:
                        "pid": os.getpid()})
 
 
-def run_until_signal(servers: list, ready_json: bool = False) -> None:
+def run_until_signal(servers: list, ready_json: bool = False, verbose: bool = False) -> None:
     """Start the servers, print their ready lines, and wait for Ctrl-C,
     SIGTERM or SIGHUP, or for a server whose loop failed (stop_all then
     reports it)."""
@@ -136,6 +161,9 @@ def run_until_signal(servers: list, ready_json: bool = False) -> None:
         threading.Thread(target=lambda s=srv: s.wait() and ended.set(), daemon=True,
                          name=f"pysock watch {srv.url}").start()
     for srv in servers:
+        if verbose and srv.config.proto == "udp":
+            threading.Thread(target=log_datagrams, args=(srv, ended, srv.stats), daemon=True,
+                             name=f"pysock datagrams {srv.url}").start()
         print(ready_line(srv, ready_json), flush=True)
     ended.wait()
 

@@ -12,21 +12,23 @@ Nothing here calls into the C library."""
 from __future__ import annotations
 
 from pysock.config import ServerConfig
+from pysock.engine import OnEvent
 from pysock.twins.common import TwinEngine
 
 __all__ = ["make_engine", "TwinEngine"]
 
 
-def make_engine(cfg: ServerConfig) -> TwinEngine:
-    """The twin for a validated configuration (backend "python")."""
+def make_engine(cfg: ServerConfig, on_event: OnEvent = None) -> TwinEngine:
+    """The twin for a validated configuration (backend "python"); on_event
+    hears of each connection's open, close and rejection."""
     if cfg.model in ("asyncio", "uvloop"):
         from pysock.twins import aio
 
-        return aio.AsyncioEngine(cfg)
+        return aio.AsyncioEngine(cfg, on_event)
     from pysock.twins import blocking
 
     if cfg.proto == "udp":
-        return blocking.LoopUDP(cfg)
+        return blocking.LoopUDP(cfg, on_event)
     if cfg.model == "loop":
-        return blocking.LoopTCP(cfg)
-    return blocking.ThreadsTCP(cfg)
+        return blocking.LoopTCP(cfg, on_event)
+    return blocking.ThreadsTCP(cfg, on_event)

@@ -11,7 +11,8 @@ from typing import Callable, Optional
 
 from pysock import transform
 from pysock.config import ServerConfig
-from pysock.twins.common import ACCEPT_BACKOFF, BUFSIZE, EXHAUSTED, STOP_GRACE, Counters, TwinEngine, reply_room
+from pysock.engine import OnEvent
+from pysock.twins.common import ACCEPT_BACKOFF, BUFSIZE, EXHAUSTED, STOP_GRACE, ConnInfo, Counters, TwinEngine, reply_room
 
 # Connections taken per wake-up of the listening socket, so that a flood of
 # them cannot starve the connections already open.
@@ -51,7 +52,7 @@ class Acceptor:
     def _accept_ready(self) -> None:
         for _ in range(ACCEPT_BATCH):
             try:
-                conn, _ = self.engine.sock.accept()
+                conn, peer = self.engine.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return  # none left (or the client left before we took it)
             except OSError as exc:
@@ -62,8 +63,9 @@ class Acceptor:
                     return
                 continue  # ECONNABORTED, EPROTO, EPERM: that client only
             conn.setblocking(False)
+            info = self.engine.conn_info(peer)
             task = self.loop.create_task(
-                self.loop.connect_accepted_socket(lambda: EchoProtocol(self.engine), conn))
+                self.loop.connect_accepted_socket(lambda: EchoProtocol(self.engine, info), conn))
             task.add_done_callback(self._connected)
 
     def _connected(self, task: asyncio.Task) -> None:
@@ -81,8 +83,10 @@ class EchoProtocol(asyncio.BufferedProtocol):
     in reply_room(): asyncio's own reads of 256 KiB would let one read of
     newlines pin 30 times that in a stamped reply."""
 
-    def __init__(self, engine: "AsyncioEngine") -> None:
+    def __init__(self, engine: "AsyncioEngine", info: ConnInfo) -> None:
         self.engine = engine
+        self.info = info
+        self.why = ""  # set when we end it: idle, slow, stop
         self.counters: Counters = engine.counters
         self.transport: Optional[asyncio.Transport] = None
         self.xf = transform.make(engine.cfg.transform)
@@ -97,10 +101,12 @@ class EchoProtocol(asyncio.BufferedProtocol):
         self.counters.add("accepted")
         if self.counters.get("active") >= self.engine.cfg.max_conns:
             self.counters.add("rejected")
+            self.engine.event("rejected", self.info)
             transport.abort()
             return
         self.transport = transport  # type: ignore[assignment]
         self.counters.add("active")
+        self.engine.event("open", self.info)
         self.engine.conns.add(self)
         high = min(self.engine.cfg.max_unsent, BUFSIZE)
         self.transport.set_write_buffer_limits(high=high, low=high // 4)
@@ -112,17 +118,18 @@ class EchoProtocol(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.counters.add("bytes_in", nbytes)
+        self.info.bytes_in += nbytes
         self.last_read = self.loop.time()
-        reply = self.xf.feed(bytes(self.engine.rbuf[:nbytes]))
+        self._write(self.xf.feed(bytes(self.engine.rbuf[:nbytes])))
+
+    def _write(self, reply: bytes) -> None:
         if reply:
             self.transport.write(reply)
             self.counters.add("bytes_out", len(reply))
+            self.info.bytes_out += len(reply)
 
     def eof_received(self) -> bool:
-        tail = self.xf.finish()
-        if tail:
-            self.transport.write(tail)
-            self.counters.add("bytes_out", len(tail))
+        self._write(self.xf.finish())
         return False  # asyncio closes the transport once the echo is sent
 
     def pause_writing(self) -> None:
@@ -145,6 +152,7 @@ class EchoProtocol(asyncio.BufferedProtocol):
             self.counters.add("errors")
         self.counters.add("active", -1)
         self.engine.forget(self)
+        self.engine.event("close", self.info, self.why or ("error" if exc is not None else "eof"))
 
     # -- limits and stop -------------------------------------------------------
     def _check_idle(self) -> None:
@@ -157,16 +165,19 @@ class EchoProtocol(asyncio.BufferedProtocol):
             return
         self.idle_timer = None
         self.counters.add("idle_closed")
-        self.end()
+        self.end("idle")
 
     def _too_slow(self) -> None:
         self.slow_timer = None
         self.counters.add("slow_closed")
-        self.counters.add("bytes_out", -self.transport.get_write_buffer_size())
-        self.end(abort=True)
+        unsent = self.transport.get_write_buffer_size()
+        self.counters.add("bytes_out", -unsent)
+        self.info.bytes_out -= unsent
+        self.end("slow", abort=True)
 
-    def end(self, abort: bool = False) -> None:
+    def end(self, why: str, abort: bool = False) -> None:
         self.ended_by_us = True
+        self.why = self.why or why
         if abort:
             self.transport.abort()
         else:
@@ -227,8 +238,8 @@ class EchoDatagramProtocol(asyncio.DatagramProtocol):
 class AsyncioEngine(TwinEngine):
     """The engine for the "asyncio" and "uvloop" models, TCP or UDP."""
 
-    def __init__(self, cfg: ServerConfig) -> None:
-        super().__init__(cfg)
+    def __init__(self, cfg: ServerConfig, on_event: OnEvent = None) -> None:
+        super().__init__(cfg, on_event)
         self._new_loop = _loop_factory(cfg.model)
         self.rbuf = memoryview(bytearray(BUFSIZE))  # every connection reads here, one at a time
         self.conns: set[EchoProtocol] = set()
@@ -285,13 +296,14 @@ class AsyncioEngine(TwinEngine):
         """Send what is buffered for STOP_GRACE, then cut off what is left."""
         self._all_gone = asyncio.Event()
         for conn in list(self.conns):
-            conn.end()
+            conn.end("stop")
         if self.conns:
             try:
                 await asyncio.wait_for(self._all_gone.wait(), STOP_GRACE)
             except asyncio.TimeoutError:
-                for conn in list(self.conns):
-                    conn.end(abort=True)
+                for conn in list(self.conns):  # the grace is over: cut off, as every engine counts it
+                    self.counters.add("slow_closed")
+                    conn.end("slow", abort=True)
         for _ in range(3):  # connection_lost runs from the loop's next turns
             if not self.conns:
                 break

@@ -14,7 +14,9 @@ from typing import Callable, Optional
 
 from pysock import transform
 from pysock.config import millis
-from pysock.twins.common import ACCEPT_BACKOFF, BUFSIZE, EXHAUSTED, STOP_GRACE, UDP_SEND_WAIT, TwinEngine, reply_room
+from pysock.engine import OnEvent
+from pysock.twins.common import (ACCEPT_BACKOFF, BUFSIZE, EXHAUSTED, STOP_GRACE, UDP_SEND_WAIT, ConnInfo, TwinEngine,
+                                 reply_room)
 
 _IN = select.POLLIN
 _OUT = select.POLLOUT
@@ -27,10 +29,10 @@ def _poller(*pairs: tuple) -> "select.poll":
     return p
 
 
-def send_all(engine: TwinEngine, sock: socket.socket, data: bytes) -> bool:
-    """Send all of data.  False when the connection is over: the client read
-    nothing for send_timeout (slow_closed) or the send failed (errors).  A
-    stop leaves STOP_GRACE to finish this echo."""
+def send_all(engine: TwinEngine, sock: socket.socket, data: bytes, info: ConnInfo) -> Optional[str]:
+    """Send all of data; None once sent, or why the connection is over: the
+    client read nothing for send_timeout ("slow", counted in slow_closed) or
+    the send failed ("error").  A stop leaves STOP_GRACE to finish this echo."""
     counters = engine.counters
     view = memoryview(data)
     deadline: Optional[float] = None
@@ -43,9 +45,10 @@ def send_all(engine: TwinEngine, sock: socket.socket, data: bytes) -> bool:
             n = 0
         except OSError:
             counters.add("errors")
-            return False
+            return "error"
         if n:
             counters.add("bytes_out", n)
+            info.bytes_out += n
             view = view[n:]
             continue
         now = time.monotonic()
@@ -58,15 +61,16 @@ def send_all(engine: TwinEngine, sock: socket.socket, data: bytes) -> bool:
             deadline = min(deadline, now + STOP_GRACE)
         if now >= deadline:
             counters.add("slow_closed")
-            return False
+            return "slow"
         left = deadline - now
         waiting.poll(None if left == float("inf") else max(1, int(left * 1000)))
-    return True
+    return None
 
 
-def echo(engine: TwinEngine, sock: socket.socket) -> None:
+def echo(engine: TwinEngine, sock: socket.socket, info: ConnInfo) -> str:
     """Echo until the client closes its side, goes idle, stops reading or the
-    server stops.  Every byte read is answered before the next read, so a
+    server stops; which of them it was ("eof", "idle", "slow", "error",
+    "stop").  Every byte read is answered before the next read, so a
     client that half-closes gets its whole echo (and what the transform
     still owes) before our FIN.  A read is sized so that its reply fits in
     reply_room(), and no reply outlives its send: what a client that never
@@ -78,46 +82,46 @@ def echo(engine: TwinEngine, sock: socket.socket) -> None:
     while not engine.stopping:
         if not readable.poll(idle_ms):
             counters.add("idle_closed")
-            return
+            return "idle"
         if engine.stopping:
-            return
+            return "stop"
         try:
             data = sock.recv(xf.read_max(reply_room(engine.cfg)))
         except BlockingIOError:
             continue
         except OSError:
             counters.add("errors")
-            return
+            return "error"
         if not data:
-            tail = xf.finish()
-            if tail:
-                send_all(engine, sock, tail)
-            return
+            return send_all(engine, sock, xf.finish(), info) or "eof"
         counters.add("bytes_in", len(data))
-        if not send_all(engine, sock, xf.feed(data)):
-            return
+        info.bytes_in += len(data)
+        failed = send_all(engine, sock, xf.feed(data), info)
+        if failed:
+            return failed
         del data  # the next wait may be long: hold no read
+    return "stop"
 
 
 class _TCPEngine(TwinEngine):
     """The accept side both blocking TCP models share."""
 
-    def _accept_loop(self, handle: Callable[[socket.socket], None]) -> None:
+    def _accept_loop(self, handle: Callable[[socket.socket, ConnInfo], None]) -> None:
         """Wait for connections (or the wake-up) and hand each to handle."""
         ready = _poller((self.sock, _IN), (self.wake_fd, _IN))
         while not self.stopping:
             ready.poll()
             if self.stopping:
                 return
-            conn = self._accept()
-            if conn is not None:
-                handle(conn)
+            taken = self._accept()
+            if taken is not None:
+                handle(*taken)
 
-    def _accept(self) -> Optional[socket.socket]:
-        """The next connection, ready to serve; None if there was none, it
-        failed, or it was over max_conns (closed at once)."""
+    def _accept(self) -> Optional[tuple]:
+        """The next connection, ready to serve, and its ConnInfo; None if
+        there was none, it failed, or it was over max_conns (closed at once)."""
         try:
-            conn, _ = self.sock.accept()
+            conn, peer = self.sock.accept()
         except BlockingIOError:
             return None  # the client left before we took it
         except OSError as exc:
@@ -127,25 +131,30 @@ class _TCPEngine(TwinEngine):
                 _poller((self.wake_fd, _IN)).poll(millis(ACCEPT_BACKOFF))
             return None
         self.counters.add("accepted")
+        info = self.conn_info(peer)
         if self.counters.get("active") >= self.cfg.max_conns:
             self.counters.add("rejected")
+            self.event("rejected", info)
             conn.close()
             return None
         conn.setblocking(False)
         if self.cfg.family != "unix":
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return conn
+        return conn, info
 
-    def _serve_conn(self, conn: socket.socket) -> None:
+    def _serve_conn(self, conn: socket.socket, info: ConnInfo) -> None:
         """Echo on conn (already counted as active), then close it.  An
         unexpected failure ends this connection only, and is counted."""
+        why = "error"
+        self.event("open", info)
         try:
-            echo(self, conn)
+            why = echo(self, conn, info)
         except Exception:
             self.counters.add("errors")
         finally:
             conn.close()
             self.counters.add("active", -1)
+            self.event("close", info, why)
 
 
 class LoopTCP(_TCPEngine):
@@ -155,9 +164,9 @@ class LoopTCP(_TCPEngine):
     def serve(self) -> None:
         self._accept_loop(self._serve_one)
 
-    def _serve_one(self, conn: socket.socket) -> None:
+    def _serve_one(self, conn: socket.socket, info: ConnInfo) -> None:
         self.counters.add("active")
-        self._serve_conn(conn)
+        self._serve_conn(conn, info)
 
 
 class ThreadsTCP(_TCPEngine):
@@ -165,8 +174,8 @@ class ThreadsTCP(_TCPEngine):
     accept loop runs in serve()'s thread and joins every thread it started
     before returning."""
 
-    def __init__(self, cfg) -> None:
-        super().__init__(cfg)
+    def __init__(self, cfg, on_event: OnEvent = None) -> None:
+        super().__init__(cfg, on_event)
         self._threads: set[threading.Thread] = set()
         self._threads_lock = threading.Lock()
 
@@ -177,9 +186,10 @@ class ThreadsTCP(_TCPEngine):
             self.wake()  # also after Ctrl-C: every connection thread ends
             self._join_all()
 
-    def _start(self, conn: socket.socket) -> None:
+    def _start(self, conn: socket.socket, info: ConnInfo) -> None:
         self.counters.add("active")
-        thread = threading.Thread(target=self._run, args=(conn,), name="pysock twin connection", daemon=True)
+        thread = threading.Thread(target=self._run, args=(conn, info), name="pysock twin connection",
+                                  daemon=True)
         with self._threads_lock:
             self._threads.add(thread)
         try:
@@ -191,9 +201,9 @@ class ThreadsTCP(_TCPEngine):
             self.counters.add("active", -1)
             conn.close()
 
-    def _run(self, conn: socket.socket) -> None:
+    def _run(self, conn: socket.socket, info: ConnInfo) -> None:
         try:
-            self._serve_conn(conn)
+            self._serve_conn(conn, info)
         finally:
             with self._threads_lock:
                 self._threads.discard(threading.current_thread())

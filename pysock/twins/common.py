@@ -8,14 +8,14 @@ import socket
 import threading
 
 from pysock.config import ServerConfig
-from pysock.engine import ACCEPT_BACKOFF, BUFSIZE, STATS_FIELDS, STOP_GRACE, Address, Stats
+from pysock.engine import ACCEPT_BACKOFF, BUFSIZE, STATS_FIELDS, STOP_GRACE, Address, ConnEvent, OnEvent, Stats
 from pysock.errors import ResolveError
 
 UDP_SEND_WAIT = 0.1      # seconds a UDP reply waits for a full send buffer
 # accept() failures that say "out of something", not "this one client".
 EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-__all__ = ["ACCEPT_BACKOFF", "BUFSIZE", "STOP_GRACE", "Address", "Counters", "TwinEngine", "open_socket",
-           "reply_room"]
+__all__ = ["ACCEPT_BACKOFF", "BUFSIZE", "STOP_GRACE", "Address", "ConnInfo", "Counters", "TwinEngine",
+           "open_socket", "peer_name", "reply_room"]
 
 
 def reply_room(cfg: ServerConfig) -> int:
@@ -33,23 +33,45 @@ _SOCKTYPES = {"tcp": socket.SOCK_STREAM, "udp": socket.SOCK_DGRAM}
 
 
 class Counters:
-    """Stats as they grow.  Connection threads bump them at once, so every
-    change takes the lock; reads of a snapshot are cheap."""
+    """Stats as they grow (and "conns", the connections numbered so far).
+    Connection threads bump them at once, so every change takes the lock;
+    reads of a snapshot are cheap."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._values = dict.fromkeys(STATS_FIELDS, 0)
+        self._values = dict.fromkeys(STATS_FIELDS + ("conns",), 0)
 
-    def add(self, field: str, n: int = 1) -> None:
+    def add(self, field: str, n: int = 1) -> int:
         with self._lock:
             self._values[field] += n
+            return self._values[field]
 
     def get(self, field: str) -> int:
         return self._values[field]
 
     def snapshot(self) -> Stats:
         with self._lock:
-            return Stats(**self._values)
+            return Stats(**{f: self._values[f] for f in STATS_FIELDS})
+
+
+class ConnInfo:
+    """What the log says of one connection: its number, its peer, its bytes."""
+
+    __slots__ = ("conn", "peer", "bytes_in", "bytes_out")
+
+    def __init__(self, conn: int, peer: str) -> None:
+        self.conn = conn
+        self.peer = peer
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+
+def peer_name(peer) -> str:
+    """"127.0.0.1:50112" or "[::1]:50112", as C's log names a peer; "" over AF_UNIX."""
+    if not isinstance(peer, tuple):
+        return ""
+    host, port = peer[0], peer[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _bind_address(cfg: ServerConfig, family: int, socktype: int, where: str) -> Address:
@@ -96,8 +118,9 @@ class TwinEngine:
     provide serve(): serve until wake() is called, then close every
     connection (within STOP_GRACE) before returning."""
 
-    def __init__(self, cfg: ServerConfig) -> None:
+    def __init__(self, cfg: ServerConfig, on_event: OnEvent = None) -> None:
         self.cfg = cfg
+        self.on_event = on_event
         self.counters = Counters()
         self.stopping = False
         self.sock = open_socket(cfg)
@@ -109,6 +132,15 @@ class TwinEngine:
 
     def serve(self) -> None:
         raise NotImplementedError
+
+    def conn_info(self, peer) -> "ConnInfo":
+        """A connection just accepted: its number (from 1) and its peer."""
+        return ConnInfo(self.counters.add("conns"), peer_name(peer))
+
+    def event(self, kind: str, info: "ConnInfo", why: str = "") -> None:
+        """Tell the log (if the server keeps one) what became of a connection."""
+        if self.on_event is not None:
+            self.on_event(ConnEvent(kind, info.conn, info.peer, why, info.bytes_in, info.bytes_out))
 
     def wake(self) -> None:
         """Safe from any thread: a flag, the listener shut down (as
