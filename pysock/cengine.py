@@ -9,15 +9,18 @@ import threading
 
 from pysock._core import check, ffi, lib
 from pysock.config import ServerConfig, millis
-from pysock.engine import STATS_FIELDS, WHY, Address, ConnEvent, OnEvent, Stats
+from pysock.engine import STATS_FIELDS, Address, ConnEvent, OnEvent, Stats
 
 _FAMILY = {"inet": "AF_INET", "inet6": "AF_INET6", "unix": "AF_UNIX"}
 _SOCKTYPE = {"tcp": "SOCK_STREAM", "udp": "SOCK_DGRAM"}
 _TRANSFORM = {"upper": "PS_XF_UPPER", "echo": "PS_XF_ECHO", "stamp": "PS_XF_STAMP"}
 _MODEL = {"threads": "PS_MODEL_THREADS", "epoll": "PS_MODEL_EPOLL", "loop": "PS_MODEL_THREADS"}
 
-
-_KINDS = {1: "open", 2: "close", 3: "rejected"}
+# The log's words for the C library's event codes (csrc/pysock.h), read from
+# the library, not typed in again.
+_KINDS = {lib.PS_EV_OPEN: "open", lib.PS_EV_CLOSE: "close", lib.PS_EV_REJECTED: "rejected"}
+_WHY = {lib.PS_WHY_EOF: "eof", lib.PS_WHY_IDLE: "idle", lib.PS_WHY_SLOW: "slow", lib.PS_WHY_ERROR: "error",
+        lib.PS_WHY_STOP: "stop"}
 
 
 class EventReader:
@@ -49,7 +52,7 @@ class EventReader:
     @staticmethod
     def _event(e) -> ConnEvent:
         return ConnEvent(kind=_KINDS.get(e.kind, "?"), conn=e.conn, peer=ffi.string(e.peer).decode(),
-                         why=WHY.get(e.why, ""), bytes_in=e.bytes_in, bytes_out=e.bytes_out)
+                         why=_WHY.get(e.why, ""), bytes_in=e.bytes_in, bytes_out=e.bytes_out)
 
     def close(self) -> None:
         os.close(self.write_fd)

@@ -36,10 +36,6 @@ class Stats:
 
 STATS_FIELDS = tuple(Stats.__dataclass_fields__)
 
-# Why a connection closed (csrc/pysock.h: PS_WHY_*).
-WHY = {1: "eof", 2: "idle", 3: "slow", 4: "error", 5: "stop"}
-
-
 @dataclass(frozen=True)
 class ConnEvent:
     """A connection's open, close or rejection, for a server's log."""

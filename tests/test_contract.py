@@ -231,7 +231,7 @@ def test_the_log_says_a_connection_was_rejected(tcp_options):
     with pysock.Server(LOCALHOST, 0, "tcp", max_conns=1, log=lines.append, **tcp_options) as srv:
         with pysock.Connection(srv.address) as first:
             assert first.roundtrip(b"a") == b"A"
-            with pysock.client.connect(srv.address) as second:
+            with pysock.client.connect(srv.address):  # the second: over max_conns
                 wait_for(lambda: logged(lines, "rejected"))
     [rejected] = logged(lines, "rejected")
     assert " #2 from 127.0.0.1:" in rejected and rejected.endswith("rejected: max_conns are open")

@@ -67,22 +67,32 @@ def add_bind_option(p: argparse.ArgumentParser) -> None:
                    help=f"address to bind (default {DEFAULT_HOST}; 0.0.0.0 for every interface)")
 
 
+def url_arg(text: str) -> tuple:
+    """(scheme, address) from a URL as pysock serve prints it; a usage error
+    saying what is wrong otherwise."""
+    try:
+        return parse_url(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def host_port(host: str, port: str) -> tuple:
+    """(host, port) from HOST PORT as typed ([::1] as printed, too)."""
+    try:
+        return host_arg(host), port_number(port)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def peer_address(words: list, proto: str, usage: str, host_optional: bool = False) -> tuple:
     """(host, port) from what a user typed: HOST PORT ([HOST] PORT with
     host_optional), or one URL as pysock serve prints it (proto://HOST:PORT,
     brackets and all)."""
     if len(words) == 1 and "://" in words[0]:
-        try:
-            scheme, address = parse_url(words[0])
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        scheme, address = url_arg(words[0])
         if scheme != proto:
             raise UsageError(f"{words[0]} is not a {proto}:// address")
         return address
     if not (len(words) == 2 or (host_optional and len(words) == 1)):
         raise UsageError(usage)
-    host = host_arg(words[0]) if len(words) == 2 else DEFAULT_HOST
-    try:
-        return host, port_number(words[-1])
-    except argparse.ArgumentTypeError as exc:
-        raise UsageError(str(exc)) from None
+    return host_port(words[0] if len(words) == 2 else DEFAULT_HOST, words[-1])

@@ -6,8 +6,8 @@ import argparse
 import os
 import sys
 
-from pysock.cli.common import UsageError, port_number, seconds
-from pysock.engine import format_url, parse_url
+from pysock.cli.common import UsageError, host_port, seconds, url_arg
+from pysock.engine import format_url
 from pysock.errors import ReplyError
 
 def add_parser(sub) -> None:
@@ -32,19 +32,12 @@ def send_target(args: argparse.Namespace):
     if args.unix is not None:
         return args.unix, args.words
     if args.words and "://" in args.words[0]:
-        try:
-            scheme, address = parse_url(args.words[0])
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        scheme, address = url_arg(args.words[0])
         args.udp = args.udp or scheme == "udp"
         return address, args.words[1:]
     if len(args.words) < 2:
         raise UsageError("send needs HOST PORT (or --unix PATH) (see 'pysock send --help')")
-    try:
-        port = port_number(args.words[1])
-    except argparse.ArgumentTypeError as exc:
-        raise UsageError(str(exc)) from None
-    return (args.words[0], port), args.words[2:]
+    return host_port(args.words[0], args.words[1]), args.words[2:]
 
 
 def _print_reply(reply: bytes) -> None:
