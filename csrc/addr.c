@@ -4,7 +4,7 @@
 #include <netdb.h>
 #include <string.h>
 
-#include "pysock.h"
+#include "internal.h"
 
 static int port_ok(int port)
 {
@@ -105,4 +105,25 @@ int ps_sockaddr_in_many(struct sockaddr_in *out, size_t n, const char *host,
         out[i].sin_port = htons((uint16_t)(first_port + (int)i));
     }
     return (int)n;
+}
+
+/* The text of an IPv4 or IPv6 address (host, hostlen bytes at most) and
+ * its port; -errno for another family or a host that does not fit. */
+int ps__addr_text(const struct sockaddr_storage *ss, char *host, size_t hostlen)
+{
+    const void *addr;
+    int port;
+
+    if (ss->ss_family == AF_INET6) {
+        addr = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+        port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+    } else if (ss->ss_family == AF_INET) {
+        addr = &((const struct sockaddr_in *)ss)->sin_addr;
+        port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    } else {
+        return -EAFNOSUPPORT;
+    }
+    if (inet_ntop(ss->ss_family, addr, host, (socklen_t)hostlen) == NULL)
+        return -errno;
+    return port;
 }

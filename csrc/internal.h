@@ -148,6 +148,9 @@ struct ps_server {
 #define PS__WOKEN 2
 #define PS__TIMEOUT 3
 
+/* Address text for ps_server_sockname and the log (addr.c). */
+int ps__addr_text(const struct sockaddr_storage *ss, char *host, size_t hostlen);
+
 /* What every serving loop uses (loop.c). */
 int ps__wait(int fd, short events, int wake_fd, int timeout_ms, const sigset_t *mask);
 int ps__stopping(const ps_server *s);

@@ -127,22 +127,13 @@ static void peer_name(int fd, char *out, size_t n)
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     char host[INET6_ADDRSTRLEN];
-    const void *addr;
     int port;
 
     out[0] = '\0';
     if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
         return;
-    if (ss.ss_family == AF_INET6) {
-        addr = &((struct sockaddr_in6 *)&ss)->sin6_addr;
-        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    } else if (ss.ss_family == AF_INET) {
-        addr = &((struct sockaddr_in *)&ss)->sin_addr;
-        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    } else {
-        return;
-    }
-    if (inet_ntop(ss.ss_family, addr, host, sizeof host) != NULL)
+    port = ps__addr_text(&ss, host, sizeof host);
+    if (port >= 0)
         snprintf(out, n, ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", host, port);
 }
 

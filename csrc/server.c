@@ -102,12 +102,11 @@ static int bound_port(int fd)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
+    char host[INET6_ADDRSTRLEN];
 
     if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
         return -errno;
-    if (ss.ss_family == AF_INET6)
-        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return ps__addr_text(&ss, host, sizeof host);
 }
 
 static int set_reuseport(int fd)
@@ -285,8 +284,6 @@ int ps_server_sockname(const ps_server *s, char *host, size_t hostlen)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    const void *addr;
-    int port;
 
     if (s->cfg.family == AF_UNIX) {
         if (strlen(s->path) >= hostlen)
@@ -296,16 +293,7 @@ int ps_server_sockname(const ps_server *s, char *host, size_t hostlen)
     }
     if (getsockname(s->w[0].fd, (struct sockaddr *)&ss, &len) < 0)
         return -errno;
-    if (ss.ss_family == AF_INET6) {
-        addr = &((struct sockaddr_in6 *)&ss)->sin6_addr;
-        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    } else {
-        addr = &((struct sockaddr_in *)&ss)->sin_addr;
-        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    }
-    if (inet_ntop(ss.ss_family, addr, host, (socklen_t)hostlen) == NULL)
-        return -errno;
-    return port;
+    return ps__addr_text(&ss, host, hostlen);
 }
 
 static int serve_worker(ps__worker *w)
