@@ -33,20 +33,13 @@
 
 typedef struct econn econn;
 
-typedef struct list {
-    econn *head, *tail;
-} list;
-
 struct econn {
+    ps__timer t;         /* first: on loop->idle or loop->pending */
     int fd;
     uint32_t events;     /* what epoll watches for it now */
     int eof;             /* the client half-closed: flush, then close */
     ps__buf out;         /* unsent echo: out.data[off .. out.len) */
     size_t off;
-    size_t taken;        /* echo the client took since its clock restarted */
-    int64_t since;       /* when its clock restarted (ms) */
-    list *on;            /* &loop->idle or &loop->pending */
-    econn *prev, *next;
     ps__xf xf;           /* the transform's state (stamp: the unfinished line) */
     ps__conninfo info;   /* its number, peer and bytes, for the log */
 };
@@ -59,47 +52,21 @@ struct ps__loop {
     int draining;        /* stopping: finishing echoes, then closing */
     int64_t grace_end;
     int nconns;
-    list idle, pending;
+    ps__tlist idle, pending;
     char listen_tag, wake_tag;  /* their addresses mark the two non-connection fds */
     struct epoll_event ev[MAX_EVENTS];
     unsigned char buf[PS_BUFSIZE];
 };
 
-/* -- the two timer lists ------------------------------------------------- */
-static void list_remove(econn *c)
+/* The connection a timer list's entry belongs to. */
+static econn *conn_of(ps__timer *t)
 {
-    list *l = c->on;
-
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        l->head = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    else
-        l->tail = c->prev;
-    c->prev = c->next = NULL;
+    return (econn *)t;
 }
 
-static void list_push(list *l, econn *c)
+static void restart(ps__tlist *l, econn *c, int64_t now)
 {
-    c->on = l;
-    c->prev = l->tail;
-    c->next = NULL;
-    if (l->tail != NULL)
-        l->tail->next = c;
-    else
-        l->head = c;
-    l->tail = c;
-}
-
-/* Restart c's clock on list l: its deadline is now the latest of l's. */
-static void restart(list *l, econn *c, int64_t now)
-{
-    list_remove(c);
-    c->since = now;
-    c->taken = 0;
-    list_push(l, c);
+    ps__timer_restart(l, &c->t, now);
 }
 
 /* -- opening and closing connections ------------------------------------- */
@@ -128,9 +95,9 @@ static int conn_open(ps__loop *l, int fd, const ps__conninfo *ci, int64_t now)
         free(c);
         return rc;
     }
-    c->since = now;
+    c->t.since = now;
     c->info = *ci;
-    list_push(&l->idle, c);
+    ps__timer_push(&l->idle, &c->t);
     l->nconns++;
     PS_ADD(l->w->stats.active, 1);
     ps__conn_event(l->w->srv, &c->info, PS_EV_OPEN, 0);
@@ -144,7 +111,7 @@ static int conn_open(ps__loop *l, int fd, const ps__conninfo *ci, int64_t now)
 static void conn_close(ps__loop *l, econn *c, int why)
 {
     ps__conn_event(l->w->srv, &c->info, PS_EV_CLOSE, why);
-    list_remove(c);
+    ps__timer_remove(&c->t);
     close(c->fd);
     ps__xf_free(&c->xf);
     ps__buf_free(&c->out);
@@ -153,12 +120,12 @@ static void conn_close(ps__loop *l, econn *c, int why)
     PS_SUB(l->w->stats.active, 1);
 }
 
-static void close_list(ps__loop *l, list *which, uint64_t *counter, int why)
+static void close_list(ps__loop *l, ps__tlist *which, uint64_t *counter, int why)
 {
     while (which->head != NULL) {
         if (counter != NULL)
             PS_ADD(*counter, 1);
-        conn_close(l, which->head, why);
+        conn_close(l, conn_of(which->head), why);
     }
 }
 
@@ -255,11 +222,11 @@ static int flush(ps__loop *l, econn *c, int64_t now)
     PS_ADD(l->w->stats.bytes_out, (uint64_t)k);
     c->info.out += (uint64_t)k;
     c->off += (size_t)k;
-    c->taken += (size_t)k;
+    c->t.taken += (size_t)k;
     if (unsent(c) == 0) {
         drop_out(c);
         restart(&l->idle, c, now);
-    } else if (c->taken >= PS_BUFSIZE) {
+    } else if (c->t.taken >= PS_BUFSIZE) {
         restart(&l->pending, c, now);
     }
     return 0;
@@ -310,7 +277,7 @@ static int on_readable(ps__loop *l, econn *c, int64_t now)
     if (n > 0) {
         PS_ADD(l->w->stats.bytes_in, (uint64_t)n);
         c->info.in += (uint64_t)n;
-        if (c->on == &l->idle)
+        if (c->t.on == &l->idle)
             restart(&l->idle, c, now);
         return conn_feed(l, c, l->buf, (size_t)n, now);
     }
@@ -407,10 +374,8 @@ static int next_timeout(const ps__loop *l, int64_t now)
 
     if (l->draining)
         t = l->grace_end;
-    if (cfg->idle_ms > 0 && l->idle.head != NULL)
-        t = earliest(t, l->idle.head->since + cfg->idle_ms);
-    if (cfg->send_timeout_ms > 0 && l->pending.head != NULL)
-        t = earliest(t, l->pending.head->since + cfg->send_timeout_ms);
+    t = earliest(t, ps__timer_due(&l->idle, cfg->idle_ms));
+    t = earliest(t, ps__timer_due(&l->pending, cfg->send_timeout_ms));
     if (l->accept_at > 0)
         t = earliest(t, l->accept_at);
     if (t == INT64_MAX)
@@ -422,15 +387,13 @@ static void expire(ps__loop *l, int64_t now)
 {
     const ps_config *cfg = &l->w->srv->cfg;
 
-    while (cfg->idle_ms > 0 && l->idle.head != NULL &&
-           now - l->idle.head->since >= cfg->idle_ms) {
+    while (now >= ps__timer_due(&l->idle, cfg->idle_ms)) {
         PS_ADD(l->w->stats.idle_closed, 1);
-        conn_close(l, l->idle.head, PS_WHY_IDLE);
+        conn_close(l, conn_of(l->idle.head), PS_WHY_IDLE);
     }
-    while (cfg->send_timeout_ms > 0 && l->pending.head != NULL &&
-           now - l->pending.head->since >= cfg->send_timeout_ms) {
+    while (now >= ps__timer_due(&l->pending, cfg->send_timeout_ms)) {
         PS_ADD(l->w->stats.slow_closed, 1);
-        conn_close(l, l->pending.head, PS_WHY_SLOW);
+        conn_close(l, conn_of(l->pending.head), PS_WHY_SLOW);
     }
     if (l->accept_at > 0 && now >= l->accept_at && !l->draining) {
         if (set_listening(l, 1) == 0)
@@ -454,8 +417,8 @@ static void begin_drain(ps__loop *l, int64_t now)
     set_listening(l, 0);
     epoll_set(l, EPOLL_CTL_DEL, l->w->srv->wake[0], 0, NULL);
     close_list(l, &l->idle, NULL, PS_WHY_STOP);
-    for (c = l->pending.head; c != NULL; c = next) {
-        next = c->next;
+    for (c = conn_of(l->pending.head); c != NULL; c = next) {
+        next = conn_of(c->t.next);
         settle(l, c, 0);
     }
 }

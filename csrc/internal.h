@@ -21,6 +21,16 @@
 #if defined(SO_REUSEPORT) && !defined(PYSOCK_PORTABLE)
 #define PS__HAVE_REUSEPORT 1
 #endif
+/* io_uring: the kernel's UAPI header, from Linux 6.1's on (the flags the
+ * uring model asks for); the running kernel may still refuse it. */
+#if defined(__linux__) && !defined(PYSOCK_PORTABLE) && defined(__has_include)
+#if __has_include(<linux/io_uring.h>)
+#include <linux/io_uring.h>
+#if defined(IORING_SETUP_DEFER_TASKRUN) && defined(IORING_RECV_MULTISHOT)
+#define PS__HAVE_URING 1
+#endif
+#endif
+#endif
 
 /* Counters are bumped by serving threads and read by Python at any time. */
 #define PS_ADD(field, n) __atomic_add_fetch(&(field), (n), __ATOMIC_RELAXED)
@@ -106,6 +116,7 @@ void ps__xf_free(ps__xf *x);
 typedef struct ps__conn ps__conn;
 typedef struct ps__loop ps__loop;
 typedef struct ps__batch ps__batch;
+typedef struct ps__uring ps__uring;
 typedef struct ps__model ps__model;
 
 /* One serving thread and its own socket.  Worker 0 runs in the thread that
@@ -117,6 +128,7 @@ typedef struct ps__worker {
     int rc;              /* how a helper thread's loop ended */
     ps__loop *loop;      /* the epoll model's state (epoll.c) */
     ps__batch *batch;    /* the UDP loop's buffers (udp.c) */
+    ps__uring *uring;    /* the uring model's ring and state (uring.c) */
     const sigset_t *sigmask;  /* worker 0 in Python's thread: the mask to wait with */
     /* Each worker counts on its own cache line; ps_server_stats sums. */
     char pad[64];
@@ -151,6 +163,27 @@ struct ps_server {
 /* Address text for ps_server_sockname and the log (addr.c). */
 int ps__addr_text(const struct sockaddr_storage *ss, char *host, size_t hostlen);
 
+/* A connection's place on one of its loop's timer lists (epoll.c,
+ * uring.c).  A list stays in time order because a connection moves to its
+ * tail whenever its clock restarts, so a loop looks only at the heads.
+ * The connection's struct embeds it as its first member. */
+typedef struct ps__timer ps__timer;
+typedef struct ps__tlist {
+    ps__timer *head, *tail;
+} ps__tlist;
+struct ps__timer {
+    int64_t since;       /* when its clock restarted (ms) */
+    size_t taken;        /* echo its client took since then */
+    ps__tlist *on;
+    ps__timer *prev, *next;
+};
+void ps__timer_remove(ps__timer *t);
+void ps__timer_push(ps__tlist *l, ps__timer *t);
+void ps__timer_restart(ps__tlist *l, ps__timer *t, int64_t now);
+/* When the head of l is due, ms after its clock restarted; INT64_MAX if
+ * the list is empty or ms is 0 (no limit). */
+int64_t ps__timer_due(const ps__tlist *l, int ms);
+
 /* What every serving loop uses (loop.c). */
 int ps__wait(int fd, short events, int wake_fd, int timeout_ms, const sigset_t *mask);
 int ps__stopping(const ps_server *s);
@@ -179,6 +212,10 @@ typedef struct ps__conninfo {
 #define PS__EXHAUSTED 3
 #define PS__ACCEPT_BACKOFF_MS 50
 int ps__accept(ps__worker *w, int *fd, ps__conninfo *ci);
+/* The two halves of ps__accept, for a loop whose accept the kernel ran
+ * (io_uring): what an accept's error means, and a connection taken. */
+int ps__accept_failed(ps__worker *w, int err);
+int ps__accepted(ps__worker *w, int fd, ps__conninfo *ci);
 
 /* ps__conn_event: a connection's open, close (with why) or rejection, to
  * the log when the server keeps one (cfg.log_events); nothing otherwise. */
@@ -203,6 +240,55 @@ struct ps__model {
     void (*drain)(ps_server *s);
     void (*free)(ps__worker *w);
 };
+
+#ifdef PS__HAVE_URING
+/* io_uring through its system calls (ring.c): a submission queue entries
+ * are written to and a completion queue read from. */
+typedef struct ps__ring {
+    int fd;
+    unsigned flags;      /* the setup flags this kernel took */
+    int enabled;
+    unsigned tail;       /* our submission tail, published at enter */
+    unsigned *sq_head, *sq_tail, *cq_head, *cq_tail;
+    unsigned sq_mask, cq_mask, sq_entries;
+    struct io_uring_sqe *sqes;
+    struct io_uring_cqe *cqes;
+    void *sq_map, *cq_map;
+    size_t sq_len, cq_len, sqes_len;
+} ps__ring;
+
+/* A ring of n provided buffers of size bytes (n a power of 2): the kernel
+ * picks one when data arrives; the loop gives it back (put) once done. */
+typedef struct ps__bufring {
+    struct io_uring_buf_ring *ring;
+    unsigned char *mem;
+    unsigned n, size;
+    int group;
+    uint16_t tail;
+} ps__bufring;
+
+int ps__ring_open(ps__ring *r, unsigned entries);
+int ps__ring_enable(ps__ring *r);
+void ps__ring_close(ps__ring *r);
+/* The next free entry, zeroed; NULL when the queue is full (submit first). */
+struct io_uring_sqe *ps__ring_sqe(ps__ring *r);
+/* Submit what is queued, and run what has completed; no waiting. */
+int ps__ring_submit(ps__ring *r);
+/* Submit, and wait for a completion, timeout_ms (-1: no limit) or a signal
+ * (with mask: see ps_server_serve): -ETIME, -EINTR or a count. */
+int ps__ring_wait(ps__ring *r, int timeout_ms, const sigset_t *mask);
+/* The oldest completion not yet seen, or NULL; ps__ring_seen frees it. */
+struct io_uring_cqe *ps__ring_cqe(ps__ring *r);
+void ps__ring_seen(ps__ring *r);
+int ps__bufring_open(ps__ring *r, ps__bufring *b, int group, unsigned n, unsigned size);
+unsigned char *ps__bufring_data(const ps__bufring *b, unsigned id);
+void ps__bufring_put(ps__bufring *b, unsigned id);
+void ps__bufring_free(ps__bufring *b);
+/* 0 if this kernel gives the uring model what it needs, else -errno. */
+int ps__uring_probe(void);
+
+extern const ps__model ps__uring_model;    /* uring.c */
+#endif
 
 extern const ps__model ps__threads_model;  /* tcp.c */
 extern const ps__model ps__udp_model;      /* udp.c */

@@ -1,7 +1,8 @@
 /* loop.c - what every serving loop uses, written once: clocks, the stop
  * flag, waiting on a descriptor and the wake pipe, the connection limit,
  * taking a connection off a listening socket, and spinning before sleep.
- * The models (tcp.c, epoll.c, udp.c) call these; nothing here calls them. */
+ * The models (tcp.c, epoll.c, uring.c, udp.c) call these, and their timer
+ * lists live here; nothing here calls them. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -107,7 +108,7 @@ int ps__over_limit(const ps_server *s)
 /* accept() failed: most reasons concern one client only.  Out of
  * descriptors or memory, the connection stays in the backlog and a wait
  * would report it again at once: the caller backs off rather than spin. */
-static int accept_failed(ps__worker *w, int err)
+int ps__accept_failed(ps__worker *w, int err)
 {
     if (err == EAGAIN || err == EWOULDBLOCK)
         return PS__EMPTY;      /* the client left before we took it */
@@ -156,13 +157,10 @@ void ps__conn_event(const ps_server *s, const ps__conninfo *ci, int kind, int wh
         return;
 }
 
-int ps__accept(ps__worker *w, int *out, ps__conninfo *ci)
+int ps__accepted(ps__worker *w, int fd, ps__conninfo *ci)
 {
-    int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     int one = 1;
 
-    if (fd < 0)
-        return accept_failed(w, errno);
     PS_ADD(w->stats.accepted, 1);
     memset(ci, 0, sizeof *ci);
     ci->id = PS_ADD(w->srv->conns, 1);
@@ -176,8 +174,20 @@ int ps__accept(ps__worker *w, int *out, ps__conninfo *ci)
     }
     if (w->srv->cfg.family != AF_UNIX)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    *out = fd;
     return PS__TAKEN;
+}
+
+int ps__accept(ps__worker *w, int *out, ps__conninfo *ci)
+{
+    int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int rc;
+
+    if (fd < 0)
+        return ps__accept_failed(w, errno);
+    rc = ps__accepted(w, fd, ci);
+    if (rc == PS__TAKEN)
+        *out = fd;
+    return rc;
 }
 
 int ps__spin(const ps_server *s, int64_t spin_us, int (*attempt)(void *), void *arg)
@@ -189,4 +199,46 @@ int ps__spin(const ps_server *s, int64_t spin_us, int (*attempt)(void *), void *
         n = attempt(arg);
     while (n == 0 && ps__now_us() < end && !ps__stopping(s));
     return n;
+}
+
+/* -- timer lists --------------------------------------------------------- */
+void ps__timer_remove(ps__timer *t)
+{
+    ps__tlist *l = t->on;
+
+    if (t->prev != NULL)
+        t->prev->next = t->next;
+    else
+        l->head = t->next;
+    if (t->next != NULL)
+        t->next->prev = t->prev;
+    else
+        l->tail = t->prev;
+    t->prev = t->next = NULL;
+}
+
+void ps__timer_push(ps__tlist *l, ps__timer *t)
+{
+    t->on = l;
+    t->prev = l->tail;
+    t->next = NULL;
+    if (l->tail != NULL)
+        l->tail->next = t;
+    else
+        l->head = t;
+    l->tail = t;
+}
+
+/* Restart t's clock on list l: its deadline is now the latest of l's. */
+void ps__timer_restart(ps__tlist *l, ps__timer *t, int64_t now)
+{
+    ps__timer_remove(t);
+    t->since = now;
+    t->taken = 0;
+    ps__timer_push(l, t);
+}
+
+int64_t ps__timer_due(const ps__tlist *l, int ms)
+{
+    return ms > 0 && l->head != NULL ? l->head->since + ms : INT64_MAX;
 }

@@ -26,15 +26,19 @@
 #define PS_XF_ECHO 1
 #define PS_XF_STAMP 2
 
-/* How a TCP server waits for its clients: a thread per connection, or
- * one non-blocking event loop per worker. */
+/* How a server waits for its clients.  TCP: a thread per connection, or
+ * one non-blocking event loop per worker (epoll); UDP: the datagram loop.
+ * uring, for both: the kernel runs every receive and send, one io_uring per
+ * worker. */
 #define PS_MODEL_THREADS 0
 #define PS_MODEL_EPOLL 1
+#define PS_MODEL_URING 2
 
 /* What this build can do (ps_features): the fast paths need Linux. */
 #define PS_FEAT_EPOLL 1
 #define PS_FEAT_MMSG 2
 #define PS_FEAT_REUSEPORT 4
+#define PS_FEAT_URING 8
 
 /* The largest UDP payload over IPv4, and the receive buffer that holds it. */
 #define PS_UDP_MAX 65507
@@ -131,8 +135,12 @@ int ps_layouts(const ps_layout **out);
 /* Transforms (transform.c) */
 void ps_upper(unsigned char *buf, size_t n);
 
-/* Servers (server.c, tcp.c, epoll.c, udp.c) */
+/* Servers (server.c, tcp.c, epoll.c, uring.c, udp.c) */
 int ps_features(void);
+/* 0 if the running kernel serves the uring model (PS_FEAT_URING built),
+ * else why not: -ENOSYS (no io_uring), -EPERM (refused: sysctl
+ * kernel.io_uring_disabled, a seccomp filter), -EINVAL (too old). */
+int ps_uring_probe(void);
 int ps_server_open(ps_server **out, const ps_config *cfg);
 int ps_server_sockname(const ps_server *srv, char *host, size_t hostlen);
 int ps_server_serve(ps_server *srv);

@@ -1,6 +1,6 @@
 /* server.c - a server's life: open (socket, bind, listen, once per worker;
  * the model chosen once), serve (worker 0 here, the others in threads),
- * stop, close.  The serving loops are the models' (tcp.c, epoll.c, udp.c),
+ * stop, close.  The serving loops are the models' (tcp.c, epoll.c, uring.c, udp.c),
  * reached only through their ps__model tables. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,7 +28,19 @@ int ps_features(void)
 #ifdef PS__HAVE_REUSEPORT
     f |= PS_FEAT_REUSEPORT;
 #endif
+#ifdef PS__HAVE_URING
+    f |= PS_FEAT_URING;
+#endif
     return f;
+}
+
+int ps_uring_probe(void)
+{
+#ifdef PS__HAVE_URING
+    return ps__uring_probe();
+#else
+    return -ENOSYS;
+#endif
 }
 
 static int check_config(const ps_config *cfg)
@@ -171,9 +183,13 @@ static int check_port_free(ps_server *s)
 }
 
 /* The model for this configuration, or NULL: one the build lacks (no
- * epoll) or that does not exist. */
+ * epoll, no io_uring) or that does not exist. */
 static const ps__model *choose_model(const ps_config *cfg)
 {
+#ifdef PS__HAVE_URING
+    if (cfg->model == PS_MODEL_URING)
+        return &ps__uring_model;
+#endif
     if (cfg->socktype == SOCK_DGRAM)
         return &ps__udp_model;
 #ifdef PS__HAVE_EPOLL

@@ -14,7 +14,8 @@ from pysock.engine import STATS_FIELDS, Address, ConnEvent, OnEvent, Stats
 _FAMILY = {"inet": "AF_INET", "inet6": "AF_INET6", "unix": "AF_UNIX"}
 _SOCKTYPE = {"tcp": "SOCK_STREAM", "udp": "SOCK_DGRAM"}
 _TRANSFORM = {"upper": "PS_XF_UPPER", "echo": "PS_XF_ECHO", "stamp": "PS_XF_STAMP"}
-_MODEL = {"threads": "PS_MODEL_THREADS", "epoll": "PS_MODEL_EPOLL", "loop": "PS_MODEL_THREADS"}
+_MODEL = {"threads": "PS_MODEL_THREADS", "epoll": "PS_MODEL_EPOLL", "loop": "PS_MODEL_THREADS",
+          "uring": "PS_MODEL_URING"}
 
 # The log's words for the C library's event codes (csrc/pysock.h), read from
 # the library, not typed in again.

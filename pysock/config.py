@@ -3,6 +3,8 @@ any C code runs, with one clear error for each mistake."""
 from __future__ import annotations
 
 import dataclasses
+import errno
+import functools
 import importlib.util
 import ipaddress
 import math
@@ -28,8 +30,8 @@ BACKENDS = ("c", "python")
 # CPU per request, and one connection as fast (README, Performance).  The
 # python backend's models are the pure-Python twins (pysock/twins/).
 MODELS = {
-    ("c", "tcp"): ("epoll", "threads"),
-    ("c", "udp"): ("loop",),
+    ("c", "tcp"): ("epoll", "uring", "threads"),
+    ("c", "udp"): ("loop", "uring"),
     ("python", "tcp"): ("threads", "loop", "asyncio", "uvloop"),
     ("python", "udp"): ("loop", "asyncio", "uvloop"),
 }
@@ -54,8 +56,13 @@ def default_model(backend: str, proto: str) -> str:
 
 
 def _built(backend: str, model: str) -> bool:
-    """Whether this build of the C library has what the model needs."""
-    return backend != "c" or model != "epoll" or "epoll" in c_features()
+    """Whether this build of the C library, and for uring the running
+    kernel, has what the model needs."""
+    if backend != "c":
+        return True
+    if model == "uring":
+        return uring_refused() is None
+    return model != "epoll" or "epoll" in c_features()
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 12000  # the tutorials' port; the CLI's default (the API's is 0)
@@ -107,7 +114,7 @@ class ServerConfig:
         models = MODELS[(self.backend, self.proto)]
         model = self.model if self.model is not None else default_model(self.backend, self.proto)
         _check_choice(f"model for {self.backend} {self.proto}", model, models)
-        _check_platform(self.backend, model, self.workers, family)
+        _check_platform(self.backend, self.proto, model, self.workers, family)
         if not model_available(model):
             package = MODEL_NEEDS[model]
             raise ConfigError(f"model {model!r} needs {package}, which is not installed: "
@@ -148,11 +155,40 @@ def c_features() -> frozenset[str]:
     from pysock._core import lib
 
     bits = lib.ps_features()
-    names = {"epoll": lib.PS_FEAT_EPOLL, "mmsg": lib.PS_FEAT_MMSG, "reuseport": lib.PS_FEAT_REUSEPORT}
+    names = {"epoll": lib.PS_FEAT_EPOLL, "mmsg": lib.PS_FEAT_MMSG, "reuseport": lib.PS_FEAT_REUSEPORT,
+             "uring": lib.PS_FEAT_URING}
     return frozenset(name for name, bit in names.items() if bits & bit)
 
 
-def _check_platform(backend: str, model: str, workers: int, family: str) -> None:
+# Why the running kernel refuses the uring model, by the error io_uring_setup
+# (or registering a buffer ring) gave.
+_URING_REFUSED = {
+    errno.ENOSYS: "this kernel has no io_uring",
+    errno.EPERM: "the kernel refuses io_uring here (sysctl kernel.io_uring_disabled, "
+                 "or a seccomp filter such as a container's)",
+    errno.EACCES: "the kernel refuses io_uring to this user (sysctl kernel.io_uring_disabled=1 "
+                  "and not in kernel.io_uring_group)",
+    errno.EINVAL: "this kernel's io_uring is too old (Linux 6.0 or later is needed)",
+    errno.EOPNOTSUPP: "this kernel's io_uring is too old (Linux 6.0 or later is needed)",
+}
+
+
+@functools.lru_cache(maxsize=None)
+def uring_refused() -> Optional[str]:
+    """Why model "uring" cannot run here, or None if it can: this build
+    must have it, and the running kernel must let this process use it."""
+    if "uring" not in c_features():
+        return ("this build of pysock has no io_uring (it was built without Linux 6.1's "
+                "<linux/io_uring.h>)")
+    from pysock._core import lib
+
+    rc = lib.ps_uring_probe()
+    if rc == 0:
+        return None
+    return _URING_REFUSED.get(-rc, f"io_uring_setup failed: {os.strerror(-rc)}")
+
+
+def _check_platform(backend: str, proto: str, model: str, workers: int, family: str) -> None:
     if workers > 1 and family == "unix":
         raise ConfigError("workers > 1 needs an IP address (each worker binds the port): "
                           "a unix socket has one worker")
@@ -161,6 +197,9 @@ def _check_platform(backend: str, model: str, workers: int, family: str) -> None
     if model == "epoll" and "epoll" not in c_features():
         raise ConfigError("model 'epoll' needs Linux's epoll, which this build of pysock "
                           "lacks: use model='threads'")
+    if model == "uring" and (why := uring_refused()) is not None:
+        other = "epoll" if proto == "tcp" else "loop"
+        raise ConfigError(f"model 'uring' cannot run: {why}; use model='{other}'")
     if workers > 1 and "reuseport" not in c_features():
         raise ConfigError("workers > 1 needs SO_REUSEPORT, which this build of pysock "
                           "lacks: use workers=1")

@@ -215,11 +215,16 @@ def pytest_configure(config) -> None:
                                        "several TCP clients at once (not the loop model)")
 
 
+# CI sets this: there the kernel must serve io_uring, and a refusal fails the
+# uring engines' tests instead of skipping them.
+REQUIRE_URING = os.environ.get("PYSOCK_REQUIRE_URING") == "1"
+
+
 def server_kinds(proto: str) -> list:
     """The Server options of every engine (tests/engines.py) for proto, as
     test params.  An engine this machine cannot run (an optional package or
     a build feature missing) is a visible skip, not a gap."""
-    from pysock.config import MODEL_NEEDS, c_features, model_available
+    from pysock.config import MODEL_NEEDS, c_features, model_available, uring_refused
 
     params = []
     for engine in ENGINES[proto]:
@@ -229,6 +234,8 @@ def server_kinds(proto: str) -> list:
                                                  f"(pip install {MODEL_NEEDS[engine.model]})"))
         if engine.needs is not None and engine.needs not in c_features():
             marks.append(pytest.mark.skip(reason=f"this build of pysock has no {engine.needs}"))
+        elif engine.model == "uring" and uring_refused() is not None and not REQUIRE_URING:
+            marks.append(pytest.mark.skip(reason=f"model 'uring' cannot run here: {uring_refused()}"))
         params.append(pytest.param(engine.options(), id=engine.name, marks=marks))
     return params
 

@@ -1,0 +1,772 @@
+/* uring.c - the io_uring model: one ring per worker.  The kernel runs every
+ * accept, receive and send; one system call per loop turn submits what the
+ * last turn asked for and collects what has completed (ring.c).
+ *
+ * TCP.  A multishot accept; per connection at most one receive in flight,
+ * into a provided buffer (the kernel picks one of the worker's when data
+ * arrives, so idle connections own none), sized as epoll.c sizes its reads;
+ * and at most one send.  The reply is copied out of the provided buffer,
+ * which goes back at once, into the connection's own: `sending`, which the
+ * kernel reads until its send completes (never moved or grown meanwhile),
+ * and `waiting`, the replies made while a send is in flight.  Reading stops
+ * while unsent echo is at max_unsent, and idle_timeout and send_timeout run
+ * on the same timer lists as epoll.c's.
+ *
+ * UDP.  A multishot recvmsg into provided buffers; each datagram is
+ * answered in its own buffer (stamp copies its reply there) by a sendmsg,
+ * and the buffer goes back when that send completes.
+ *
+ * The kernel may still use a connection's memory while one of its
+ * operations is in flight.  A connection the loop closes is shut down at
+ * once (its client sees the end, and its operations complete) and freed
+ * when the last of them has come back; the loop returns from a stop only
+ * when nothing is in flight, so no memory is freed under the kernel. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#ifdef PS__HAVE_URING
+#include <poll.h>
+#include <sys/socket.h>
+
+#define RING_ENTRIES 512
+#define NBUFS 64                 /* provided buffers per worker (a power of 2) */
+#define BUF_GROUP 0
+#define SEND_MAX (1u << 30)     /* the most one send asks for (its length is 32 bits) */
+/* A datagram's buffer: recvmsg's header, the sender's address, the payload. */
+#define NAME_ROOM ((unsigned)sizeof(struct sockaddr_storage))
+#define DGRAM_HEAD ((unsigned)sizeof(struct io_uring_recvmsg_out) + NAME_ROOM)
+
+/* What a completion is for.  A connection's operations carry its address
+ * with the operation in the low bits; the loop's own carry LOOP_OP. */
+#define OP_RECV 1u
+#define OP_SEND 2u
+#define LOOP_OP (1ull << 63)
+#define OP_WAKE (LOOP_OP | 1)
+#define OP_ACCEPT (LOOP_OP | 2)
+#define OP_CANCEL (LOOP_OP | 3)
+#define OP_DGRAM_RECV (LOOP_OP | 4)
+#define OP_DGRAM_SEND (LOOP_OP | 5)  /* | the buffer's id << 8 */
+
+typedef struct uconn {
+    ps__timer t;         /* first: on idle or pending */
+    int fd;
+    int eof;             /* the client half-closed: send what is owed, then close */
+    int closed;          /* the loop is done with it: freed once ops is 0 */
+    int recving, sendin; /* its receive, its send in flight */
+    ps__buf sending;     /* the kernel sends sending.data[off .. len) */
+    size_t off;
+    ps__buf waiting;     /* replies made while that send is in flight */
+    ps__xf xf;
+    ps__conninfo info;
+} uconn;
+
+struct ps__uring {
+    ps__worker *w;
+    ps__ring ring;
+    ps__bufring bufs;
+    int started;         /* the loop's own operations are armed */
+    int accepting;       /* the multishot accept (TCP) or recvmsg (UDP) is armed */
+    int waking;          /* the poll on the wake pipe is armed */
+    int64_t accept_at;   /* accepting paused until then (0: not paused) */
+    int draining;
+    int64_t grace_end;
+    int nconns;          /* connections open (not yet closed by the loop) */
+    int ops;             /* operations in flight, the loop's and its connections' */
+    ps__tlist idle, pending;
+    ps__tlist closing;   /* closed, waiting for operations in flight */
+    struct msghdr dgram_msg;       /* UDP: what the multishot recvmsg fills */
+    struct msghdr reply[NBUFS];    /* UDP: each buffer's reply */
+    struct iovec reply_iov[NBUFS];
+    ps__xf dgram_xf;
+};
+
+/* -- submitting ---------------------------------------------------------- */
+/* A free submission entry; when the queue is full, what is in it goes to
+ * the kernel first.  NULL only if the kernel takes none. */
+static struct io_uring_sqe *get_sqe(ps__uring *u)
+{
+    struct io_uring_sqe *e = ps__ring_sqe(&u->ring);
+
+    if (e == NULL && ps__ring_submit(&u->ring) >= 0)
+        e = ps__ring_sqe(&u->ring);
+    return e;
+}
+
+static struct io_uring_sqe *prep(ps__uring *u, int opcode, int fd, uint64_t data)
+{
+    struct io_uring_sqe *e = get_sqe(u);
+
+    if (e == NULL)
+        return NULL;
+    e->opcode = (uint8_t)opcode;
+    e->fd = fd;
+    e->user_data = data;
+    u->ops++;
+    return e;
+}
+
+static int arm_wake(ps__uring *u)
+{
+    struct io_uring_sqe *e = prep(u, IORING_OP_POLL_ADD, u->w->srv->wake[0], OP_WAKE);
+
+    if (e == NULL)
+        return -EBUSY;
+    e->poll32_events = POLLIN;
+    u->waking = 1;
+    return 0;
+}
+
+static int arm_accept(ps__uring *u)
+{
+    struct io_uring_sqe *e = prep(u, IORING_OP_ACCEPT, u->w->fd, OP_ACCEPT);
+
+    if (e == NULL)
+        return -EBUSY;
+    e->ioprio = IORING_ACCEPT_MULTISHOT;
+    e->accept_flags = SOCK_CLOEXEC;
+    u->accepting = 1;
+    return 0;
+}
+
+static int arm_dgram_recv(ps__uring *u)
+{
+    struct io_uring_sqe *e = prep(u, IORING_OP_RECVMSG, u->w->fd, OP_DGRAM_RECV);
+
+    if (e == NULL)
+        return -EBUSY;
+    e->addr = (uint64_t)(uintptr_t)&u->dgram_msg;
+    e->len = 1;
+    e->ioprio = IORING_RECV_MULTISHOT;
+    e->flags = IOSQE_BUFFER_SELECT;
+    e->buf_group = BUF_GROUP;
+    u->accepting = 1;
+    return 0;
+}
+
+/* Ask the kernel to end the loop operation data (accept, recvmsg). */
+static void cancel(ps__uring *u, uint64_t data)
+{
+    struct io_uring_sqe *e = prep(u, IORING_OP_ASYNC_CANCEL, -1, OP_CANCEL);
+
+    if (e != NULL)
+        e->addr = data;
+}
+
+/* -- connections: state and memory --------------------------------------- */
+static uconn *conn_of(ps__timer *t)
+{
+    return (uconn *)t;
+}
+
+static size_t unsent(const uconn *c)
+{
+    return c->sending.len - c->off + c->waiting.len;
+}
+
+/* The memory c's echo holds: its waiting replies, and while a send is in
+ * flight the whole buffer it reads from (sent bytes cannot be dropped from
+ * the front under the kernel, as epoll.c does).  Reading and each read's
+ * size are bounded by this, so a client that never reads pins at most
+ * unsent_limit of buffers. */
+static size_t held(const uconn *c)
+{
+    return (c->sendin ? c->sending.cap : 0) + c->waiting.len;
+}
+
+static int reading(const ps__uring *u, const uconn *c)
+{
+    return !c->eof && !u->draining && held(c) < u->w->srv->cfg.max_unsent;
+}
+
+/* As epoll.c: reading stops at max_unsent, and one read's reply fits in
+ * the PS_BUFSIZE beyond it. */
+static size_t unsent_limit(const ps__uring *u)
+{
+    return u->w->srv->cfg.max_unsent + PS_BUFSIZE;
+}
+
+static void conn_free(uconn *c)
+{
+    close(c->fd);
+    ps__xf_free(&c->xf);
+    ps__buf_free(&c->sending);
+    ps__buf_free(&c->waiting);
+    free(c);
+}
+
+static void maybe_free(uconn *c)
+{
+    if (!c->closed || c->recving || c->sendin)
+        return;
+    ps__timer_remove(&c->t);  /* from closing */
+    conn_free(c);
+}
+
+/* The loop is done with c: its client sees the end now (shutdown also ends
+ * the operations in flight), its memory goes when they are back. */
+static void conn_close(ps__uring *u, uconn *c, int why)
+{
+    ps__conn_event(u->w->srv, &c->info, PS_EV_CLOSE, why);
+    ps__timer_remove(&c->t);
+    ps__timer_push(&u->closing, &c->t);
+    c->closed = 1;
+    u->nconns--;
+    PS_SUB(u->w->stats.active, 1);
+    if (c->recving || c->sendin)
+        shutdown(c->fd, SHUT_RDWR);
+    maybe_free(c);
+}
+
+static void close_list(ps__uring *u, ps__tlist *which, uint64_t *counter, int why)
+{
+    while (which->head != NULL) {
+        if (counter != NULL)
+            PS_ADD(*counter, 1);
+        conn_close(u, conn_of(which->head), why);
+    }
+}
+
+static uconn *conn_open(ps__uring *u, int fd, const ps__conninfo *ci, int64_t now)
+{
+    uconn *c = calloc(1, sizeof *c);
+
+    if (c == NULL)
+        return NULL;
+    c->fd = fd;
+    c->info = *ci;
+    c->t.since = now;
+    ps__xf_init(&c->xf, u->w->srv->cfg.transform);
+    ps__timer_push(&u->idle, &c->t);
+    u->nconns++;
+    PS_ADD(u->w->stats.active, 1);
+    ps__conn_event(u->w->srv, &c->info, PS_EV_OPEN, 0);
+    return c;
+}
+
+/* -- connections: receiving and sending ---------------------------------- */
+static int arm_recv(ps__uring *u, uconn *c)
+{
+    struct io_uring_sqe *e = prep(u, IORING_OP_RECV, c->fd, (uint64_t)(uintptr_t)c | OP_RECV);
+    size_t room = unsent_limit(u) - held(c);
+
+    if (e == NULL)
+        return -EBUSY;
+    /* A provided buffer's size, or less: what this read's reply leaves room for. */
+    e->len = (uint32_t)ps__xf_read_max(&c->xf, room);
+    if (e->len > u->bufs.size)
+        e->len = u->bufs.size;
+    e->flags = IOSQE_BUFFER_SELECT;
+    e->buf_group = BUF_GROUP;
+    c->recving = 1;
+    return 0;
+}
+
+static int arm_send(ps__uring *u, uconn *c)
+{
+    struct io_uring_sqe *e = prep(u, IORING_OP_SEND, c->fd, (uint64_t)(uintptr_t)c | OP_SEND);
+    size_t n = c->sending.len - c->off;
+
+    if (e == NULL)
+        return -EBUSY;
+    e->addr = (uint64_t)(uintptr_t)(c->sending.data + c->off);
+    e->len = (uint32_t)(n < SEND_MAX ? n : SEND_MAX);  /* a partial send goes on from there */
+    e->msg_flags = MSG_NOSIGNAL;
+    c->sendin = 1;
+    return 0;
+}
+
+/* n bytes of reply for c: sent at once when nothing is in flight, else
+ * kept behind what is.  Either way they are copied: p is the provided
+ * buffer (upper, echo) or the transform's (stamp), both reused at once. */
+static int conn_put(ps__uring *u, uconn *c, const unsigned char *p, size_t n, int64_t now)
+{
+    ps__buf *to = c->sendin ? &c->waiting : &c->sending;
+    int rc;
+
+    if (n == 0)
+        return 0;
+    /* Its capacity too stays within what the connection may hold. */
+    rc = ps__buf_reserve(to, n, unsent_limit(u) - (c->sendin ? c->sending.cap : 0));
+    if (rc == 0)
+        rc = ps__buf_append(to, p, n);
+    if (rc == 0 && !c->sendin) {
+        rc = arm_send(u, c);
+        ps__timer_restart(&u->pending, &c->t, now);  /* this echo begins to wait */
+    }
+    return rc;
+}
+
+static int conn_reply(ps__uring *u, uconn *c, ssize_t m, const unsigned char *out, int64_t now)
+{
+    int rc = m < 0 ? (int)m : conn_put(u, c, out, (size_t)m, now);
+
+    ps__xf_release(&c->xf);
+    return rc;
+}
+
+/* After a completion: close c if it failed or has said and heard
+ * everything, else ask for its next read when it may read. */
+static void settle(ps__uring *u, uconn *c, int rc)
+{
+    if (rc == 0 && unsent(c) == 0 && !c->sendin && (c->eof || u->draining)) {
+        conn_close(u, c, c->eof ? PS_WHY_EOF : PS_WHY_STOP);
+        return;
+    }
+    if (rc == 0 && !c->recving && reading(u, c))
+        rc = arm_recv(u, c);
+    if (rc < 0) {
+        PS_ADD(u->w->stats.errors, 1);
+        conn_close(u, c, PS_WHY_ERROR);
+    }
+}
+
+static int on_data(ps__uring *u, uconn *c, unsigned char *data, size_t n, int64_t now)
+{
+    const unsigned char *out = NULL;
+    ssize_t m;
+
+    PS_ADD(u->w->stats.bytes_in, (uint64_t)n);
+    c->info.in += (uint64_t)n;
+    if (c->t.on == &u->idle)
+        ps__timer_restart(&u->idle, &c->t, now);
+    m = ps__xf_feed(&c->xf, data, n, &out);
+    return conn_reply(u, c, m, out, now);
+}
+
+/* The client half-closed: what the transform still owes goes out first. */
+static int on_eof(ps__uring *u, uconn *c, int64_t now)
+{
+    const unsigned char *out = NULL;
+    ssize_t m = ps__xf_finish(&c->xf, &out);
+
+    c->eof = 1;
+    return conn_reply(u, c, m, out, now);
+}
+
+static void on_recv(ps__uring *u, uconn *c, int res, unsigned flags, int64_t now)
+{
+    unsigned id = flags >> IORING_CQE_BUFFER_SHIFT;
+    int rc = 0;
+
+    c->recving = 0;
+    if (c->closed || (u->draining && res >= 0)) {
+        /* the rest of a closed connection, or of one that stopped reading */
+    } else if (res > 0) {
+        rc = on_data(u, c, ps__bufring_data(&u->bufs, id), (size_t)res, now);
+    } else if (res == 0) {
+        rc = on_eof(u, c, now);
+    } else if (res != -ENOBUFS) {  /* every buffer in use: ask again */
+        rc = res;
+    }
+    if (res > 0 && (flags & IORING_CQE_F_BUFFER))
+        ps__bufring_put(&u->bufs, id);
+    if (c->closed)
+        maybe_free(c);
+    else
+        settle(u, c, rc);
+}
+
+/* The send in flight is done: the rest of it, or what waits behind it. */
+static int next_send(ps__uring *u, uconn *c, int64_t now)
+{
+    ps__buf done;
+
+    if (c->off < c->sending.len)
+        return arm_send(u, c);
+    c->off = 0;
+    c->sending.len = 0;
+    if (c->waiting.len == 0) {
+        if (c->sending.cap > PS__XF_KEEP)
+            ps__buf_free(&c->sending);  /* a burst's buffer goes back */
+        ps__timer_restart(&u->idle, &c->t, now);
+        return 0;
+    }
+    done = c->sending;
+    c->sending = c->waiting;
+    c->waiting = done;
+    if (c->waiting.cap > PS__XF_KEEP)
+        ps__buf_free(&c->waiting);
+    return arm_send(u, c);
+}
+
+static void on_send(ps__uring *u, uconn *c, int res, int64_t now)
+{
+    int rc = res;
+
+    c->sendin = 0;
+    if (c->closed) {
+        maybe_free(c);
+        return;
+    }
+    if (res >= 0) {
+        PS_ADD(u->w->stats.bytes_out, (uint64_t)res);
+        c->info.out += (uint64_t)res;
+        c->off += (size_t)res;
+        c->t.taken += (size_t)res;
+        if (c->t.taken >= PS_BUFSIZE)
+            ps__timer_restart(&u->pending, &c->t, now);
+        rc = next_send(u, c, now);
+    }
+    settle(u, c, rc);
+}
+
+/* -- accepting ----------------------------------------------------------- */
+static void on_accept(ps__uring *u, int res, unsigned flags, int64_t now)
+{
+    ps__conninfo ci;
+    uconn *c;
+    int rc;
+
+    if (!(flags & IORING_CQE_F_MORE)) {
+        u->accepting = 0;   /* multishot ended: armed again below or after a pause */
+        u->ops--;
+    }
+    if (res < 0) {
+        if (ps__accept_failed(u->w, -res) == PS__EXHAUSTED)
+            u->accept_at = now + PS__ACCEPT_BACKOFF_MS;
+    } else if (u->draining) {
+        close(res);         /* came in as the stop began: refused like the backlog's */
+    } else if (ps__accepted(u->w, res, &ci) == PS__TAKEN) {
+        c = conn_open(u, res, &ci, now);
+        rc = c != NULL ? arm_recv(u, c) : -ENOMEM;
+        if (c == NULL) {
+            PS_ADD(u->w->stats.errors, 1);
+            close(res);
+        } else if (rc < 0) {
+            PS_ADD(u->w->stats.errors, 1);
+            conn_close(u, c, PS_WHY_ERROR);
+        }
+    }
+    if (!u->accepting && !u->draining && u->accept_at == 0 && arm_accept(u) < 0)
+        u->accept_at = now + PS__ACCEPT_BACKOFF_MS;
+}
+
+/* -- datagrams ----------------------------------------------------------- */
+/* The reply to the datagram in buffer id goes back to its sender from the
+ * same buffer, which returns to the kernel when the send completes. */
+static void dgram_reply(ps__uring *u, unsigned id, const struct io_uring_recvmsg_out *o,
+                        const unsigned char *out, size_t m)
+{
+    unsigned char *buf = ps__bufring_data(&u->bufs, id);
+    struct msghdr *msg = &u->reply[id];
+    struct io_uring_sqe *e;
+
+    if (out != buf + DGRAM_HEAD)
+        memmove(buf + DGRAM_HEAD, out, m);
+    u->reply_iov[id].iov_base = buf + DGRAM_HEAD;
+    u->reply_iov[id].iov_len = m;
+    memset(msg, 0, sizeof *msg);
+    msg->msg_name = (void *)(o + 1);
+    msg->msg_namelen = o->namelen;
+    msg->msg_iov = &u->reply_iov[id];
+    msg->msg_iovlen = 1;
+    e = prep(u, IORING_OP_SENDMSG, u->w->fd, OP_DGRAM_SEND | (uint64_t)id << 8);
+    if (e == NULL) {
+        PS_ADD(u->w->stats.errors, 1);
+        ps__bufring_put(&u->bufs, id);
+        return;
+    }
+    e->addr = (uint64_t)(uintptr_t)msg;
+    e->msg_flags = MSG_NOSIGNAL;
+}
+
+static void on_dgram(ps__uring *u, int res, unsigned flags)
+{
+    unsigned id = flags >> IORING_CQE_BUFFER_SHIFT;
+    const struct io_uring_recvmsg_out *o;
+    const unsigned char *out = NULL;
+    size_t n;
+    ssize_t m;
+
+    if (!(flags & IORING_CQE_F_MORE)) {
+        u->accepting = 0;   /* out of buffers, or cancelled: armed again if serving */
+        u->ops--;
+    }
+    if (res < 0 || !(flags & IORING_CQE_F_BUFFER)) {
+        if (res < 0 && res != -ENOBUFS && res != -ECANCELED)
+            PS_ADD(u->w->stats.errors, 1);
+        return;
+    }
+    o = (const struct io_uring_recvmsg_out *)ps__bufring_data(&u->bufs, id);
+    n = o->payloadlen < u->bufs.size - DGRAM_HEAD ? o->payloadlen : u->bufs.size - DGRAM_HEAD;
+    PS_ADD(u->w->stats.datagrams, 1);
+    PS_ADD(u->w->stats.bytes_in, (uint64_t)n);
+    if (u->draining) {
+        ps__bufring_put(&u->bufs, id);
+        return;
+    }
+    m = ps__xf_datagram(&u->dgram_xf, (unsigned char *)o + DGRAM_HEAD, n, &out);
+    if (m < 0) {
+        PS_ADD(u->w->stats.errors, 1);
+        ps__bufring_put(&u->bufs, id);
+        return;
+    }
+    dgram_reply(u, id, o, out, (size_t)m);
+    ps__xf_release(&u->dgram_xf);
+}
+
+static void on_dgram_sent(ps__uring *u, int res, unsigned id)
+{
+    u->ops--;
+    if (res >= 0)
+        PS_ADD(u->w->stats.bytes_out, (uint64_t)res);
+    else
+        PS_ADD(u->w->stats.errors, 1);  /* no address (an unbound unix sender), ICMP, ... */
+    ps__bufring_put(&u->bufs, id);
+}
+
+/* -- completions --------------------------------------------------------- */
+static void on_conn(ps__uring *u, uint64_t data, int res, unsigned flags, int64_t now)
+{
+    uconn *c = (uconn *)(uintptr_t)(data & ~(uint64_t)7);
+
+    u->ops--;
+    if ((data & 7) == OP_RECV)
+        on_recv(u, c, res, flags, now);
+    else
+        on_send(u, c, res, now);
+}
+
+static void on_loop_op(ps__uring *u, uint64_t data, int res, unsigned flags, int64_t now)
+{
+    switch (data & 0xff) {
+    case OP_WAKE & 0xff:
+        u->waking = 0;      /* the next turn sees the stop flag */
+        u->ops--;
+        break;
+    case OP_CANCEL & 0xff:
+        u->ops--;
+        break;
+    case OP_ACCEPT & 0xff:
+        on_accept(u, res, flags, now);
+        break;
+    case OP_DGRAM_RECV & 0xff:
+        on_dgram(u, res, flags);
+        break;
+    case OP_DGRAM_SEND & 0xff:
+        on_dgram_sent(u, res, (unsigned)((data & ~LOOP_OP) >> 8));
+        break;
+    }
+}
+
+/* Everything that has completed; how many. */
+static int reap(ps__uring *u, int64_t now)
+{
+    struct io_uring_cqe *cqe;
+    int n = 0;
+
+    while ((cqe = ps__ring_cqe(&u->ring)) != NULL) {
+        uint64_t data = cqe->user_data;
+        int res = cqe->res;
+        unsigned flags = cqe->flags;
+
+        ps__ring_seen(&u->ring);
+        n++;
+        if (data & LOOP_OP)
+            on_loop_op(u, data, res, flags, now);
+        else
+            on_conn(u, data, res, flags, now);
+    }
+    return n;
+}
+
+/* -- timers and stopping ------------------------------------------------- */
+static int64_t earliest(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* The first deadline: stop's grace, a connection's timer, accepting again. */
+static int64_t next_deadline(const ps__uring *u)
+{
+    const ps_config *cfg = &u->w->srv->cfg;
+    int64_t t = INT64_MAX;
+
+    if (u->draining)
+        t = u->nconns > 0 ? u->grace_end : u->grace_end + PS__STOP_GRACE_MS;
+    t = earliest(t, ps__timer_due(&u->idle, cfg->idle_ms));
+    t = earliest(t, ps__timer_due(&u->pending, cfg->send_timeout_ms));
+    if (u->accept_at > 0)
+        t = earliest(t, u->accept_at);
+    return t;
+}
+
+static void expire(ps__uring *u, int64_t now)
+{
+    const ps_config *cfg = &u->w->srv->cfg;
+
+    while (now >= ps__timer_due(&u->idle, cfg->idle_ms)) {
+        PS_ADD(u->w->stats.idle_closed, 1);
+        conn_close(u, conn_of(u->idle.head), PS_WHY_IDLE);
+    }
+    while (now >= ps__timer_due(&u->pending, cfg->send_timeout_ms)) {
+        PS_ADD(u->w->stats.slow_closed, 1);
+        conn_close(u, conn_of(u->pending.head), PS_WHY_SLOW);
+    }
+    if (u->accept_at > 0 && now >= u->accept_at && !u->draining) {
+        u->accept_at = 0;
+        if (!u->accepting && arm_accept(u) < 0)
+            u->accept_at = now + PS__ACCEPT_BACKOFF_MS;
+    }
+}
+
+/* Stop accepting and reading; connections with nothing unsent close now,
+ * the others get PS__STOP_GRACE_MS to take their echo (their receive ends:
+ * shutting the reading side down completes it). */
+static void begin_drain(ps__uring *u, int64_t now)
+{
+    uconn *c, *next;
+
+    u->draining = 1;
+    u->grace_end = now + PS__STOP_GRACE_MS;
+    u->accept_at = 0;
+    if (u->accepting)
+        cancel(u, u->w->srv->cfg.socktype == SOCK_STREAM ? OP_ACCEPT : OP_DGRAM_RECV);
+    if (u->waking)
+        cancel(u, OP_WAKE);
+    close_list(u, &u->idle, NULL, PS_WHY_STOP);
+    for (c = conn_of(u->pending.head); c != NULL; c = next) {
+        next = conn_of(c->t.next);
+        if (c->recving)
+            shutdown(c->fd, SHUT_RD);
+        settle(u, c, 0);
+    }
+}
+
+/* -- the loop ------------------------------------------------------------ */
+static int try_complete(void *arg)
+{
+    ps__uring *u = arg;
+    int rc = ps__ring_submit(&u->ring);
+
+    if (rc < 0 && rc != -EBUSY)
+        return rc;
+    return ps__ring_cqe(&u->ring) != NULL;
+}
+
+/* Submit what this turn asked for and wait for a completion, the first
+ * deadline or a signal; with spin_us, look without sleeping that long
+ * first.  -EINTR for a signal. */
+static int wait_completion(ps__uring *u, int64_t now)
+{
+    int64_t due = next_deadline(u), spin_us = u->w->srv->cfg.spin_us;
+    int timeout = due == INT64_MAX ? -1 : due <= now ? 0 : (int)earliest(due - now, 1 << 30);
+    int n;
+
+    if (spin_us > 0 && timeout != 0) {
+        if (timeout > 0 && (int64_t)timeout * 1000 < spin_us)
+            spin_us = (int64_t)timeout * 1000;
+        n = ps__spin(u->w->srv, spin_us, try_complete, u);
+        if (n != 0)
+            return n < 0 ? n : 0;
+    }
+    n = ps__ring_wait(&u->ring, timeout, u->w->sigmask);
+    if (n == -ETIME || n == -EBUSY)
+        return 0;           /* the deadline; or completions to reap first */
+    if (n < 0)
+        return n;
+    /* A wait that submitted reports the count, not the signal that ended
+     * it: nothing completed before the deadline means a signal came. */
+    if (ps__ring_cqe(&u->ring) == NULL && (timeout < 0 || ps__now_ms() < due))
+        return -EINTR;
+    return 0;
+}
+
+static int start(ps__uring *u)
+{
+    int rc = ps__ring_enable(&u->ring);
+
+    if (rc < 0 || u->started)
+        return rc;
+    u->started = 1;
+    rc = arm_wake(u);
+    if (rc == 0)
+        rc = u->w->srv->cfg.socktype == SOCK_STREAM ? arm_accept(u) : arm_dgram_recv(u);
+    return rc;
+}
+
+/* Done stopping: every connection closed and nothing in flight (or, should
+ * the kernel keep something, a second grace passed: closing the ring ends it). */
+static int drained(const ps__uring *u, int64_t now)
+{
+    return u->nconns == 0 && (u->ops == 0 || now >= u->grace_end + PS__STOP_GRACE_MS);
+}
+
+/* All state lives in u: a return on a signal (-EINTR) loses nothing, and
+ * calling again goes on with the next turn. */
+static int serve(ps__worker *w)
+{
+    ps__uring *u = w->uring;
+    int64_t now;
+    int rc = start(u);
+
+    if (rc < 0)
+        return rc;
+    for (;;) {
+        now = ps__now_ms();
+        if (!u->draining && ps__stopping(w->srv))
+            begin_drain(u, now);
+        if (u->draining && now >= u->grace_end) {  /* grace is over */
+            close_list(u, &u->idle, NULL, PS_WHY_STOP);
+            close_list(u, &u->pending, &w->stats.slow_closed, PS_WHY_SLOW);
+        }
+        if (u->draining && drained(u, now))
+            return 0;
+        rc = wait_completion(u, now);
+        now = ps__now_ms();
+        reap(u, now);
+        if (rc < 0)
+            return rc;
+        if (!u->accepting && !u->draining && w->srv->cfg.socktype == SOCK_DGRAM &&
+            arm_dgram_recv(u) < 0)
+            return -EBUSY;
+        expire(u, now);
+    }
+}
+
+static int open_uring(ps__worker *w)
+{
+    ps__uring *u = calloc(1, sizeof *u);
+    unsigned size = w->srv->cfg.socktype == SOCK_STREAM ? PS_BUFSIZE : DGRAM_HEAD + PS_BUFSIZE;
+    int rc;
+
+    if (u == NULL)
+        return -ENOMEM;
+    u->w = w;
+    w->uring = u;
+    ps__xf_init(&u->dgram_xf, w->srv->cfg.transform);
+    u->dgram_msg.msg_namelen = NAME_ROOM;
+    rc = ps__ring_open(&u->ring, RING_ENTRIES);
+    if (rc == 0)
+        rc = ps__bufring_open(&u->ring, &u->bufs, BUF_GROUP, NBUFS, size);
+    return rc;
+}
+
+static void free_uring(ps__worker *w)
+{
+    ps__uring *u = w->uring;
+
+    if (u == NULL)
+        return;
+    close_list(u, &u->idle, NULL, PS_WHY_STOP);
+    close_list(u, &u->pending, NULL, PS_WHY_STOP);
+    ps__ring_close(&u->ring);  /* the kernel ends what is still in flight */
+    while (u->closing.head != NULL) {
+        uconn *c = conn_of(u->closing.head);
+
+        ps__timer_remove(&c->t);
+        conn_free(c);
+    }
+    ps__bufring_free(&u->bufs);
+    ps__xf_free(&u->dgram_xf);
+    free(u);
+    w->uring = NULL;
+}
+
+const ps__model ps__uring_model = {"uring", open_uring, serve, NULL, free_uring};
+
+#endif /* PS__HAVE_URING; without it Python offers no "uring" (c_features) */
