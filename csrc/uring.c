@@ -57,8 +57,12 @@ typedef struct uconn {
     int eof;             /* the client half-closed: send what is owed, then close */
     int closed;          /* the loop is done with it: freed once ops is 0 */
     int recving, sendin; /* its receive, its send in flight */
-    ps__buf sending;     /* the kernel sends sending.data[off .. len) */
-    size_t off;
+    int more;            /* its last receive left data in the socket */
+    int stopping;        /* a cancel of its multishot receive is on its way */
+    const unsigned char *sdata;  /* the send in flight reads sdata[off .. slen) */
+    size_t slen, off;
+    int lent;            /* sdata is in provided buffer lent - 1; 0: in sending */
+    ps__buf sending;
     ps__buf waiting;     /* replies made while that send is in flight */
     ps__xf xf;
     ps__conninfo info;
@@ -75,6 +79,7 @@ struct ps__uring {
     int draining;
     int64_t grace_end;
     int nconns;          /* connections open (not yet closed by the loop) */
+    int lent;            /* provided buffers a send is reading from */
     int ops;             /* operations in flight, the loop's and its connections' */
     ps__tlist idle, pending;
     ps__tlist closing;   /* closed, waiting for operations in flight */
@@ -164,17 +169,17 @@ static uconn *conn_of(ps__timer *t)
 
 static size_t unsent(const uconn *c)
 {
-    return c->sending.len - c->off + c->waiting.len;
+    return c->slen - c->off + c->waiting.len;
 }
 
-/* The memory c's echo holds: its waiting replies, and while a send is in
- * flight the whole buffer it reads from (sent bytes cannot be dropped from
- * the front under the kernel, as epoll.c does).  Reading and each read's
- * size are bounded by this, so a client that never reads pins at most
- * unsent_limit of buffers. */
+/* The memory c's echo holds: its waiting replies, and while a send reads
+ * from sending the whole of it (sent bytes cannot be dropped from the
+ * front under the kernel, as epoll.c does).  Reading and each read's size
+ * are bounded by this, so a client that never reads pins at most
+ * unsent_limit of buffers.  (A lent provided buffer is the loop's.) */
 static size_t held(const uconn *c)
 {
-    return (c->sendin ? c->sending.cap : 0) + c->waiting.len;
+    return (c->sendin && !c->lent ? c->sending.cap : 0) + c->waiting.len;
 }
 
 static int reading(const ps__uring *u, const uconn *c)
@@ -189,8 +194,19 @@ static size_t unsent_limit(const ps__uring *u)
     return u->w->srv->cfg.max_unsent + PS_BUFSIZE;
 }
 
-static void conn_free(uconn *c)
+/* The provided buffer c's send read from goes back to the kernel. */
+static void give_back(ps__uring *u, uconn *c)
 {
+    if (c->lent) {
+        ps__bufring_put(&u->bufs, (unsigned)(c->lent - 1));
+        c->lent = 0;
+        u->lent--;
+    }
+}
+
+static void conn_free(ps__uring *u, uconn *c)
+{
+    give_back(u, c);
     close(c->fd);
     ps__xf_free(&c->xf);
     ps__buf_free(&c->sending);
@@ -198,12 +214,12 @@ static void conn_free(uconn *c)
     free(c);
 }
 
-static void maybe_free(uconn *c)
+static void maybe_free(ps__uring *u, uconn *c)
 {
     if (!c->closed || c->recving || c->sendin)
         return;
     ps__timer_remove(&c->t);  /* from closing */
-    conn_free(c);
+    conn_free(u, c);
 }
 
 /* The loop is done with c: its client sees the end now (shutdown also ends
@@ -218,7 +234,7 @@ static void conn_close(ps__uring *u, uconn *c, int why)
     PS_SUB(u->w->stats.active, 1);
     if (c->recving || c->sendin)
         shutdown(c->fd, SHUT_RDWR);
-    maybe_free(c);
+    maybe_free(u, c);
 }
 
 static void close_list(ps__uring *u, ps__tlist *which, uint64_t *counter, int why)
@@ -255,54 +271,86 @@ static int arm_recv(ps__uring *u, uconn *c)
 
     if (e == NULL)
         return -EBUSY;
-    /* A provided buffer's size, or less: what this read's reply leaves room for. */
-    e->len = (uint32_t)ps__xf_read_max(&c->xf, room);
-    if (e->len > u->bufs.size)
-        e->len = u->bufs.size;
     e->flags = IOSQE_BUFFER_SELECT;
     e->buf_group = BUF_GROUP;
     c->recving = 1;
+    if (u->w->srv->cfg.transform != PS_XF_STAMP) {
+        /* A reply is the size of its read, which fits in the PS_BUFSIZE
+         * beyond max_unsent: one receive serves until reading must stop
+         * (multishot), and a cancel ends it then. */
+        e->ioprio = IORING_RECV_MULTISHOT;
+        return 0;
+    }
+    /* stamp's reply can be 30 times its read: each read is sized to what
+     * its reply leaves room for, a buffer's size or less. */
+    e->len = (uint32_t)ps__xf_read_max(&c->xf, room);
+    if (e->len > u->bufs.size)
+        e->len = u->bufs.size;
+    /* A client that has sent us something waits for the reply before it
+     * sends more: wait for data rather than try a read that finds none. */
+    if (!c->more)
+        e->ioprio = IORING_RECVSEND_POLL_FIRST;
     return 0;
 }
 
 static int arm_send(ps__uring *u, uconn *c)
 {
     struct io_uring_sqe *e = prep(u, IORING_OP_SEND, c->fd, (uint64_t)(uintptr_t)c | OP_SEND);
-    size_t n = c->sending.len - c->off;
+    size_t n = c->slen - c->off;
 
     if (e == NULL)
         return -EBUSY;
-    e->addr = (uint64_t)(uintptr_t)(c->sending.data + c->off);
+    e->addr = (uint64_t)(uintptr_t)(c->sdata + c->off);
     e->len = (uint32_t)(n < SEND_MAX ? n : SEND_MAX);  /* a partial send goes on from there */
     e->msg_flags = MSG_NOSIGNAL;
     c->sendin = 1;
     return 0;
 }
 
-/* n bytes of reply for c: sent at once when nothing is in flight, else
- * kept behind what is.  Either way they are copied: p is the provided
- * buffer (upper, echo) or the transform's (stamp), both reused at once. */
-static int conn_put(ps__uring *u, uconn *c, const unsigned char *p, size_t n, int64_t now)
+/* Start sending n bytes at p.  A reply still in the provided buffer it
+ * was read into (upper, echo: lend >= 0) is sent from there, no copy,
+ * while the loop has buffers to spare: half stay free for reading, so
+ * clients that never read cannot starve the others. */
+static int start_send(ps__uring *u, uconn *c, const unsigned char *p, size_t n, int lend, int64_t now)
 {
-    ps__buf *to = c->sendin ? &c->waiting : &c->sending;
+    int rc;
+
+    if (lend >= 0 && u->lent < NBUFS / 2) {
+        c->lent = lend + 1;
+        u->lent++;
+        c->sdata = p;
+    } else {
+        rc = ps__buf_append(&c->sending, p, n);
+        if (rc < 0)
+            return rc;
+        c->sdata = c->sending.data;
+    }
+    c->slen = n;
+    c->off = 0;
+    ps__timer_restart(&u->pending, &c->t, now);  /* this echo begins to wait */
+    return arm_send(u, c);
+}
+
+/* n bytes of reply for c: sent at once when nothing is in flight, else
+ * copied behind what is.  p is the provided buffer buf (upper, echo; -1
+ * for stamp's own), which the caller gives back unless *lent says the
+ * send took it. */
+static int conn_put(ps__uring *u, uconn *c, const unsigned char *p, size_t n, int buf, int64_t now)
+{
     int rc;
 
     if (n == 0)
         return 0;
+    if (!c->sendin)
+        return start_send(u, c, p, n, buf, now);
     /* Its capacity too stays within what the connection may hold. */
-    rc = ps__buf_reserve(to, n, unsent_limit(u) - (c->sendin ? c->sending.cap : 0));
-    if (rc == 0)
-        rc = ps__buf_append(to, p, n);
-    if (rc == 0 && !c->sendin) {
-        rc = arm_send(u, c);
-        ps__timer_restart(&u->pending, &c->t, now);  /* this echo begins to wait */
-    }
-    return rc;
+    rc = ps__buf_reserve(&c->waiting, n, unsent_limit(u) - held(c) + c->waiting.len);
+    return rc < 0 ? rc : ps__buf_append(&c->waiting, p, n);
 }
 
-static int conn_reply(ps__uring *u, uconn *c, ssize_t m, const unsigned char *out, int64_t now)
+static int conn_reply(ps__uring *u, uconn *c, ssize_t m, const unsigned char *out, int buf, int64_t now)
 {
-    int rc = m < 0 ? (int)m : conn_put(u, c, out, (size_t)m, now);
+    int rc = m < 0 ? (int)m : conn_put(u, c, out, (size_t)m, buf, now);
 
     ps__xf_release(&c->xf);
     return rc;
@@ -318,14 +366,19 @@ static void settle(ps__uring *u, uconn *c, int rc)
     }
     if (rc == 0 && !c->recving && reading(u, c))
         rc = arm_recv(u, c);
+    if (rc == 0 && c->recving && !c->stopping && !reading(u, c) && !c->eof) {
+        cancel(u, (uint64_t)(uintptr_t)c | OP_RECV);  /* backpressure */
+        c->stopping = 1;
+    }
     if (rc < 0) {
         PS_ADD(u->w->stats.errors, 1);
         conn_close(u, c, PS_WHY_ERROR);
     }
 }
 
-static int on_data(ps__uring *u, uconn *c, unsigned char *data, size_t n, int64_t now)
+static int on_data(ps__uring *u, uconn *c, unsigned buf, size_t n, int64_t now)
 {
+    unsigned char *data = ps__bufring_data(&u->bufs, buf);
     const unsigned char *out = NULL;
     ssize_t m;
 
@@ -334,7 +387,7 @@ static int on_data(ps__uring *u, uconn *c, unsigned char *data, size_t n, int64_
     if (c->t.on == &u->idle)
         ps__timer_restart(&u->idle, &c->t, now);
     m = ps__xf_feed(&c->xf, data, n, &out);
-    return conn_reply(u, c, m, out, now);
+    return conn_reply(u, c, m, out, out == data ? (int)buf : -1, now);
 }
 
 /* The client half-closed: what the transform still owes goes out first. */
@@ -344,7 +397,7 @@ static int on_eof(ps__uring *u, uconn *c, int64_t now)
     ssize_t m = ps__xf_finish(&c->xf, &out);
 
     c->eof = 1;
-    return conn_reply(u, c, m, out, now);
+    return conn_reply(u, c, m, out, -1, now);
 }
 
 static void on_recv(ps__uring *u, uconn *c, int res, unsigned flags, int64_t now)
@@ -352,20 +405,22 @@ static void on_recv(ps__uring *u, uconn *c, int res, unsigned flags, int64_t now
     unsigned id = flags >> IORING_CQE_BUFFER_SHIFT;
     int rc = 0;
 
-    c->recving = 0;
+    if (!(flags & IORING_CQE_F_MORE))
+        c->recving = c->stopping = 0;  /* a receive's last completion */
+    c->more = res > 0 && (flags & IORING_CQE_F_SOCK_NONEMPTY);
     if (c->closed || (u->draining && res >= 0)) {
         /* the rest of a closed connection, or of one that stopped reading */
     } else if (res > 0) {
-        rc = on_data(u, c, ps__bufring_data(&u->bufs, id), (size_t)res, now);
+        rc = on_data(u, c, id, (size_t)res, now);
     } else if (res == 0) {
         rc = on_eof(u, c, now);
-    } else if (res != -ENOBUFS) {  /* every buffer in use: ask again */
+    } else if (res != -ENOBUFS && res != -ECANCELED) {  /* every buffer in use: ask again */
         rc = res;
     }
-    if (res > 0 && (flags & IORING_CQE_F_BUFFER))
+    if (res > 0 && (flags & IORING_CQE_F_BUFFER) && c->lent != (int)id + 1)
         ps__bufring_put(&u->bufs, id);
     if (c->closed)
-        maybe_free(c);
+        maybe_free(u, c);
     else
         settle(u, c, rc);
 }
@@ -375,9 +430,10 @@ static int next_send(ps__uring *u, uconn *c, int64_t now)
 {
     ps__buf done;
 
-    if (c->off < c->sending.len)
+    if (c->off < c->slen)
         return arm_send(u, c);
-    c->off = 0;
+    give_back(u, c);
+    c->off = c->slen = 0;
     c->sending.len = 0;
     if (c->waiting.len == 0) {
         if (c->sending.cap > PS__XF_KEEP)
@@ -390,6 +446,8 @@ static int next_send(ps__uring *u, uconn *c, int64_t now)
     c->waiting = done;
     if (c->waiting.cap > PS__XF_KEEP)
         ps__buf_free(&c->waiting);
+    c->sdata = c->sending.data;
+    c->slen = c->sending.len;
     return arm_send(u, c);
 }
 
@@ -399,7 +457,7 @@ static void on_send(ps__uring *u, uconn *c, int res, int64_t now)
 
     c->sendin = 0;
     if (c->closed) {
-        maybe_free(c);
+        maybe_free(u, c);
         return;
     }
     if (res >= 0) {
@@ -524,7 +582,8 @@ static void on_conn(ps__uring *u, uint64_t data, int res, unsigned flags, int64_
 {
     uconn *c = (uconn *)(uintptr_t)(data & ~(uint64_t)7);
 
-    u->ops--;
+    if (!(flags & IORING_CQE_F_MORE))
+        u->ops--;
     if ((data & 7) == OP_RECV)
         on_recv(u, c, res, flags, now);
     else
@@ -759,7 +818,7 @@ static void free_uring(ps__worker *w)
         uconn *c = conn_of(u->closing.head);
 
         ps__timer_remove(&c->t);
-        conn_free(c);
+        conn_free(u, c);
     }
     ps__bufring_free(&u->bufs);
     ps__xf_free(&u->dgram_xf);

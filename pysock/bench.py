@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence, TextIO
 
 from pysock.bench_report import FORMATS, add_ratios, check_plot_available, compare, failed_runs, load_report, medians, plot
-from pysock.config import default_model, model_available
+from pysock.config import default_model, model_available, uring_refused
 from pysock.engine import parse_url
 from pysock.errors import ConfigError, PysockError
 
@@ -55,6 +55,8 @@ class BenchServer:
         for model in (self.tcp, self.udp):
             if model is not None and not model_available(model):
                 return f"{model} is not installed"
+            if self.backend == "c" and model == "uring" and uring_refused() is not None:
+                return f"model 'uring' cannot run here: {uring_refused()}"
         return None
 
 
@@ -62,6 +64,7 @@ SERVERS = (
     BenchServer("c", "c", tcp=default_model("c", "tcp"), udp="loop"),  # the C backend as it comes
     BenchServer("c-threads", "c", tcp="threads", udp=None),
     BenchServer("c-epoll", "c", tcp="epoll", udp=None, default=False),
+    BenchServer("c-uring", "c", tcp="uring", udp="uring"),
     BenchServer("c-spin50", "c", tcp="epoll", udp="loop", options=("--spin", "50"), default=False),
     BenchServer("c-workers2", "c", tcp="epoll", udp="loop", options=("--workers", "2"), default=False),
     BenchServer("python-loop", "python", tcp="loop", udp="loop"),

@@ -269,9 +269,9 @@ def test_a_burst_of_datagrams_is_answered_each_to_its_sender():
 def test_features_of_this_build():
     from pysock.config import c_features
 
-    assert c_features() <= {"epoll", "mmsg", "reuseport"}
+    assert c_features() <= {"epoll", "mmsg", "reuseport", "uring"}
     if os.uname().sysname == "Linux" and "PYSOCK_PORTABLE" not in os.environ.get("PYSOCK_CFLAGS", ""):
-        assert c_features() == {"epoll", "mmsg", "reuseport"}
+        assert c_features() == {"epoll", "mmsg", "reuseport", "uring"}
 
 
 def test_without_epoll_the_model_is_refused_clearly(monkeypatch):
