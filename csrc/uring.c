@@ -5,11 +5,13 @@
  * TCP.  A multishot accept; per connection at most one receive in flight,
  * into a provided buffer (the kernel picks one of the worker's when data
  * arrives, so idle connections own none), sized as epoll.c sizes its reads;
- * and at most one send.  The reply is copied out of the provided buffer,
- * which goes back at once, into the connection's own: `sending`, which the
- * kernel reads until its send completes (never moved or grown meanwhile),
- * and `waiting`, the replies made while a send is in flight.  Reading stops
- * while unsent echo is at max_unsent, and idle_timeout and send_timeout run
+ * and at most one send.  A reply made in place (upper, echo) is sent
+ * straight from its provided buffer, which goes back when the send
+ * completes, while half the buffers are free; otherwise it is copied into
+ * the connection's own: `sending`, which the kernel reads until its send
+ * completes (never moved or grown meanwhile), and `waiting`, the replies
+ * made while a send is in flight.  Reading stops while what the connection
+ * holds reaches max_unsent (held()), and idle_timeout and send_timeout run
  * on the same timer lists as epoll.c's.
  *
  * UDP.  A multishot recvmsg into provided buffers; each datagram is
@@ -58,7 +60,6 @@ typedef struct uconn {
     int closed;          /* the loop is done with it: freed once ops is 0 */
     int recving, sendin; /* its receive, its send in flight */
     int more;            /* its last receive left data in the socket */
-    int stopping;        /* a cancel of its multishot receive is on its way */
     const unsigned char *sdata;  /* the send in flight reads sdata[off .. slen) */
     size_t slen, off;
     int lent;            /* sdata is in provided buffer lent - 1; 0: in sending */
@@ -274,15 +275,10 @@ static int arm_recv(ps__uring *u, uconn *c)
     e->flags = IOSQE_BUFFER_SELECT;
     e->buf_group = BUF_GROUP;
     c->recving = 1;
-    if (u->w->srv->cfg.transform != PS_XF_STAMP) {
-        /* A reply is the size of its read, which fits in the PS_BUFSIZE
-         * beyond max_unsent: one receive serves until reading must stop
-         * (multishot), and a cancel ends it then. */
-        e->ioprio = IORING_RECV_MULTISHOT;
-        return 0;
-    }
-    /* stamp's reply can be 30 times its read: each read is sized to what
-     * its reply leaves room for, a buffer's size or less. */
+    /* One read at a time, sized so that its reply fits in the room left
+     * (stamp's can be 30 times the read), a buffer's size or less.  (A
+     * multishot receive reads on until a cancel lands: under a slow loop,
+     * a client that never reads overran max_unsent by megabytes.) */
     e->len = (uint32_t)ps__xf_read_max(&c->xf, room);
     if (e->len > u->bufs.size)
         e->len = u->bufs.size;
@@ -366,10 +362,6 @@ static void settle(ps__uring *u, uconn *c, int rc)
     }
     if (rc == 0 && !c->recving && reading(u, c))
         rc = arm_recv(u, c);
-    if (rc == 0 && c->recving && !c->stopping && !reading(u, c) && !c->eof) {
-        cancel(u, (uint64_t)(uintptr_t)c | OP_RECV);  /* backpressure */
-        c->stopping = 1;
-    }
     if (rc < 0) {
         PS_ADD(u->w->stats.errors, 1);
         conn_close(u, c, PS_WHY_ERROR);
@@ -405,8 +397,7 @@ static void on_recv(ps__uring *u, uconn *c, int res, unsigned flags, int64_t now
     unsigned id = flags >> IORING_CQE_BUFFER_SHIFT;
     int rc = 0;
 
-    if (!(flags & IORING_CQE_F_MORE))
-        c->recving = c->stopping = 0;  /* a receive's last completion */
+    c->recving = 0;
     c->more = res > 0 && (flags & IORING_CQE_F_SOCK_NONEMPTY);
     if (c->closed || (u->draining && res >= 0)) {
         /* the rest of a closed connection, or of one that stopped reading */
@@ -414,7 +405,7 @@ static void on_recv(ps__uring *u, uconn *c, int res, unsigned flags, int64_t now
         rc = on_data(u, c, id, (size_t)res, now);
     } else if (res == 0) {
         rc = on_eof(u, c, now);
-    } else if (res != -ENOBUFS && res != -ECANCELED) {  /* every buffer in use: ask again */
+    } else if (res != -ENOBUFS) {  /* every buffer in use: ask again */
         rc = res;
     }
     if (res > 0 && (flags & IORING_CQE_F_BUFFER) && c->lent != (int)id + 1)
@@ -582,8 +573,7 @@ static void on_conn(ps__uring *u, uint64_t data, int res, unsigned flags, int64_
 {
     uconn *c = (uconn *)(uintptr_t)(data & ~(uint64_t)7);
 
-    if (!(flags & IORING_CQE_F_MORE))
-        u->ops--;
+    u->ops--;
     if ((data & 7) == OP_RECV)
         on_recv(u, c, res, flags, now);
     else
