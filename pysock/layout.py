@@ -1,5 +1,8 @@
 """Struct lessons: sockaddr_in, in_addr, hostent and sockaddr_in6 as the C
-compiler laid them out, side by side with ctypes and the struct module.
+compiler laid them out, then the structs pysock's servers use on their hot
+paths (iovec, msghdr, mmsghdr, sockaddr_storage, sockaddr_un, addrinfo,
+epoll_event, io_uring's sqe and cqe), side by side with ctypes and the
+struct module.
 
 The C numbers come from csrc/layout.c (sizeof, offsetof and an alignment
 probe, compiled into pysock's C library); nothing about the C layout is
@@ -9,6 +12,7 @@ Python programmer writes by hand, and the point is to check them against C.
 from __future__ import annotations
 
 import ctypes
+import platform
 import socket
 import struct
 import sys
@@ -131,11 +135,103 @@ class SockaddrIn6(ctypes.Structure):
     ]
 
 
+class Iovec(ctypes.Structure):
+    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+
+
+class Msghdr(ctypes.Structure):
+    _fields_ = [
+        ("msg_name", ctypes.c_void_p),
+        ("msg_namelen", ctypes.c_uint32),      # socklen_t
+        ("msg_iov", ctypes.POINTER(Iovec)),
+        ("msg_iovlen", ctypes.c_size_t),
+        ("msg_control", ctypes.c_void_p),
+        ("msg_controllen", ctypes.c_size_t),
+        ("msg_flags", ctypes.c_int),
+    ]
+
+
+class Mmsghdr(ctypes.Structure):
+    _fields_ = [("msg_hdr", Msghdr), ("msg_len", ctypes.c_uint)]
+
+
+class SockaddrStorage(ctypes.Structure):
+    """glibc's: the family, padding, and an unsigned long that makes it
+    8-aligned, 128 bytes in all."""
+
+    _fields_ = [
+        ("ss_family", ctypes.c_ushort),
+        ("__ss_padding", ctypes.c_char * 118),
+        ("__ss_align", ctypes.c_ulong),
+    ]
+
+
+class SockaddrUn(ctypes.Structure):
+    _fields_ = [("sun_family", ctypes.c_ushort), ("sun_path", ctypes.c_char * 108)]
+
+
+class Addrinfo(ctypes.Structure):
+    _fields_ = [
+        ("ai_flags", ctypes.c_int),
+        ("ai_family", ctypes.c_int),
+        ("ai_socktype", ctypes.c_int),
+        ("ai_protocol", ctypes.c_int),
+        ("ai_addrlen", ctypes.c_uint32),       # socklen_t
+        ("ai_addr", ctypes.c_void_p),          # struct sockaddr *
+        ("ai_canonname", ctypes.c_char_p),
+        ("ai_next", ctypes.c_void_p),          # struct addrinfo *
+    ]
+
+
+class EpollData(ctypes.Union):
+    _fields_ = [("ptr", ctypes.c_void_p), ("fd", ctypes.c_int), ("u32", ctypes.c_uint32),
+                ("u64", ctypes.c_uint64)]
+
+
+# <sys/epoll.h> packs struct epoll_event on x86-64 only (__EPOLL_PACKED), so
+# that 32-bit and 64-bit programs hand the kernel the same 12 bytes; the
+# Python twins follow the header's own rule.
+EPOLL_PACKED = platform.machine() in ("x86_64", "AMD64")
+
+
+class EpollEvent(ctypes.Structure):
+    if EPOLL_PACKED:
+        _pack_ = 1
+        _layout_ = "ms"  # what _pack_ means (Python 3.14 asks for it to be said)
+    _fields_ = [("events", ctypes.c_uint32), ("data", EpollData)]
+
+
+class IoUringSqe(ctypes.Structure):
+    """64 bytes of unions in <linux/io_uring.h>; each slot here carries the
+    first of its names (see csrc/layout.c)."""
+
+    _fields_ = [
+        ("opcode", ctypes.c_uint8), ("flags", ctypes.c_uint8), ("ioprio", ctypes.c_uint16),
+        ("fd", ctypes.c_int32), ("off", ctypes.c_uint64), ("addr", ctypes.c_uint64),
+        ("len", ctypes.c_uint32), ("rw_flags", ctypes.c_uint32), ("user_data", ctypes.c_uint64),
+        ("buf_index", ctypes.c_uint16), ("personality", ctypes.c_uint16),
+        ("splice_fd_in", ctypes.c_int32), ("addr3", ctypes.c_uint64), ("__pad2", ctypes.c_uint64),
+    ]
+
+
+class IoUringCqe(ctypes.Structure):
+    _fields_ = [("user_data", ctypes.c_uint64), ("res", ctypes.c_int32), ("flags", ctypes.c_uint32)]
+
+
 CTYPES: dict[str, type[ctypes.Structure]] = {
     "struct sockaddr_in": SockaddrIn,
     "struct in_addr": InAddr,
     "struct hostent": Hostent,
     "struct sockaddr_in6": SockaddrIn6,
+    "struct iovec": Iovec,
+    "struct msghdr": Msghdr,
+    "struct mmsghdr": Mmsghdr,
+    "struct sockaddr_storage": SockaddrStorage,
+    "struct sockaddr_un": SockaddrUn,
+    "struct addrinfo": Addrinfo,
+    "struct epoll_event": EpollEvent,
+    "struct io_uring_sqe": IoUringSqe,
+    "struct io_uring_cqe": IoUringCqe,
 }
 
 # One struct-module code per member, in order; '@' (native sizes and
@@ -148,11 +244,32 @@ STRUCT_CODES: dict[str, list[tuple[str, str]]] = {
                        ("h_addr_list", "P")],
     "struct sockaddr_in6": [("sin6_family", "H"), ("sin6_port", "H"), ("sin6_flowinfo", "I"),
                             ("sin6_addr", "16s"), ("sin6_scope_id", "I")],
+    "struct iovec": [("iov_base", "P"), ("iov_len", "N")],
+    "struct msghdr": [("msg_name", "P"), ("msg_namelen", "I"), ("msg_iov", "P"), ("msg_iovlen", "N"),
+                      ("msg_control", "P"), ("msg_controllen", "N"), ("msg_flags", "i")],
+    "struct mmsghdr": [("msg_hdr", f"{struct.calcsize('@PIPNPNi0P')}s"), ("msg_len", "I")],
+    "struct sockaddr_storage": [("ss_family", "H"), ("__ss_padding", "118s"), ("__ss_align", "L")],
+    "struct sockaddr_un": [("sun_family", "H"), ("sun_path", "108s")],
+    "struct addrinfo": [("ai_flags", "i"), ("ai_family", "i"), ("ai_socktype", "i"), ("ai_protocol", "i"),
+                        ("ai_addrlen", "I"), ("ai_addr", "P"), ("ai_canonname", "P"), ("ai_next", "P")],
+    "struct epoll_event": [("events", "I"), ("data", "Q")],
+    "struct io_uring_sqe": [("opcode", "B"), ("flags", "B"), ("ioprio", "H"), ("fd", "i"), ("off", "Q"),
+                            ("addr", "Q"), ("len", "I"), ("rw_flags", "I"), ("user_data", "Q"),
+                            ("buf_index", "H"), ("personality", "H"), ("splice_fd_in", "i"),
+                            ("addr3", "Q"), ("__pad2", "Q")],
+    "struct io_uring_cqe": [("user_data", "Q"), ("res", "i"), ("flags", "I")],
 }
+# The struct module pads before a member to its alignment ('@'), never after
+# the last one: a C struct's tail padding must be asked for, with a 0-count
+# code of the struct's alignment ('0P': up to the next 8).
+STRUCT_TAIL: dict[str, str] = {"struct msghdr": "0P", "struct mmsghdr": "0P"}
+# '@' lays out as this platform's C does; epoll_event is packed on x86-64,
+# which only '=' (standard sizes, no alignment) reproduces.
+STRUCT_MODE: dict[str, str] = {"struct epoll_event": "=" if EPOLL_PACKED else "@"}
 
 
 def struct_format(name: str) -> str:
-    return "@" + "".join(code for _, code in STRUCT_CODES[name])
+    return STRUCT_MODE.get(name, "@") + "".join(code for _, code in STRUCT_CODES[name]) + STRUCT_TAIL.get(name, "")
 
 
 def _ctypes_name(t: Any) -> str:
@@ -186,10 +303,11 @@ def struct_members(name: str) -> dict[str, PyMember]:
     """Offsets as struct computes them: the size of the format up to and
     including a member, less the member's own size."""
     out = {}
-    prefix = "@"
+    mode = STRUCT_MODE.get(name, "@")
+    prefix = mode
     for fname, code in STRUCT_CODES[name]:
         prefix += code
-        size = struct.calcsize("@" + code)
+        size = struct.calcsize(mode + code)
         out[fname] = PyMember(code, struct.calcsize(prefix) - size, size, None)
     return out
 
@@ -364,12 +482,14 @@ def _hole_text(holes: list[Hole]) -> str:
 
 def _struct_text(comp: Comparison) -> list[str]:
     c = comp.c
+    name_w = max([14] + [len(m.name) + 2 for m in c.members])
+    type_w = max([18] + [len(m.ctype) + 2 for m in c.members])
     lines = [f"{c.name}  <{c.header}>  {c.size} bytes, aligned to {c.align}",
-             f"  {'offset':>6} {'size':>5} {'align':>5}  {'member':<14}{'C type':<18}"
+             f"  {'offset':>6} {'size':>5} {'align':>5}  {'member':<{name_w}}{'C type':<{type_w}}"
              f"{'ctypes':<26}{'struct':<7}agrees with C"]
     for r in comp.rows:
         m = r.c
-        lines.append(f"  {m.offset:>6} {m.size:>5} {m.align:>5}  {m.name:<14}{m.ctype:<18}"
+        lines.append(f"  {m.offset:>6} {m.size:>5} {m.align:>5}  {m.name:<{name_w}}{m.ctype:<{type_w}}"
                      f"{r.ctypes.spelling if r.ctypes else '(missing)':<26}"
                      f"{r.struct.spelling if r.struct else '(missing)':<7}{_agree_word(r)}")
     lines.append(f"  padding holes: {_hole_text(c.holes())}")
@@ -390,7 +510,7 @@ def _example_text(ex: Example) -> list[str]:
     return lines
 
 
-def render_text(comps: list[Comparison], ex: Example) -> str:
+def render_text(comps: list[Comparison], ex: Optional[Example]) -> str:
     m = machine()
     lines = [f"Struct layouts as pysock's C library was compiled on this machine: "
              f"{m['machine']}, {m['byteorder']}-endian, {m['pointer_size']}-byte pointers.",
@@ -398,8 +518,9 @@ def render_text(comps: list[Comparison], ex: Example) -> str:
              "(see pysock/layout.py).", ""]
     for comp in comps:
         lines += _struct_text(comp) + [""]
-    lines += _example_text(ex)
-    return "\n".join(lines)
+    if ex is not None:
+        lines += _example_text(ex)
+    return "\n".join(lines).rstrip("\n")
 
 
 def _comparison_json(comp: Comparison) -> dict:
@@ -432,11 +553,37 @@ def render_json(comps: list[Comparison], ex: Example) -> str:
     return json.dumps(doc, indent=2)
 
 
-def report(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, as_json: bool = False) -> str:
-    """What ``pysock layout`` prints."""
-    example = filled_sockaddr_in(host, port)
-    render = render_json if as_json else render_text
-    return render(comparisons(), example)
+def struct_names() -> list[str]:
+    """The structs this build knows, in lesson order ("struct msghdr", ...)."""
+    return [c.name for c in c_layouts()]
+
+
+def find_structs(names: list[str]) -> list[str]:
+    """The full names of the structs asked for ("msghdr" or "struct msghdr"),
+    in the order asked; ValueError names any this build does not know."""
+    known = struct_names()
+    out, unknown = [], []
+    for name in names:
+        full = name if name.startswith("struct ") else f"struct {name}"
+        (out if full in known else unknown).append(full)
+    if unknown:
+        short = ", ".join(k[len("struct "):] for k in known)
+        raise ValueError(f"no struct {', '.join(u[len('struct '):] for u in unknown)} in this build; "
+                         f"it knows: {short}")
+    return out
+
+
+def report(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, as_json: bool = False,
+           names: Optional[list[str]] = None, example: bool = True) -> str:
+    """What ``pysock layout`` prints: every struct, or just those named (in
+    that order); the text shows the filled sockaddr_in when example is set,
+    the JSON always (its schema is one)."""
+    comps = comparisons()
+    if names:
+        by_name = {comp.c.name: comp for comp in comps}
+        comps = [by_name[n] for n in find_structs(names)]
+    filled = filled_sockaddr_in(host, port) if as_json or example else None
+    return render_json(comps, filled) if as_json else render_text(comps, filled)
 
 
 def sockaddr_in_many(host: str, first_port: int, count: int) -> list[bytes]:

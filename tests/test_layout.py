@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import re
+import shutil
 import socket
 import struct
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +20,12 @@ from pysock import layout, resolve_cmd
 from pysock._core import ffi
 
 STRUCTS = ["struct sockaddr_in", "struct in_addr", "struct hostent", "struct sockaddr_in6"]
+# The hot paths' structs; epoll's and io_uring's only where the build has them.
+HOT_PATH = ["struct iovec", "struct msghdr", "struct mmsghdr", "struct sockaddr_storage", "struct sockaddr_un",
+            "struct addrinfo", "struct epoll_event", "struct io_uring_sqe", "struct io_uring_cqe"]
+ALL = STRUCTS + HOT_PATH
+# cffi, asked the compiler, knows the ones pysock's cdef declares.
+CFFI_KNOWS = STRUCTS
 
 
 def _by_name() -> dict[str, layout.CStruct]:
@@ -25,11 +35,18 @@ def _by_name() -> dict[str, layout.CStruct]:
 # -- the C table --------------------------------------------------------------
 
 
-def test_c_table_has_the_four_structs_in_lesson_order():
-    assert [c.name for c in layout.c_layouts()] == STRUCTS
+def _built(name: str) -> bool:
+    from pysock.config import c_features
+
+    needs = {"struct epoll_event": "epoll", "struct io_uring_sqe": "uring", "struct io_uring_cqe": "uring"}
+    return name not in needs or needs[name] in c_features()
 
 
-@pytest.mark.parametrize("name", STRUCTS)
+def test_c_table_has_every_struct_in_lesson_order():
+    assert [c.name for c in layout.c_layouts()] == [n for n in ALL if _built(n)]
+
+
+@pytest.mark.parametrize("name", CFFI_KNOWS)
 def test_c_table_matches_cffi_which_asked_the_compiler(name):
     c = _by_name()[name]
     assert (c.size, c.align) == (ffi.sizeof(name), ffi.alignof(name))
@@ -46,9 +63,15 @@ def test_filled_structs_are_as_long_as_c_says():
     assert len(pysock.sockaddr_in6("::1", 1)) == c["struct sockaddr_in6"].size
 
 
-@pytest.mark.parametrize("name", STRUCTS)
+def _c(name: str) -> layout.CStruct:
+    if not _built(name):
+        pytest.skip(f"this build of pysock has no {name} (no epoll or io_uring header)")
+    return _by_name()[name]
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_holes_and_members_account_for_every_byte(name):
-    c = _by_name()[name]
+    c = _c(name)
     assert sum(m.size for m in c.members) + sum(h.size for h in c.holes()) == c.size
 
 
@@ -64,9 +87,9 @@ def test_holes_are_found_between_members_and_at_the_end():
 # -- C beside ctypes and struct ----------------------------------------------
 
 
-@pytest.mark.parametrize("name", STRUCTS)
+@pytest.mark.parametrize("name", ALL)
 def test_ctypes_and_struct_agree_with_c(name):
-    c = _by_name()[name]
+    c = _c(name)
     cls = layout.CTYPES[name]
     assert ctypes.sizeof(cls) == c.size
     assert ctypes.alignment(cls) == c.align
@@ -133,6 +156,36 @@ def test_layout_cli_defaults_to_127_0_0_1_port_12000():
     assert example["hex"] == _expected("127.0.0.1", 12000).hex()
 
 
+def test_layout_cli_shows_just_the_structs_named_in_that_order():
+    result = run_cli("layout", "epoll_event", "struct msghdr", "--json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    wanted = [n for n in ("struct epoll_event", "struct msghdr") if _built(n)]
+    assert [s["name"] for s in doc["structs"]] == wanted
+    assert set(doc) == {"machine", "structs", "example"}  # the schema stays one
+    text = run_cli("layout", "msghdr").stdout.decode()
+    assert [m[1] for m in re.finditer(r"^(struct \w+)  <", text, re.M)] == ["struct msghdr"]
+    assert "filled in C" not in text  # names alone: no example
+    text = run_cli("layout", "msghdr", "--host", "10.1.2.3", "--port", "8080").stdout.decode()
+    assert _expected("10.1.2.3", 8080).hex() in text
+
+
+def test_layout_cli_unknown_struct_is_a_usage_error_naming_the_known_ones():
+    result = run_cli("layout", "msghdrr")
+    assert result.returncode == 2
+    err = result.stderr.decode()
+    assert err.count("\n") == 1 and "no struct msghdrr" in err and "mmsghdr" in err and "--host" in err
+
+
+def test_layout_cli_host_and_port_options_and_the_old_positional_form_agree():
+    new = run_cli("layout", "--host", "10.1.2.3", "--port", "8080", "--json")
+    old = run_cli("layout", "10.1.2.3", "8080", "--json")
+    one = run_cli("layout", "10.1.2.3", "--json")
+    assert new.returncode == old.returncode == one.returncode == 0
+    assert json.loads(new.stdout)["example"] == json.loads(old.stdout)["example"]
+    assert json.loads(one.stdout)["example"]["port"] == 12000
+
+
 def test_layout_cli_unknown_host_is_one_line_and_exit_1():
     result = run_cli("layout", UNRESOLVABLE)
     assert result.returncode == 1
@@ -179,7 +232,8 @@ def test_layout_json_and_text_carry_the_same_numbers():
     assert text_run.returncode == json_run.returncode == 0
     text = _parse_text(text_run.stdout.decode())
     doc = json.loads(json_run.stdout)
-    assert [s["name"] for s in text["structs"]] == [s["name"] for s in doc["structs"]] == STRUCTS
+    assert [s["name"] for s in text["structs"]] == [s["name"] for s in doc["structs"]] == [
+        n for n in ALL if _built(n)]
     for seen, js in zip(text["structs"], doc["structs"]):
         assert (seen["header"], seen["size"], seen["align"]) == (js["header"], js["size"], js["align"])
         assert seen["holes"] == js["holes"]
@@ -262,3 +316,64 @@ def test_resolve_reports_where_python_disagrees():
     differ = {(c.source, c.field) for c in checks if not c.agrees}
     assert differ == {("gethostbyname_ex", "addresses"), ("getaddrinfo", "addresses")}
     assert "differ" in resolve_cmd.verdict_line(checks)
+
+
+# -- pahole, which reads the compiler's debug information ----------------------
+
+PAHOLE_MEMBER = re.compile(r"^(\t+)(?:.*?\W)?(\w+)(?:\[\d*\])?;\s+/\*\s+(\d+)\s+(\d+)\s+\*/")
+PAHOLE_UNNAMED = re.compile(r"^\t};\s+/\*\s+(\d+)\s+(\d+)\s+\*/")
+PAHOLE_HOLE = re.compile(r"^\t/\* XXX (\d+) bytes? hole")
+PAHOLE_SIZE = re.compile(r"/\* size: (\d+),")
+PAHOLE_PADDING = re.compile(r"^\t/\* padding: (\d+) \*/")
+
+
+def pahole(obj: Path, name: str) -> dict:
+    """What pahole prints of struct name: its size; every member at any
+    depth, by name; the top-level members' bytes (a union is one); and the
+    holes (between top-level members, then the tail's padding)."""
+    out = subprocess.run(["pahole", "-C", name, str(obj)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout, out.stderr
+    named, top, holes, size = {}, [], [], None
+    for line in out.stdout.splitlines():
+        if m := PAHOLE_MEMBER.match(line):
+            named[m[2]] = (int(m[3]), int(m[4]))
+            if len(m[1]) == 1 and int(m[4]) > 0:
+                top.append((int(m[3]), int(m[4])))
+        elif m := PAHOLE_UNNAMED.match(line):
+            top.append((int(m[1]), int(m[2])))
+        elif m := PAHOLE_HOLE.match(line):
+            offset, length = top[-1]
+            holes.append((offset + length, int(m[1])))
+        elif m := PAHOLE_SIZE.search(line):
+            size = int(m[1])
+        elif m := PAHOLE_PADDING.match(line):
+            holes.append((size - int(m[1]), int(m[1])))
+    return {"size": size, "named": named, "top": top, "holes": holes}
+
+
+@pytest.fixture(scope="module")
+def debug_object(tmp_path_factory) -> Path:
+    """csrc/layout.c compiled with debug information for every type it names."""
+    if shutil.which("pahole") is None:
+        if os.environ.get("PYSOCK_REQUIRE_PAHOLE") == "1":
+            pytest.fail("pahole is not installed (Debian: apt-get install dwarves)")
+        pytest.skip("pahole is not installed (Debian: apt-get install dwarves)")
+    obj = tmp_path_factory.mktemp("pahole") / "layout.o"
+    csrc = Path(__file__).resolve().parent.parent / "csrc"
+    cc = os.environ.get("CC", "cc")
+    subprocess.run([cc, "-std=c99", "-D_GNU_SOURCE", "-g", "-fno-eliminate-unused-debug-types", "-I", str(csrc),
+                    "-c", str(csrc / "layout.c"), "-o", str(obj)], check=True, timeout=120)
+    return obj
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_struct_agrees_with_pahole(name, debug_object):
+    c = _c(name)
+    seen = pahole(debug_object, name[len("struct "):])
+    assert seen["size"] == c.size
+    for m in c.members:  # every member pysock shows, at the offset and size pahole gives it
+        assert seen["named"].get(m.name) == (m.offset, m.size), m.name
+    covered = sorted({b for o, n in seen["top"] for b in range(o, o + n)})
+    ours = sorted({b for m in c.members for b in range(m.offset, m.offset + m.size)})
+    assert covered == ours  # together they cover the same bytes: no member missed
+    assert seen["holes"] == [(h.offset, h.size) for h in c.holes()]
