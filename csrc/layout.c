@@ -250,3 +250,27 @@ int ps_layouts(const ps_layout **out)
     *out = layouts;
     return (int)COUNT(layouts);
 }
+
+/* What udp.c does to its batch before each recvmmsg, for n datagrams into
+ * n slots of size bytes at bufs, then what it reads back after the call
+ * (each msg_len; no call is made here, so whatever the fields hold): the
+ * sum of msg_len.  bench/bench_mmsghdr.py times the same from Python with
+ * ctypes and with cffi. */
+long long ps_mmsg_batch(struct mmsghdr *msgs, struct iovec *iov, struct sockaddr_storage *names,
+                        unsigned char *bufs, size_t size, unsigned n)
+{
+    long long sum = 0;
+    unsigned i;
+
+    for (i = 0; i < n; i++) {
+        iov[i].iov_base = bufs + (size_t)i * size;
+        iov[i].iov_len = size;
+        msgs[i].msg_hdr.msg_name = &names[i];
+        msgs[i].msg_hdr.msg_namelen = sizeof names[i];
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    for (i = 0; i < n; i++)
+        sum += msgs[i].msg_len;
+    return sum;
+}

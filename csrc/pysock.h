@@ -131,6 +131,10 @@ const char *ps_hstrerror(int code);
 
 /* Struct layouts (layout.c): points *out at a static table, returns its length. */
 int ps_layouts(const ps_layout **out);
+/* Fill n mmsghdr for a recvmmsg as udp.c does, then sum their msg_len
+ * (layout.c; for the benchmark of the same from Python). */
+long long ps_mmsg_batch(struct mmsghdr *msgs, struct iovec *iov, struct sockaddr_storage *names,
+                        unsigned char *bufs, size_t size, unsigned n);
 
 /* Transforms (transform.c) */
 void ps_upper(unsigned char *buf, size_t n);

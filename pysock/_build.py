@@ -30,6 +30,12 @@ struct in6_addr { ...; };
 struct sockaddr_in { unsigned short sin_family; uint16_t sin_port; struct in_addr sin_addr; ...; };
 struct sockaddr_in6 { unsigned short sin6_family; uint16_t sin6_port; struct in6_addr sin6_addr; ...; };
 struct hostent { char *h_name; char **h_aliases; int h_addrtype; int h_length; char **h_addr_list; ...; };
+typedef int... socklen_t;
+struct iovec { void *iov_base; size_t iov_len; };
+struct msghdr { void *msg_name; socklen_t msg_namelen; struct iovec *msg_iov; size_t msg_iovlen;
+                void *msg_control; size_t msg_controllen; int msg_flags; ...; };
+struct mmsghdr { struct msghdr msg_hdr; unsigned int msg_len; ...; };
+struct sockaddr_storage { unsigned short ss_family; ...; };
 #define AF_INET ...
 #define AF_INET6 ...
 #define AF_UNIX ...

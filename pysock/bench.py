@@ -20,7 +20,10 @@ import ctypes
 import json
 import os
 import platform
+import re
 import select
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -121,6 +124,7 @@ class Plan:
     timeout: float = 0.2       # UDP resend; wait for replies in flight at the end
     stream_mib: int = 0        # 0: each stream load's own size
     stream_timeout: float = 10.0
+    syscalls: bool = False     # one more run per server and load under strace -f
 
 
 FULL = Plan()
@@ -199,6 +203,30 @@ def _cpu_clock(pid: int) -> Optional[int]:
     return clock.value
 
 
+def context_switches(pid: int) -> dict[int, int]:
+    """Each thread's context switches so far (voluntary: it waited;
+    involuntary: the scheduler took the CPU), from /proc/PID/task/*/status.
+    A thread that has ended is gone from there."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            text = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+        except OSError:
+            continue  # it ended meanwhile
+        out[int(tid)] = sum(int(line.split()[1]) for line in text.splitlines() if "ctxt_switches" in line)
+    return out
+
+
+def switches_between(before: dict[int, int], after: dict[int, int]) -> int:
+    """Context switches of the threads alive at the end, since the start
+    (or since they began)."""
+    return sum(n - before.get(tid, 0) for tid, n in after.items())
+
+
 class ServerProcess:
     """``python -m pysock serve 0 --PROTO ...`` on 127.0.0.1, started on
     cpu, its ready line read."""
@@ -243,6 +271,9 @@ class ServerProcess:
     def cpu_seconds(self) -> float:
         return process_cpu_seconds(self.proc.pid)
 
+    def switches(self) -> dict[int, int]:
+        return context_switches(self.proc.pid)
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 
@@ -268,6 +299,7 @@ class ServerProcess:
 def _one_run(proc: ServerProcess, load: Load, plan: Plan, duration: float, mib: int) -> dict:
     from pysock import loadgen
 
+    switched = proc.switches()
     before = proc.cpu_seconds()
     if load.stream:
         r = loadgen.bulk(proc.address, mib << 20, conns=load.conns, timeout=plan.stream_timeout)
@@ -275,14 +307,56 @@ def _one_run(proc: ServerProcess, load: Load, plan: Plan, duration: float, mib: 
         r = loadgen.pingpong(proc.address, load.proto, conns=load.conns, size=load.size,
                              duration=duration, timeout=plan.timeout, spin=load.spin)
     cpu = proc.cpu_seconds() - before
+    ctx = switches_between(switched, proc.switches())
     run = {"ok": r.ok, "requests": r.requests, "bad": r.bad, "lost": r.lost, "late": r.late,
            "failed": r.failed, "seconds": r.seconds, "mb_s": r.mb_per_s, "cpu_s": cpu}
     if load.stream:
         run["cpu_ms_per_mib"] = cpu * 1e3 / (r.bytes_in / (1 << 20)) if r.bytes_in else None
+        run["ctx_per_mib"] = ctx / (r.bytes_in / (1 << 20)) if r.bytes_in else None
     else:
         run.update(rps=r.rps, p50_us=r.p50_us, p99_us=r.p99_us,
-                   cpu_us_per_req=cpu * 1e6 / r.requests if r.requests else None)
+                   cpu_us_per_req=cpu * 1e6 / r.requests if r.requests else None,
+                   ctx_per_req=ctx / r.requests if r.requests else None)
     return run
+
+
+STRACE_ROW = re.compile(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$")
+
+
+def strace_available() -> bool:
+    return shutil.which("strace") is not None
+
+
+def traced_run(proc: ServerProcess, load: Load, plan: Plan, mib: int) -> dict:
+    """One more run with the server under strace -c -f (every thread, those
+    that end included): its system calls per request (per MiB for a
+    stream), in all and by call.  Tracing slows the server many times
+    over, so nothing of this run is timed."""
+    from pysock import loadgen
+
+    tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(proc.proc.pid)], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.3)  # attached to every thread
+        if load.stream:
+            r = loadgen.bulk(proc.address, min(mib, 16) << 20, conns=load.conns, timeout=plan.stream_timeout * 4)
+            units = r.bytes_in / (1 << 20)
+        else:
+            r = loadgen.pingpong(proc.address, load.proto, conns=load.conns, size=load.size,
+                                 duration=plan.duration, timeout=max(plan.timeout, 1.0), spin=load.spin)
+            units = r.requests
+    finally:
+        tracer.send_signal(signal.SIGINT)
+        _, summary = tracer.communicate(timeout=30)
+    calls = {}
+    for line in summary.splitlines():
+        m = STRACE_ROW.match(line)
+        if m and m.group(2) != "total":
+            calls[m.group(2)] = int(m.group(1))
+    if not units or not calls:
+        return {"per_unit": None, "calls": {}, "error": summary.strip().splitlines()[-1:] or ["no output"]}
+    top = sorted(calls.items(), key=lambda kv: -kv[1])
+    return {"per_unit": sum(calls.values()) / units, "calls": {k: n / units for k, n in top}}
 
 
 def _new_entry(server: BenchServer, load: Load) -> dict:
@@ -345,6 +419,10 @@ def measure_load(servers: Sequence[BenchServer], load: Load, plan: Plan, cpus: t
                 say(f"  {server.name:<16} run {i + 1}/{plan.reps}: {_brief(run, load)}")
                 if not proc.alive():
                     _give_up(entry, PysockError(f"the server exited: {proc._errors()}"), say)
+        for server, entry, proc in live:
+            if plan.syscalls and entry["status"] == "ok":
+                entry["syscalls"] = traced_run(proc, load, plan, mib)
+                say(f"  {server.name:<16} under strace: {_brief_calls(entry['syscalls'], load)}")
     except KeyboardInterrupt:
         interrupted = True  # keep what was measured: the caller reports it
     finally:
@@ -368,6 +446,13 @@ class Interrupted(KeyboardInterrupt):
 def measure(server: BenchServer, load: Load, plan: Plan, cpus: tuple, say: Callable[[str], None]) -> dict:
     """One server under one load (see measure_load)."""
     return measure_load([server], load, plan, cpus, say)[0]
+
+
+def _brief_calls(traced: dict, load: Load) -> str:
+    if traced["per_unit"] is None:
+        return f"no count ({traced['error'][0]})"
+    unit = "MiB" if load.stream else "request"
+    return f"{traced['per_unit']:.3g} system calls per {unit}"
 
 
 def _brief(run: dict, load: Load) -> str:
@@ -431,7 +516,7 @@ def main(args, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     base = QUICK if args.quick else FULL
     plan = Plan(duration=args.duration or base.duration, reps=args.reps or base.reps, warmup=base.warmup,
                 timeout=base.timeout, stream_mib=args.stream_mib or base.stream_mib,
-                stream_timeout=base.stream_timeout)
+                stream_timeout=base.stream_timeout, syscalls=bool(getattr(args, "syscalls", False)))
 
     def say(text: str) -> None:
         print(text, file=err, flush=True)

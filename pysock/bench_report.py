@@ -13,7 +13,8 @@ from typing import Callable, Optional
 
 from pysock.errors import PysockError
 
-FIGURES = ("rps", "p50_us", "p99_us", "mb_s", "cpu_us_per_req", "cpu_ms_per_mib", "lost")
+FIGURES = ("rps", "p50_us", "p99_us", "mb_s", "cpu_us_per_req", "cpu_ms_per_mib", "ctx_per_req", "ctx_per_mib",
+           "lost")
 
 
 def medians(runs: list[dict]) -> dict:
@@ -41,7 +42,7 @@ def add_ratios(results: list[dict], baseline: str) -> None:
         if ref is None or "median" not in entry:
             continue
         entry["ratio"] = {k: v / ref[k] for k, v in entry["median"].items()
-                          if k not in ("lost", "cpu_spread") and ref.get(k)}
+                          if k not in ("lost", "cpu_spread", "ctx_per_req", "ctx_per_mib") and ref.get(k)}
 
 
 def _fmt(value: Optional[float], digits: int = 0) -> str:
@@ -65,32 +66,51 @@ def _status(entry: dict) -> str:
     return f"{failed}/{len(entry['runs'])} runs FAILED" if failed else "ok"
 
 
+def _calls(entry: dict) -> str:
+    """System calls per request (per MiB) from the traced run, or '-'."""
+    per = entry.get("syscalls", {}).get("per_unit")
+    return "-" if per is None else f"{per:.3g}"
+
+
+def _small(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
 def table(report: dict) -> str:
-    """The comparison as text: one block per load, ratios to the C backend."""
+    """The comparison as text: one block per load, ratios to the C backend.
+    ctx/req: the server threads' context switches per request (from /proc);
+    sys/req: its system calls per request, from a traced run (--syscalls)."""
     plan = report["plan"]
+    traced = bool(plan.get("syscalls"))
     lines = [f"pysock bench: {report['machine']['cpu']}, {report['machine']['nproc']} CPUs, "
              f"Python {report['machine']['python']}; {plan['reps']} runs of {plan['duration']:g} s per load "
              f"(medians; xN = ratio to {report['baseline']}; +-N% = half the range of the server's CPU cost "
-             f"over the runs)"]
+             f"over the runs; ctx = the server's context switches"
+             + ("; sys = its system calls, counted by strace in one more run)" if traced else ")")]
     for load in report["loads"]:
         entries = [e for e in report["results"] if e["load"] == load["name"]]
         lines += ["", f"{load['name']}: {load['description']}"]
         if load["mib"]:
-            lines.append(f"  {'server':<16} {'MB/s':>8} {'':>6} {'CPU ms/MiB':>11} {'':>6} {'':>5}  status")
+            lines.append(f"  {'server':<16} {'MB/s':>8} {'':>6} {'CPU ms/MiB':>11} {'':>6} {'':>5} "
+                         f"{'ctx/MiB':>8}" + (f" {'sys/MiB':>8}" if traced else "") + "  status")
             for e in entries:
                 m = e.get("median", {})
                 lines.append(f"  {e['server']:<16} {_fmt(m.get('mb_s')):>8} {_ratio(e, 'mb_s'):>6} "
                              f"{_fmt(m.get('cpu_ms_per_mib'), 2):>11} {_ratio(e, 'cpu_ms_per_mib'):>6} "
-                             f"{_spread(e):>5}  {_status(e)}")
+                             f"{_spread(e):>5} {_small(m.get('ctx_per_mib')):>8}"
+                             + (f" {_calls(e):>8}" if traced else "") + f"  {_status(e)}")
             continue
         lines.append(f"  {'server':<16} {'req/s':>8} {'':>6} {'p50 us':>7} {'p99 us':>8} "
-                     f"{'CPU us/req':>10} {'':>6} {'':>5} {'lost':>5}  status")
+                     f"{'CPU us/req':>10} {'':>6} {'':>5} {'ctx/req':>7}" + (f" {'sys/req':>7}" if traced else "")
+                     + f" {'lost':>5}  status")
         for e in entries:
             m = e.get("median", {})
             lines.append(f"  {e['server']:<16} {_fmt(m.get('rps')):>8} {_ratio(e, 'rps'):>6} "
                          f"{_fmt(m.get('p50_us'), 1):>7} {_fmt(m.get('p99_us'), 1):>8} "
                          f"{_fmt(m.get('cpu_us_per_req'), 2):>10} {_ratio(e, 'cpu_us_per_req'):>6} "
-                         f"{_spread(e):>5} {_fmt(m.get('lost')):>5}  {_status(e)}")
+                         f"{_spread(e):>5} {_small(m.get('ctx_per_req')):>7}"
+                         + (f" {_calls(e):>7}" if traced else "")
+                         + f" {_fmt(m.get('lost')):>5}  {_status(e)}")
     verdict = c_verdict(report)
     if verdict:
         lines += ["", verdict]
@@ -165,7 +185,7 @@ def plot(report: dict, path: str) -> None:
 
 # -- other forms of the same figures -----------------------------------------------
 COLUMNS = ("load", "server", "status", "rps", "p50_us", "p99_us", "cpu_us_per_req", "mb_s", "cpu_ms_per_mib",
-           "lost", "cpu_spread")
+           "lost", "cpu_spread", "ctx_per_req", "ctx_per_mib", "syscalls_per_unit")
 
 
 def rows(report: dict) -> list[dict]:
@@ -174,7 +194,8 @@ def rows(report: dict) -> list[dict]:
     for e in report["results"]:
         m = e.get("median", {})
         out.append({"load": e["load"], "server": e["server"], "status": e["status"],
-                    **{k: m.get(k) for k in COLUMNS[3:]}})
+                    **{k: m.get(k) for k in COLUMNS[3:-1]},
+                    "syscalls_per_unit": e.get("syscalls", {}).get("per_unit")})
     return out
 
 

@@ -215,9 +215,17 @@ def pytest_configure(config) -> None:
                                        "several TCP clients at once (not the loop model)")
 
 
-# CI sets this: there the kernel must serve io_uring, and a refusal fails the
-# uring engines' tests instead of skipping them.
-REQUIRE_URING = os.environ.get("PYSOCK_REQUIRE_URING") == "1"
+# CI sets PYSOCK_CI=1: there every optional peer a test needs must be present
+# (a kernel that serves io_uring, pahole, strace), and a missing one fails
+# its tests instead of skipping them.
+IN_CI = os.environ.get("PYSOCK_CI") == "1"
+
+
+def skip_unless_ci(reason: str) -> None:
+    """Skip, saying why; in CI, fail: there the peer must be present."""
+    if IN_CI:
+        pytest.fail(f"{reason}, and CI must have it")
+    pytest.skip(reason)
 
 
 def server_kinds(proto: str) -> list:
@@ -234,7 +242,7 @@ def server_kinds(proto: str) -> list:
                                                  f"(pip install {MODEL_NEEDS[engine.model]})"))
         if engine.needs is not None and engine.needs not in c_features():
             marks.append(pytest.mark.skip(reason=f"this build of pysock has no {engine.needs}"))
-        elif engine.model == "uring" and uring_refused() is not None and not REQUIRE_URING:
+        elif engine.model == "uring" and uring_refused() is not None and not IN_CI:
             marks.append(pytest.mark.skip(reason=f"model 'uring' cannot run here: {uring_refused()}"))
         params.append(pytest.param(engine.options(), id=engine.name, marks=marks))
     return params

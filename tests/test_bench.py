@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, skip_unless_ci
 from pysock import bench, cli
+from pysock.config import uring_refused
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,37 @@ def test_quick_bench_reports_the_machine_and_ratios_to_c(quick_report):
     assert all(v == pytest.approx(1.0) for e in c_rows for v in e["ratio"].values())
     others = [e for e in quick_report["results"] if e["server"] != "c" and e["status"] == "ok"]
     assert others and all("cpu_us_per_req" in e["ratio"] or "cpu_ms_per_mib" in e["ratio"] for e in others)
+
+
+def test_every_run_counts_the_servers_context_switches(quick_report):
+    for entry in quick_report["results"]:
+        for run in entry["runs"]:
+            key = "ctx_per_mib" if "cpu_ms_per_mib" in run else "ctx_per_req"
+            assert run[key] is not None and run[key] >= 0, (entry["server"], entry["load"], run)
+
+
+def test_syscalls_counts_what_each_server_calls_per_request():
+    """The counts, not the times: epoll makes a recv and a send per request;
+    uring hands the kernel many per io_uring_enter; a Python thread server
+    makes its two and more (the GIL changes hands through futex)."""
+    if not bench.strace_available():
+        skip_unless_ci("strace is not installed (Debian: apt-get install strace)")
+    servers = "c,c-threads,python-threads" + ("" if uring_refused() else ",c-uring")
+    result = run_cli("bench", "--quick", "--syscalls", "--servers", servers, "--loads", "tcp-32x1k", "--json",
+                     timeout=120)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    calls = {e["server"]: e["syscalls"] for e in json.loads(result.stdout)["results"]}
+    for server in ("c", "c-threads"):  # a recv and a send per request, and little else
+        assert 2.0 <= calls[server]["per_unit"] < 3.0, calls[server]
+        assert calls[server]["calls"]["sendto"] == pytest.approx(1.0, abs=0.05)
+    assert calls["c"]["calls"]["recvfrom"] == pytest.approx(1.0, abs=0.05)  # epoll said it is ready
+    assert calls["c-threads"]["calls"]["recvfrom"] >= 1.0  # and at times a try that finds nothing, then poll
+    assert calls["python-threads"]["per_unit"] > 2.0
+    if "c-uring" in calls:
+        assert calls["c-uring"]["per_unit"] < 0.5
+        assert "recvfrom" not in calls["c-uring"]["calls"]
+    text = run_cli("bench", "--quick", "--syscalls", "--servers", "c", "--loads", "udp-1x64", timeout=60)
+    assert text.returncode == 0 and "sys/req" in text.stdout.decode()
 
 
 def test_a_server_with_wrong_replies_is_marked_failed_not_averaged():

@@ -25,6 +25,9 @@ def add_parser(sub) -> None:
                    help="the figures as a text table (default), CSV or a Markdown table")
     p.add_argument("--compare", metavar="OLD.json", help="also show each figure against a run saved with --json")
     p.add_argument("--plot", metavar="FILE.png", help="also draw the comparison (needs matplotlib)")
+    p.add_argument("--syscalls", action="store_true",
+                   help="also count each server's system calls per request: one more run per server and "
+                        "load under strace -f, not timed (needs strace)"),
     p.set_defaults(func=run)
 
 
@@ -51,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
             bench_report.check_writable(args.plot)
         if args.compare:
             bench_report.load_report(args.compare)
+        if args.syscalls and not bench.strace_available():
+            raise PysockError("--syscalls needs strace (Debian: apt-get install strace)")
     except PysockError as exc:
         raise UsageError(str(exc)) from None
     return bench.main(args)
