@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence, TextIO
 
+from pysock import affinity
 from pysock.bench_report import FORMATS, add_ratios, check_plot_available, compare, failed_runs, load_report, medians, plot
 from pysock.config import default_model, model_available, uring_refused
 from pysock.engine import parse_url
@@ -49,12 +50,15 @@ class BenchServer:
     udp: Optional[str]
     options: tuple = ()
     default: bool = True  # in a run that names no --servers
+    python: Optional[str] = None  # another interpreter (--python): its path; None: this one
 
     def model(self, proto: str) -> Optional[str]:
         return self.tcp if proto == "tcp" else self.udp
 
     def missing(self) -> Optional[str]:
         """Why it cannot run here (an optional package), or None."""
+        if self.python is not None:
+            return None  # checked when the interpreter was added (interpreter_servers)
         for model in (self.tcp, self.udp):
             if model is not None and not model_available(model):
                 return f"{model} is not installed"
@@ -76,6 +80,48 @@ SERVERS = (
     BenchServer("python-uvloop", "python", tcp="uvloop", udp="uvloop"),
 )
 BASELINE = "c"
+
+# What --python asks another interpreter: what it is, and which of pysock's
+# servers it can run (the twins need only the standard library; uvloop and
+# the C backend need a package and a build of their own for it).
+_PROBE = """
+import importlib.util, json, platform, sys
+def can(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except Exception:
+        return False
+print(json.dumps({"impl": platform.python_implementation(), "version": platform.python_version(),
+                  "twins": can("pysock.twins"), "uvloop": can("uvloop"), "c": can("pysock._pysock")}))
+"""
+
+
+def interpreter_servers(command: str) -> list[BenchServer]:
+    """Every server another interpreter (a command on PATH, or a path) can
+    run: each Python twin, and the C backend if pysock's extension is built
+    for it, named SERVER@IMPL-VERSION (python-asyncio@pypy-3.9)."""
+    path = shutil.which(command)
+    if path is None:
+        raise ConfigError(f"no interpreter {command!r} on PATH")
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    try:
+        out = subprocess.run([path, "-c", _PROBE], capture_output=True, text=True, timeout=60, env=env)
+        info = json.loads(out.stdout)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(f"{command} does not run as a Python: {exc}") from None
+    if not info["twins"]:
+        raise ConfigError(f"{command} cannot import pysock.twins (a Python 3.9 or later is needed)")
+    label = f"{'pypy' if info['impl'] == 'PyPy' else 'cpython'}-{'.'.join(info['version'].split('.')[:2])}"
+    servers = []
+    if info["c"]:
+        servers.append(BenchServer(f"c@{label}", "c", tcp=default_model("c", "tcp"), udp="loop", python=path))
+    for base in SERVERS:
+        if base.backend == "python" and (base.tcp != "uvloop" or info["uvloop"]):
+            servers.append(BenchServer(f"{base.name}@{label}", "python", tcp=base.tcp, udp=base.udp,
+                                       python=path))
+    return servers
 
 
 @dataclass(frozen=True)
@@ -157,7 +203,7 @@ def select_named(items: Sequence, names: Optional[str], what: str) -> list:
 
 def cpu_pair() -> tuple[Optional[int], Optional[int]]:
     """(server CPU, load generator CPU), or (None, None) with a single CPU."""
-    allowed = sorted(os.sched_getaffinity(0))
+    allowed = sorted(affinity.get())
     if len(allowed) < 2:
         return None, None
     return allowed[0], allowed[1]
@@ -172,7 +218,7 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"nproc": os.cpu_count(), "cpus_allowed": len(os.sched_getaffinity(0)), "cpu": model,
+    return {"nproc": os.cpu_count(), "cpus_allowed": len(affinity.get()), "cpu": model,
             "python": platform.python_version(), "system": f"{platform.system()} {platform.release()}"}
 
 
@@ -232,20 +278,20 @@ class ServerProcess:
     cpu, its ready line read."""
 
     def __init__(self, server: BenchServer, proto: str, cpu: Optional[int]) -> None:
-        args = [sys.executable, "-m", "pysock", "serve", "0", f"--{proto}", "--backend", server.backend,
+        args = [server.python or sys.executable, "-m", "pysock", "serve", "0", f"--{proto}", "--backend", server.backend,
                 "--model", server.model(proto), *server.options]
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parent.parent)  # this pysock, in the child too
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         self.stderr = tempfile.TemporaryFile()
-        mask = os.sched_getaffinity(0)
+        mask = affinity.get()
         if cpu is not None:
-            os.sched_setaffinity(0, {cpu})  # the child inherits it, and its threads
+            affinity.set_to({cpu})  # the child inherits it, and its threads
         try:
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                          stderr=self.stderr, env=env)
         finally:
-            os.sched_setaffinity(0, mask)
+            affinity.set_to(mask)
         try:
             self.address = self._ready(proto)
         except BaseException:
@@ -468,9 +514,9 @@ def _brief(run: dict, load: Load) -> str:
 
 def run_bench(servers: list, loads: list, plan: Plan, say: Callable[[str], None]) -> dict:
     cpus = cpu_pair()
-    mask = os.sched_getaffinity(0)
+    mask = affinity.get()
     if cpus[1] is not None:
-        os.sched_setaffinity(0, {cpus[1]})
+        affinity.set_to({cpus[1]})
         say(f"server on CPU {cpus[0]}, load generator on CPU {cpus[1]}")
     else:
         say("one CPU: server and load generator share it (not pinned)")
@@ -491,7 +537,7 @@ def run_bench(servers: list, loads: list, plan: Plan, say: Callable[[str], None]
     except KeyboardInterrupt:
         interrupted = True  # between loads
     finally:
-        os.sched_setaffinity(0, mask)
+        affinity.set_to(mask)
     add_ratios(results, BASELINE)
     return {"machine": machine(), "pinned": {"server": cpus[0], "loadgen": cpus[1]},
             "plan": asdict(plan), "baseline": BASELINE, "interrupted": interrupted,
@@ -509,6 +555,8 @@ def main(args, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     bad reply or a dropped connection), 130 after Ctrl-C (what was measured
     until then is printed all the same)."""
     servers = select_named(SERVERS, args.servers, "server")
+    for command in getattr(args, "python", None) or []:
+        servers += interpreter_servers(command)
     loads = select_named(LOADS, args.loads, "load")
     old = load_report(args.compare) if args.compare else None
     if args.plot:

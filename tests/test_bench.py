@@ -64,10 +64,12 @@ def test_syscalls_counts_what_each_server_calls_per_request():
                      timeout=120)
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     calls = {e["server"]: e["syscalls"] for e in json.loads(result.stdout)["results"]}
-    for server in ("c", "c-threads"):  # a recv and a send per request, and little else
+    # A recv and a send per request, and little else (a short traced run: each
+    # connection's accept, options and close add a little per request).
+    for server in ("c", "c-threads"):
         assert 2.0 <= calls[server]["per_unit"] < 3.0, calls[server]
-        assert calls[server]["calls"]["sendto"] == pytest.approx(1.0, abs=0.05)
-    assert calls["c"]["calls"]["recvfrom"] == pytest.approx(1.0, abs=0.05)  # epoll said it is ready
+        assert 1.0 <= calls[server]["calls"]["sendto"] < 1.2, calls[server]
+    assert 1.0 <= calls["c"]["calls"]["recvfrom"] < 1.1  # epoll said it is ready
     assert calls["c-threads"]["calls"]["recvfrom"] >= 1.0  # and at times a try that finds nothing, then poll
     assert calls["python-threads"]["per_unit"] > 2.0
     if "c-uring" in calls:

@@ -25,6 +25,9 @@ def add_parser(sub) -> None:
                    help="the figures as a text table (default), CSV or a Markdown table")
     p.add_argument("--compare", metavar="OLD.json", help="also show each figure against a run saved with --json")
     p.add_argument("--plot", metavar="FILE.png", help="also draw the comparison (needs matplotlib)")
+    p.add_argument("--python", action="append", metavar="INTERP",
+                   help="also run the pure-Python twins (and the C backend, if built for it) under this "
+                        "interpreter, e.g. pypy3 or python3.13; repeatable")
     p.add_argument("--syscalls", action="store_true",
                    help="also count each server's system calls per request: one more run per server and "
                         "load under strace -f, not timed (needs strace)"),
@@ -54,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
             bench_report.check_writable(args.plot)
         if args.compare:
             bench_report.load_report(args.compare)
+        for command in args.python or []:
+            bench.interpreter_servers(command)
         if args.syscalls and not bench.strace_available():
             raise PysockError("--syscalls needs strace (Debian: apt-get install strace)")
     except PysockError as exc:
