@@ -4,15 +4,19 @@ descriptor limit, SIGPIPE at its default action, a shim in front of libc)
 run the server as a `pysock serve` subprocess."""
 from __future__ import annotations
 
+import contextlib
 import errno
+import gc
 import os
 import resource
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
+import warnings
 
 import pytest
 
@@ -154,15 +158,46 @@ def os_threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
+@contextlib.contextmanager
+def nothing_left_to_the_collector():
+    """Fail if, inside, an object that owns a resource (a socket, a file)
+    is finalized without having been closed: every descriptor must be
+    closed by explicit code, never by the garbage collector's timing (which
+    on PyPy comes at any later moment, in any thread).  Python reports such
+    an object with a ResourceWarning from its finalizer."""
+    seen: list = []
+    old_hook = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        seen.append(unraisable)
+
+    gc.collect()  # what earlier tests left to the collector goes now, not inside
+    sys.unraisablehook = hook
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            yield
+            gc.collect()
+        seen += [w for w in caught if issubclass(w.category, ResourceWarning)]
+    finally:
+        sys.unraisablehook = old_hook
+    assert not seen, f"finalized without being closed: {seen[:3]}"
+
+
 def start_stop_cycles(proto: str, options: dict, n: int = 1000) -> None:
-    fds, threads, py_threads = open_fds(), os_threads(), threading.active_count()
-    for i in range(n):
-        with pysock.Server("127.0.0.1", 0, proto, **options) as srv:
-            if i % 10 == 0:
-                assert pysock.request(b"cycle", srv.address, proto) == b"CYCLE"
-    wait_for(lambda: os_threads() <= threads)  # a thread's exit may lag its join by a moment
-    assert open_fds() == fds
-    assert threading.active_count() == py_threads
+    with pysock.Server("127.0.0.1", 0, proto, **options):
+        pass  # what a process keeps once it has run one (uvloop's global descriptors)
+    with nothing_left_to_the_collector():
+        fds, threads, py_threads = open_fds(), os_threads(), threading.active_count()
+        for i in range(n):
+            with pysock.Server("127.0.0.1", 0, proto, **options) as srv:
+                if i % 10 == 0:
+                    assert pysock.request(b"cycle", srv.address, proto) == b"CYCLE"
+            if i % 100 == 0:
+                gc.collect()  # a collection between servers must find nothing of theirs open
+        wait_for(lambda: os_threads() <= threads)  # a thread's exit may lag its join by a moment
+        assert open_fds() == fds
+        assert threading.active_count() == py_threads
 
 
 def test_a_thousand_start_stop_cycles_leave_nothing_behind_tcp(tcp_options):
@@ -171,6 +206,47 @@ def test_a_thousand_start_stop_cycles_leave_nothing_behind_tcp(tcp_options):
 
 def test_a_thousand_start_stop_cycles_leave_nothing_behind_udp(udp_options):
     start_stop_cycles("udp", udp_options)
+
+
+@contextlib.contextmanager
+def collecting():
+    """Forced collections, one after another, in a thread of their own."""
+    stop = threading.Event()
+
+    def collect() -> None:
+        while not stop.wait(0.005):  # a pause: a collection holds the GIL (PyPy's take long)
+            gc.collect()
+
+    collector = threading.Thread(target=collect, daemon=True)
+    collector.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        collector.join(10)
+
+
+def check_collections_change_nothing(proto: str, options: dict) -> None:
+    """Every object C uses is kept alive by explicit code: forced
+    collections (PyPy's move and free objects) while a server serves, and
+    while the C load generator drives it from another thread, leave every
+    reply right."""
+    from pysock import loadgen
+
+    with collecting(), pysock.Server("127.0.0.1", 0, proto, **options) as srv:
+        for _ in range(3):
+            result = loadgen.pingpong(srv.address, proto, conns=4, size=512, duration=0.2, timeout=0.5)
+            assert result.bad == 0 and result.failed == 0 and result.requests > 0, result
+            for i in range(10):
+                assert pysock.request(b"gc %d" % i, srv.address, proto) == b"GC %d" % i
+
+
+def test_collections_while_a_tcp_server_serves_change_nothing(tcp_options):
+    check_collections_change_nothing("tcp", tcp_options)
+
+
+def test_collections_while_a_udp_server_serves_change_nothing(udp_options):
+    check_collections_change_nothing("udp", udp_options)
 
 
 def test_graceful_stop_finishes_the_echo_then_eof(tcp_options):

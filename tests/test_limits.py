@@ -27,8 +27,8 @@ def test_max_conns_closes_the_next_one_and_keeps_the_rest(tcp_options):
         a = pysock.Connection(srv.address)
         b = pysock.Connection(srv.address)
         assert a.roundtrip(b"a") == b"A" and b.roundtrip(b"b") == b"B"
-        extra = pysock.client.connect(srv.address)
-        assert closed_by_server(extra)
+        with pysock.client.connect(srv.address) as extra:
+            assert closed_by_server(extra)
         assert srv.stats.rejected == 1
         assert a.roundtrip(b"still") == b"STILL" and b.roundtrip(b"fine") == b"FINE"
         a.close()
@@ -40,15 +40,13 @@ def test_max_conns_closes_the_next_one_and_keeps_the_rest(tcp_options):
 @pytest.mark.concurrent_clients
 def test_idle_connection_is_closed_and_a_busy_one_is_not(tcp_options):
     with pysock.Server("127.0.0.1", 0, "tcp", idle_timeout=0.3, **tcp_options) as srv:
-        idle = pysock.client.connect(srv.address)
-        busy = pysock.Connection(srv.address)
-        for _ in range(8):  # talks more often than the idle timeout
-            assert busy.roundtrip(b"tick") == b"TICK"
-            threading.Event().wait(0.1)
-        assert closed_by_server(idle)
-        assert srv.stats.idle_closed == 1
-        assert busy.roundtrip(b"alive") == b"ALIVE"
-        busy.close()
+        with pysock.client.connect(srv.address) as idle, pysock.Connection(srv.address) as busy:
+            for _ in range(8):  # talks more often than the idle timeout
+                assert busy.roundtrip(b"tick") == b"TICK"
+                threading.Event().wait(0.1)
+            assert closed_by_server(idle)
+            assert srv.stats.idle_closed == 1
+            assert busy.roundtrip(b"alive") == b"ALIVE"
 
 
 @pytest.mark.concurrent_clients
@@ -91,12 +89,12 @@ def test_limits_from_the_cli(tmp_path):
 
     with CliServer("serve", "0", "--tcp", "--max-conns", "1", "--idle-timeout", "0.3") as cli:
         address = cli.address("tcp")
-        first = pysock.client.connect(address)
-        first.sendall(b"x")
-        assert first.recv(1) == b"X"
-        second = pysock.client.connect(address)
-        assert closed_by_server(second)  # over --max-conns
-        assert closed_by_server(first)   # past --idle-timeout
+        with pysock.client.connect(address) as first:
+            first.sendall(b"x")
+            assert first.recv(1) == b"X"
+            with pysock.client.connect(address) as second:
+                assert closed_by_server(second)  # over --max-conns
+            assert closed_by_server(first)   # past --idle-timeout
 
 
 @pytest.mark.parametrize("option, value", [("--max-conns", "many"), ("--idle-timeout", "soon"),
