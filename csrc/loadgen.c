@@ -238,14 +238,14 @@ static int fill_address(lg_run *r)
     if (cfg->family == AF_UNIX) {
         struct sockaddr_un *sun = (struct sockaddr_un *)&r->addr;
 
-        if (cfg->path == NULL || strlen(cfg->path) >= sizeof sun->sun_path)
+        if (cfg->path[0] == '\0' || memchr(cfg->path, '\0', sizeof cfg->path) == NULL)
             return -EINVAL;
         sun->sun_family = AF_UNIX;
-        strcpy(sun->sun_path, cfg->path);
+        memcpy(sun->sun_path, cfg->path, sizeof cfg->path);
         r->addrlen = sizeof *sun;
         return 0;
     }
-    if (cfg->host == NULL)
+    if (cfg->host[0] == '\0' || memchr(cfg->host, '\0', sizeof cfg->host) == NULL)
         return -EINVAL;
     if (cfg->family == AF_INET6) {
         rc = ps_sockaddr_in6((struct sockaddr_in6 *)&r->addr, cfg->host, cfg->port);

@@ -17,9 +17,12 @@
 typedef struct ps_load {
     int family;          /* AF_INET, AF_INET6 or AF_UNIX */
     int socktype;        /* SOCK_STREAM or SOCK_DGRAM (bulk: stream only) */
-    const char *host;    /* numeric address or host name (AF_INET, AF_INET6) */
+    /* Text in the struct itself, not pointers: the caller's strings then
+     * cannot be freed under a run (a garbage collector that frees an
+     * unused local early, as PyPy's does, would otherwise). */
+    char host[256];      /* numeric address or host name (AF_INET, AF_INET6) */
     int port;
-    const char *path;    /* the server's path (AF_UNIX) */
+    char path[108];      /* the server's path (AF_UNIX) */
     int mode;            /* PS_LOAD_* */
     int conns;           /* TCP connections or UDP sockets, 1-65535 */
     size_t size;         /* ping-pong: bytes per message (UDP: 16-65507) */

@@ -122,6 +122,9 @@ static int arm_wake(ps__uring *u)
     if (e == NULL)
         return -EBUSY;
     e->poll32_events = POLLIN;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    e->poll32_events = POLLIN << 16;  /* the kernel reads the halves swapped there */
+#endif
     u->waking = 1;
     return 0;
 }

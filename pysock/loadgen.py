@@ -59,21 +59,23 @@ class LoadResult:
         return self.bad == 0 and self.failed == 0
 
 
-def _target(load, address: Address, keep: list) -> None:
-    def cstr(text: str):
-        p = ffi.new("char[]", text.encode())
-        keep.append(p)
-        return p
+def _text(field: str, text: str, room: int) -> bytes:
+    raw = text.encode()
+    if not raw or len(raw) >= room or b"\0" in raw:
+        raise ConfigError(f"{field} must be 1 to {room - 1} bytes without NUL, not {text!r}")
+    return raw
 
+
+def _target(load, address: Address) -> None:
+    """The address, copied into the struct (cffi copies bytes into a char
+    array and ends them with a NUL), so that nothing else needs to live."""
     load.family = address_family(address)  # the socket module's values are the C headers'
     if isinstance(address, str):
-        load.path = cstr(address)
-        load.host = ffi.NULL
+        load.path = _text("a unix path", address, ffi.sizeof(load.path))
         return
     host, port = address[0], address[1]
-    load.host = cstr(host)
+    load.host = _text("a host", host, ffi.sizeof(load.host))
     load.port = port
-    load.path = ffi.NULL
 
 
 def _check(name: str, value: float, low: float, high: float) -> None:
@@ -91,13 +93,13 @@ def _run(load, what: str) -> LoadResult:
     )
 
 
-def _new_load(address: Address, proto: str, conns: int, timeout: float, transform: str, keep: list):
+def _new_load(address: Address, proto: str, conns: int, timeout: float, transform: str):
     _check("conns", conns, 1, 65535)
     _check("timeout", timeout, 0.001, 3600)
     if transform not in _TRANSFORMS:
         raise ConfigError(f"unknown transform {transform!r}: choose one of {', '.join(_TRANSFORMS)}")
     load = ffi.new("ps_load *")
-    _target(load, address, keep)
+    _target(load, address)
     load.socktype = socktype(proto)
     load.conns = conns
     load.timeout_ms = millis(timeout)
@@ -114,8 +116,7 @@ def pingpong(address: Address, proto: str = "tcp", *, conns: int = 1, size: int 
     replies in flight get timeout seconds more before they count as lost.
     spin: busy-poll for replies (a core kept busy) instead of sleeping, so
     that latency is the server's alone, not also the client's wake-up."""
-    keep: list = []
-    load = _new_load(address, proto, conns, timeout, transform, keep)
+    load = _new_load(address, proto, conns, timeout, transform)
     low = UDP_HEADER if proto == "udp" else 1
     _check("size", size, low, UDP_MAX if proto == "udp" else 1 << 30)
     _check("duration", duration, 0.001, 24 * 3600)
@@ -132,8 +133,7 @@ def bulk(address: Address, nbytes: int, *, conns: int = 1, timeout: float = 5.0,
     while sending; then half-closes and reads to the server's EOF.  A stream
     silent for timeout seconds, or still running after limit seconds, is
     counted lost."""
-    keep: list = []
-    load = _new_load(address, "tcp", conns, timeout, transform, keep)
+    load = _new_load(address, "tcp", conns, timeout, transform)
     _check("nbytes", nbytes, 1, 1 << 50)
     _check("limit", limit, 0.001, 24 * 3600)
     load.mode = lib.PS_LOAD_BULK

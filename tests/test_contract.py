@@ -10,6 +10,7 @@ import errno
 import json
 import math
 import os
+import platform
 import resource
 import selectors
 import signal
@@ -264,8 +265,14 @@ class ServerProcess:
             "srv.stop()\n")
 
     def __init__(self, options: dict) -> None:
+        env = cli_env()
+        if platform.python_implementation() == "PyPy":
+            # PyPy frees a large object with free() in whichever thread
+            # collects, and glibc keeps what each of 200 threads freed in its
+            # own arena (8 per core): docs/contract.md, "Where engines differ".
+            env.setdefault("MALLOC_ARENA_MAX", "2")
         self.proc = subprocess.Popen([sys.executable, "-c", self.CODE, json.dumps(options)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, env=cli_env())
+                                     stdout=subprocess.PIPE, text=True, env=env)
         self.address = (LOCALHOST, int(self.proc.stdout.readline()))
 
     def stats(self) -> dict:
