@@ -85,10 +85,11 @@ BASELINE = "c"
 # servers it can run (the twins need only the standard library; uvloop and
 # the C backend need a package and a build of their own for it).
 _PROBE = """
-import importlib.util, json, platform, sys
+import importlib, json, platform, sys
 def can(name):
     try:
-        return importlib.util.find_spec(name) is not None
+        importlib.import_module(name)  # found is not enough: the C extension needs cffi there too
+        return True
     except Exception:
         return False
 print(json.dumps({"impl": platform.python_implementation(), "version": platform.python_version(),
@@ -110,7 +111,8 @@ def interpreter_servers(command: str) -> list[BenchServer]:
         out = subprocess.run([path, "-c", _PROBE], capture_output=True, text=True, timeout=60, env=env)
         info = json.loads(out.stdout)
     except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
-        raise ConfigError(f"{command} does not run as a Python: {exc}") from None
+        said = out.stderr.strip().splitlines()[-1:] if "out" in locals() else []
+        raise ConfigError(f"{command} does not run as a Python: {said[0] if said else exc}") from None
     if not info["twins"]:
         raise ConfigError(f"{command} cannot import pysock.twins (a Python 3.9 or later is needed)")
     label = f"{'pypy' if info['impl'] == 'PyPy' else 'cpython'}-{'.'.join(info['version'].split('.')[:2])}"

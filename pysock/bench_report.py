@@ -87,25 +87,26 @@ def table(report: dict) -> str:
              f"(medians; xN = ratio to {report['baseline']}; +-N% = half the range of the server's CPU cost "
              f"over the runs; ctx = the server's context switches"
              + ("; sys = its system calls, counted by strace in one more run)" if traced else ")")]
+    width = max([16] + [len(e["server"]) for e in report["results"]])
     for load in report["loads"]:
         entries = [e for e in report["results"] if e["load"] == load["name"]]
         lines += ["", f"{load['name']}: {load['description']}"]
         if load["mib"]:
-            lines.append(f"  {'server':<16} {'MB/s':>8} {'':>6} {'CPU ms/MiB':>11} {'':>6} {'':>5} "
+            lines.append(f"  {'server':<{width}} {'MB/s':>8} {'':>6} {'CPU ms/MiB':>11} {'':>6} {'':>5} "
                          f"{'ctx/MiB':>8}" + (f" {'sys/MiB':>8}" if traced else "") + "  status")
             for e in entries:
                 m = e.get("median", {})
-                lines.append(f"  {e['server']:<16} {_fmt(m.get('mb_s')):>8} {_ratio(e, 'mb_s'):>6} "
+                lines.append(f"  {e['server']:<{width}} {_fmt(m.get('mb_s')):>8} {_ratio(e, 'mb_s'):>6} "
                              f"{_fmt(m.get('cpu_ms_per_mib'), 2):>11} {_ratio(e, 'cpu_ms_per_mib'):>6} "
                              f"{_spread(e):>5} {_small(m.get('ctx_per_mib')):>8}"
                              + (f" {_calls(e):>8}" if traced else "") + f"  {_status(e)}")
             continue
-        lines.append(f"  {'server':<16} {'req/s':>8} {'':>6} {'p50 us':>7} {'p99 us':>8} "
+        lines.append(f"  {'server':<{width}} {'req/s':>8} {'':>6} {'p50 us':>7} {'p99 us':>8} "
                      f"{'CPU us/req':>10} {'':>6} {'':>5} {'ctx/req':>7}" + (f" {'sys/req':>7}" if traced else "")
                      + f" {'lost':>5}  status")
         for e in entries:
             m = e.get("median", {})
-            lines.append(f"  {e['server']:<16} {_fmt(m.get('rps')):>8} {_ratio(e, 'rps'):>6} "
+            lines.append(f"  {e['server']:<{width}} {_fmt(m.get('rps')):>8} {_ratio(e, 'rps'):>6} "
                          f"{_fmt(m.get('p50_us'), 1):>7} {_fmt(m.get('p99_us'), 1):>8} "
                          f"{_fmt(m.get('cpu_us_per_req'), 2):>10} {_ratio(e, 'cpu_us_per_req'):>6} "
                          f"{_spread(e):>5} {_small(m.get('ctx_per_req')):>7}"
@@ -240,6 +241,7 @@ def compare(report: dict, old: dict) -> str:
     stream) and server CPU per request, now against then."""
     then = {(e["server"], e["load"]): e.get("median", {}) for e in old["results"]}
     lines = [f"against the saved run ({old.get('command', 'pysock bench')}): now / then"]
+    width = max([16] + [len(e["server"]) for e in report["results"]])
     for e in report["results"]:
         before = then.get((e["server"], e["load"]))
         now = e.get("median", {})
@@ -251,7 +253,7 @@ def compare(report: dict, old: dict) -> str:
             if now.get(key) and before.get(key):
                 parts.append(f"{label} x{now[key] / before[key]:.2f}")
         if parts:
-            lines.append(f"  {e['load']:<16} {e['server']:<16} " + ", ".join(parts))
+            lines.append(f"  {e['load']:<16} {e['server']:<{width}} " + ", ".join(parts))
     if len(lines) == 1:
         lines.append("  nothing measured in both")
     return "\n".join(lines)
