@@ -96,20 +96,18 @@ static int setup(unsigned entries, struct io_uring_params *p, unsigned flags)
 int ps__ring_open(ps__ring *r, unsigned entries)
 {
     struct io_uring_params p;
-    int rc;
 
     memset(r, 0, sizeof *r);
-    r->fd = -1;
     /* Disabled until the serving thread enables it (ps__ring_enable): with
-     * SINGLE_ISSUER, that thread becomes the one that may submit. */
+     * SINGLE_ISSUER, that thread becomes the one that may submit.  On
+     * failure r->fd is the negative code, which ps__ring_close skips. */
     r->fd = setup(entries, &p, IORING_SETUP_R_DISABLED);
     if (r->fd < 0)
         return r->fd;
     r->flags = p.flags;
     if (!(p.features & IORING_FEAT_EXT_ARG) || !(p.features & IORING_FEAT_NODROP))
         return -EOPNOTSUPP;  /* before Linux 5.11 */
-    rc = map_rings(r, &p);
-    return rc;
+    return map_rings(r, &p);
 }
 
 int ps__ring_enable(ps__ring *r)
