@@ -234,11 +234,16 @@ def check_collections_change_nothing(proto: str, options: dict) -> None:
     from pysock import loadgen
 
     with collecting(), pysock.Server("127.0.0.1", 0, proto, **options) as srv:
+        answered = 0
         for _ in range(3):
-            result = loadgen.pingpong(srv.address, proto, conns=4, size=512, duration=0.2, timeout=0.5)
-            assert result.bad == 0 and result.failed == 0 and result.requests > 0, result
+            # Wrong or cut-off replies fail; a slow round (PyPy's collections
+            # hold the GIL the twins need) only answers fewer.
+            result = loadgen.pingpong(srv.address, proto, conns=4, size=512, duration=0.3, timeout=1.0)
+            assert result.bad == 0 and result.failed == 0, result
+            answered += result.requests
             for i in range(10):
                 assert pysock.request(b"gc %d" % i, srv.address, proto) == b"GC %d" % i
+        assert answered > 0
 
 
 def test_collections_while_a_tcp_server_serves_change_nothing(tcp_options):
