@@ -15,6 +15,15 @@
  *   pending  echo unsent; cut off send_timeout_ms after its echo began to
  *            wait or its client last took a whole buffer (PS_BUFSIZE) of
  *            it: the allowance the threads model gives each send_all.
+ *
+ * Faults (fault.c): while any is set, a reply goes to the connection's
+ * shaper instead of the socket, and the connection sits on a third list,
+ * shaped, until what it holds has been released into out when due (and
+ * its close_delay is over).  Shaped bytes count against max_unsent as
+ * unsent ones do, and a connection waiting only for its shaper is on no
+ * timer list: the delay is the server's, not an idle or slow client's.
+ * The shaped list is in no order; a turn looks at each of its entries, so
+ * faults cost O(shaped connections) per turn, and nothing while none is set.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -42,6 +51,8 @@ struct econn {
     size_t off;
     ps__xf xf;           /* the transform's state (stamp: the unfinished line) */
     ps__conninfo info;   /* its number, peer and bytes, for the log */
+    ps__shaper *sh;      /* its replies under faults; NULL until the first */
+    int ending;          /* PS__END_FIN, PS__END_RST: close once out is sent */
 };
 
 struct ps__loop {
@@ -53,6 +64,8 @@ struct ps__loop {
     int64_t grace_end;
     int nconns;
     ps__tlist idle, pending;
+    ps__tlist shaped;    /* connections whose shaper holds anything */
+    ps__fview faults;    /* the server's faults as this loop last saw them */
     char listen_tag, wake_tag;  /* their addresses mark the two non-connection fds */
     struct epoll_event ev[MAX_EVENTS];
     unsigned char buf[PS_BUFSIZE];
@@ -112,6 +125,12 @@ static void conn_close(ps__loop *l, econn *c, int why)
 {
     ps__conn_event(l->w->srv, &c->info, PS_EV_CLOSE, why);
     ps__timer_remove(&c->t);
+    if (c->sh != NULL) {
+        ps__timer_remove(&c->sh->link);
+        ps__shaper_free(c->sh);
+    }
+    if (c->ending == PS__END_RST)
+        ps__reset(c->fd);
     close(c->fd);
     ps__xf_free(&c->xf);
     ps__buf_free(&c->out);
@@ -136,9 +155,15 @@ static size_t unsent(const econn *c)
     return c->out.len - c->off;
 }
 
+/* What its echo holds: unsent bytes and what its shaper keeps. */
+static size_t held(const econn *c)
+{
+    return unsent(c) + ps__shape_held(c->sh);
+}
+
 static int reading(const ps__loop *l, const econn *c)
 {
-    return !c->eof && !l->draining && unsent(c) < l->w->srv->cfg.max_unsent;
+    return !c->eof && !c->ending && !l->draining && held(c) < l->w->srv->cfg.max_unsent;
 }
 
 /* Tell epoll what c waits for now: input unless it has too much echo
@@ -225,11 +250,79 @@ static int flush(ps__loop *l, econn *c, int64_t now)
     c->t.taken += (size_t)k;
     if (unsent(c) == 0) {
         drop_out(c);
-        restart(&l->idle, c, now);
+        if (ps__shape_busy(c->sh))
+            ps__timer_remove(&c->t);  /* its shaper's turn: no clock runs */
+        else
+            restart(&l->idle, c, now);
     } else if (c->t.taken >= PS_BUFSIZE) {
         restart(&l->pending, c, now);
     }
     return 0;
+}
+
+/* -- faults ------------------------------------------------------------- */
+static const ps_faults *faults_seen(const ps__loop *l)
+{
+    return l->faults.on ? &l->faults.f : NULL;
+}
+
+/* Hand what c's shaper lets go now to the socket (conn_put), then note a
+ * limit reached; c leaves the shaped list once its shaper holds nothing. */
+static int release(ps__loop *l, econn *c, int64_t now)
+{
+    const ps_faults *f = faults_seen(l);
+    int64_t us = ps__now_us();
+    const unsigned char *p = NULL;
+    size_t n;
+    int rc = 0;
+
+    while (rc == 0 && (n = ps__shape_ready(c->sh, f, us, &p)) > 0) {
+        rc = conn_put(l, c, p, n, now);
+        ps__shape_took(c->sh, f, n, us);
+    }
+    if (rc == 0 && c->ending == 0)
+        c->ending = ps__shape_end(c->sh, f);
+    if (!ps__shape_busy(c->sh)) {
+        ps__timer_remove(&c->sh->link);
+        if (c->t.on == NULL && unsent(c) == 0)
+            restart(&l->idle, c, now);
+    }
+    return rc;
+}
+
+/* A reply under faults (or behind replies still shaped, which it must not
+ * overtake) goes to c's shaper; its clock stops while the shaper has it. */
+static int shape(ps__loop *l, econn *c, const unsigned char *p, size_t n, int64_t now)
+{
+    int rc;
+
+    if (c->sh == NULL && (c->sh = ps__shaper_new(faults_seen(l), c)) == NULL)
+        return -ENOMEM;
+    rc = ps__shape_push(c->sh, faults_seen(l), p, n, ps__now_us());
+    if (rc < 0)
+        return rc;
+    if (ps__shape_busy(c->sh) && c->sh->link.on == NULL) {
+        ps__timer_push(&l->shaped, &c->sh->link);
+        if (c->t.on == &l->idle)
+            ps__timer_remove(&c->t);
+    }
+    return release(l, c, now);
+}
+
+/* The client has closed and heard everything: with close_delay, its
+ * shaper holds the close that long.  1 if it does. */
+static int delay_close(ps__loop *l, econn *c)
+{
+    const ps_faults *f = faults_seen(l);
+
+    if (f == NULL || f->close_delay_us == 0 || (c->sh != NULL && c->sh->close_at > 0))
+        return 0;
+    if (c->sh == NULL && (c->sh = ps__shaper_new(f, c)) == NULL)
+        return 0;
+    c->sh->close_at = ps__now_us() + f->close_delay_us;
+    ps__timer_remove(&c->t);
+    ps__timer_push(&l->shaped, &c->sh->link);
+    return 1;
 }
 
 /* A transform's reply (m bytes at out, or a failure) goes to c; conn_put
@@ -237,8 +330,14 @@ static int flush(ps__loop *l, econn *c, int64_t now)
  * free again afterwards. */
 static int conn_reply(ps__loop *l, econn *c, ssize_t m, const unsigned char *out, int64_t now)
 {
-    int rc = m < 0 ? (int)m : conn_put(l, c, out, (size_t)m, now);
+    int rc;
 
+    if (m < 0)
+        rc = (int)m;
+    else if (ps__faults(l->w->srv, &l->faults) != NULL || ps__shape_busy(c->sh))
+        rc = shape(l, c, out, (size_t)m, now);
+    else
+        rc = conn_put(l, c, out, (size_t)m, now);
     ps__xf_release(&c->xf);  /* a burst's reply buffer goes back */
     return rc;
 }
@@ -267,7 +366,9 @@ static int conn_finish(ps__loop *l, econn *c, int64_t now)
  * left below unsent_limit (reading() has checked len < max_unsent). */
 static size_t read_size(const ps__loop *l, const econn *c)
 {
-    return ps__xf_read_max(&c->xf, unsent_limit(l) - unsent(c));
+    size_t h = held(c);
+
+    return ps__xf_read_max(&c->xf, h < unsent_limit(l) ? unsent_limit(l) - h : 0);
 }
 
 static int on_readable(ps__loop *l, econn *c, int64_t now)
@@ -292,8 +393,13 @@ static int on_readable(ps__loop *l, econn *c, int64_t now)
  * else watch for what it needs next. */
 static void settle(ps__loop *l, econn *c, int rc)
 {
-    if (rc == 0 && unsent(c) == 0 && (c->eof || l->draining)) {
-        conn_close(l, c, c->eof ? PS_WHY_EOF : PS_WHY_STOP);
+    if (rc == 0 && unsent(c) == 0 && c->ending) {
+        conn_close(l, c, PS_WHY_FAULT);
+        return;
+    }
+    if (rc == 0 && unsent(c) == 0 && (l->draining || (c->eof && !ps__shape_busy(c->sh)))) {
+        if (l->draining || !delay_close(l, c))
+            conn_close(l, c, c->eof ? PS_WHY_EOF : PS_WHY_STOP);
         return;
     }
     if (rc == 0)
@@ -366,6 +472,42 @@ static int64_t earliest(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
+/* When the first shaped connection has something due (ms, rounded up so
+ * that the loop never wakes before it). */
+static int64_t shaped_due(const ps__loop *l)
+{
+    int64_t due = INT64_MAX, d;
+    ps__timer *t;
+
+    for (t = l->shaped.head; t != NULL; t = t->next) {
+        d = ps__shape_due((ps__shaper *)t);
+        due = earliest(due, d);
+    }
+    return due == INT64_MAX ? due : (due + 999) / 1000;
+}
+
+/* Release what is due; a close_delay that is over closes. */
+static void expire_shaped(ps__loop *l, int64_t now)
+{
+    int64_t us = ps__now_us();
+    ps__timer *t, *next;
+    ps__shaper *sh;
+    econn *c;
+
+    for (t = l->shaped.head; t != NULL; t = next) {
+        next = t->next;
+        sh = (ps__shaper *)t;
+        c = sh->owner;
+        if (ps__shape_due(sh) > us)
+            continue;
+        if (sh->close_at > 0 && sh->data.len == sh->off) {
+            conn_close(l, c, PS_WHY_EOF);
+            continue;
+        }
+        settle(l, c, release(l, c, now));
+    }
+}
+
 /* How long epoll_wait may sleep: until the first deadline, -1 if none. */
 static int next_timeout(const ps__loop *l, int64_t now)
 {
@@ -376,6 +518,7 @@ static int next_timeout(const ps__loop *l, int64_t now)
         t = l->grace_end;
     t = earliest(t, ps__timer_due(&l->idle, cfg->idle_ms));
     t = earliest(t, ps__timer_due(&l->pending, cfg->send_timeout_ms));
+    t = earliest(t, shaped_due(l));
     if (l->accept_at > 0)
         t = earliest(t, l->accept_at);
     if (t == INT64_MAX)
@@ -395,6 +538,8 @@ static void expire(ps__loop *l, int64_t now)
         PS_ADD(l->w->stats.slow_closed, 1);
         conn_close(l, conn_of(l->pending.head), PS_WHY_SLOW);
     }
+    if (l->shaped.head != NULL)
+        expire_shaped(l, now);
     if (l->accept_at > 0 && now >= l->accept_at && !l->draining) {
         if (set_listening(l, 1) == 0)
             l->accept_at = 0;
@@ -404,6 +549,22 @@ static void expire(ps__loop *l, int64_t now)
 }
 
 /* -- stopping ------------------------------------------------------------ */
+/* What shapers hold is dropped; a connection with nothing unsent closes
+ * now, the others (on pending) get the grace to take their echo. */
+static void close_shaped(ps__loop *l)
+{
+    econn *c;
+
+    while (l->shaped.head != NULL) {
+        c = ((ps__shaper *)l->shaped.head)->owner;
+        ps__timer_remove(&c->sh->link);
+        if (unsent(c) == 0)
+            conn_close(l, c, PS_WHY_STOP);
+        else
+            c->sh->close_at = 0;
+    }
+}
+
 /* Stop accepting and reading; connections with nothing unsent close now,
  * the others get PS__STOP_GRACE_MS to take their echo.  The wake pipe
  * leaves the set: it stays readable and would wake every turn. */
@@ -416,6 +577,7 @@ static void begin_drain(ps__loop *l, int64_t now)
     l->accept_at = 0;
     set_listening(l, 0);
     epoll_set(l, EPOLL_CTL_DEL, l->w->srv->wake[0], 0, NULL);
+    close_shaped(l);
     close_list(l, &l->idle, NULL, PS_WHY_STOP);
     for (c = conn_of(l->pending.head); c != NULL; c = next) {
         next = conn_of(c->t.next);
@@ -512,6 +674,7 @@ static void free_loop(ps__worker *w)
 
     if (l == NULL)
         return;
+    close_shaped(l);
     close_list(l, &l->idle, NULL, PS_WHY_STOP);
     close_list(l, &l->pending, NULL, PS_WHY_STOP);
     if (l->ep >= 0)

@@ -153,6 +153,8 @@ struct ps_server {
     pthread_cond_t changed;
     int threads;         /* connection threads running */
     ps__conn *done;      /* threads that have finished, waiting to be joined */
+    ps_faults faults;    /* under lock; faults_gen counts the changes */
+    uint64_t faults_gen;
 };
 
 /* What a wait for a descriptor ended with. */
@@ -183,6 +185,94 @@ void ps__timer_restart(ps__tlist *l, ps__timer *t, int64_t now);
 /* When the head of l is due, ms after its clock restarted; INT64_MAX if
  * the list is empty or ms is 0 (no limit). */
 int64_t ps__timer_due(const ps__tlist *l, int ms);
+
+/* -- faults (fault.c) ------------------------------------------------------
+ * A serving thread keeps its own copy of the server's faults and looks at
+ * one counter per event to see if it is still current. */
+typedef struct ps__fview {
+    ps_faults f;
+    uint64_t gen;        /* the server's faults_gen when copied */
+    int on;              /* any fault set */
+} ps__fview;
+/* The faults now, or NULL when none is set (the hot path's one branch). */
+const ps_faults *ps__faults(ps_server *s, ps__fview *v);
+/* Abort a TCP connection: the peer gets an RST. */
+void ps__reset(int fd);
+
+/* One TCP connection's replies under faults (see pysock/faults.py, which
+ * follows the same schedule):
+ *   push   take a reply: due latency +- jitter from now, never before the
+ *          last; stall drops it; limit_data/reset_after keep what they allow
+ *   due    when the next piece may go (or the close after close_delay),
+ *          INT64_MAX if nothing waits
+ *   ready  the bytes that may go at now (slice, bandwidth), *p at them
+ *   took   they went: pacing starts from now
+ *   end    PS__END_FIN / PS__END_RST once a limit's last byte has gone
+ * A loop keeps the connections whose shaper holds anything on a list, by
+ * the shaper's link (its first member); owner is the connection.  Times in
+ * microseconds.  f may be NULL (faults turned off meanwhile). */
+#define PS__END_FIN 1
+#define PS__END_RST 2
+typedef struct ps__shaper {
+    ps__timer link;
+    void *owner;
+    uint64_t rng;
+    ps__buf data;        /* bytes not yet released: data[off .. len) */
+    size_t off;
+    ps__buf recs;        /* their due times: ps__rec records from roff on */
+    size_t roff;
+    uint64_t kept, released;
+    int64_t last_due, next_send;
+    int64_t close_at;    /* close_delay: close then (0: not closing) */
+} ps__shaper;
+ps__shaper *ps__shaper_new(const ps_faults *f, void *owner);
+void ps__shaper_free(ps__shaper *sh);
+int ps__shape_push(ps__shaper *sh, const ps_faults *f, const unsigned char *p, size_t n, int64_t now);
+size_t ps__shape_held(const ps__shaper *sh);
+int ps__shape_busy(const ps__shaper *sh);
+int64_t ps__shape_due(const ps__shaper *sh);
+size_t ps__shape_ready(const ps__shaper *sh, const ps_faults *f, int64_t now, const unsigned char **p);
+void ps__shape_took(ps__shaper *sh, const ps_faults *f, size_t n, int64_t now);
+int ps__shape_end(const ps__shaper *sh, const ps_faults *f);
+
+/* One datagram socket's replies under faults: dropped, delayed, doubled
+ * or held back per sender (the PS__SENDERS last heard).  Waiting replies
+ * hold at most limit bytes; push returns -ENOBUFS for one beyond. */
+#define PS__SENDERS 64
+#define PS__REORDER_HOLD_US 200000
+typedef struct ps__dgram ps__dgram;
+struct ps__dgram {
+    ps__dgram *next;
+    int64_t due;
+    struct sockaddr_storage peer;
+    socklen_t plen;
+    size_t len;
+    unsigned char data[];
+};
+typedef struct ps__sender {
+    struct sockaddr_storage peer;
+    socklen_t plen;
+    uint64_t rng;
+    int64_t next_free;
+    uint64_t heard;      /* when last heard, in pushes: the oldest goes first */
+    ps__dgram *held;     /* held back for reorder */
+} ps__sender;
+typedef struct ps__ushaper {
+    ps__dgram *head;     /* by due, then in order of scheduling */
+    size_t bytes, limit;
+    uint64_t pushes;
+    int nsenders;
+    ps__sender senders[PS__SENDERS];
+} ps__ushaper;
+void ps__ushape_init(ps__ushaper *u, size_t limit);
+int ps__ushape_push(ps__ushaper *u, const ps_faults *f, const unsigned char *p, size_t n,
+                    const struct sockaddr_storage *peer, socklen_t plen, int64_t now);
+int64_t ps__ushape_due(const ps__ushaper *u);
+/* The next reply due by now, off the list (free() it once sent); NULL if none. */
+ps__dgram *ps__ushape_pop(ps__ushaper *u, int64_t now);
+/* Send every reply due now from fd, counting bytes_out or errors. */
+void ps__ushape_send(ps__ushaper *u, int fd, ps_stats *stats);
+void ps__ushape_free(ps__ushaper *u);
 
 /* What every serving loop uses (loop.c). */
 int ps__wait(int fd, short events, int wake_fd, int timeout_ms, const sigset_t *mask);

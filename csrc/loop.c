@@ -206,6 +206,8 @@ void ps__timer_remove(ps__timer *t)
 {
     ps__tlist *l = t->on;
 
+    if (l == NULL)
+        return;  /* on no list */
     if (t->prev != NULL)
         t->prev->next = t->next;
     else
@@ -215,6 +217,7 @@ void ps__timer_remove(ps__timer *t)
     else
         l->tail = t->prev;
     t->prev = t->next = NULL;
+    t->on = NULL;
 }
 
 void ps__timer_push(ps__tlist *l, ps__timer *t)

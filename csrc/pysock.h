@@ -57,6 +57,8 @@
 #define PS_WHY_SLOW 3
 #define PS_WHY_ERROR 4
 #define PS_WHY_STOP 5
+/* limit_data or reset_after, as asked (ps_faults) */
+#define PS_WHY_FAULT 6
 
 typedef struct ps_event {
     uint32_t kind;       /* PS_EV_* */
@@ -100,6 +102,25 @@ typedef struct ps_stats {
 } ps_stats;
 
 typedef struct ps_server ps_server;
+
+/* Faults on demand (fault.c, docs/contract.md): how a server misbehaves
+ * when a test asks.  Zero turns a field off.  Durations in microseconds,
+ * sizes in bytes, bandwidth in bytes per second, chances from 0 to 1. */
+typedef struct ps_faults {
+    int64_t latency_us;      /* each reply held latency +- jitter */
+    int64_t jitter_us;
+    uint64_t bandwidth;      /* per connection (TCP), per sender (UDP) */
+    uint64_t slice;          /* TCP: sends of at most slice bytes... */
+    int64_t slice_delay_us;  /* ...this far apart */
+    uint64_t limit_data;     /* TCP: FIN after this many reply bytes */
+    uint64_t reset_after;    /* TCP: RST after this many */
+    int stall;               /* receive, never answer */
+    int64_t close_delay_us;  /* TCP: after the client's FIN, wait this long */
+    double drop;             /* UDP: each reply dropped, */
+    double duplicate;        /* sent twice, */
+    double reorder;          /* or held back until after the sender's next */
+    uint64_t seed;           /* the generators' start (jitter, drop, ...) */
+} ps_faults;
 
 /* One member of a system struct as the compiler laid it out (layout.c). */
 typedef struct ps_member {
@@ -150,6 +171,8 @@ int ps_server_sockname(const ps_server *srv, char *host, size_t hostlen);
 int ps_server_serve(ps_server *srv);
 int ps_server_stop(ps_server *srv);
 void ps_server_stats(const ps_server *srv, ps_stats *out);
+/* From any thread: the faults for data received from now on (NULL: none). */
+int ps_server_set_faults(ps_server *srv, const ps_faults *f);
 /* Closes every socket; an AF_UNIX path stays: the caller, who claimed it,
  * removes it (only if it is still the file this server bound). */
 void ps_server_close(ps_server *srv);

@@ -1,6 +1,10 @@
 /* tcp.c - the blocking TCP model: an accept loop in each worker's thread and
  * one C thread per connection (recv -> transform -> send everything).
- * AF_UNIX stream sockets take the same path. */
+ * AF_UNIX stream sockets take the same path.
+ *
+ * Under faults (fault.c) a reply goes to the connection's shaper, and the
+ * thread sends what it lets go when due, reading meanwhile (while what it
+ * holds is under max_unsent): its waits end at the shaper's next time. */
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -17,6 +21,10 @@ struct ps__conn {
     ps_stats *stats;     /* the counters of the worker that accepted it */
     int fd;
     ps__conninfo info;   /* its number, peer and bytes, for the log */
+    ps__fview faults;    /* the server's faults as this thread last saw them */
+    ps__shaper *sh;      /* its replies under faults; NULL until the first */
+    int eof;             /* the client has closed its side */
+    int ending;          /* PS__END_FIN, PS__END_RST: the limit that ended it */
     pthread_t tid;
     ps__conn *next;
 };
@@ -103,18 +111,103 @@ static ssize_t recv_spin(ps__conn *c, unsigned char *buf, size_t len)
     return t.n;
 }
 
-/* Send a reply; a failure is counted and ends the connection.  Either way
- * the transform's reply buffer, grown for a burst, goes back. */
+/* A failed send or reply, counted: what ends the connection (PS_WHY_*). */
+static int failed(ps__conn *c, int rc)
+{
+    if (rc == -ETIMEDOUT) {
+        PS_ADD(c->stats->slow_closed, 1);
+        return PS_WHY_SLOW;
+    }
+    PS_ADD(c->stats->errors, 1);
+    return PS_WHY_ERROR;
+}
+
+static const ps_faults *faults_seen(const ps__conn *c)
+{
+    return c->faults.on ? &c->faults.f : NULL;
+}
+
+/* Send what the shaper lets go now; 0, or why the connection ends (a
+ * failed send, or a limit reached: PS_WHY_FAULT). */
+static int release(ps__conn *c)
+{
+    const ps_faults *f = faults_seen(c);
+    const unsigned char *p = NULL;
+    size_t n;
+    int rc;
+
+    if (c->sh == NULL)
+        return 0;
+    while ((n = ps__shape_ready(c->sh, f, ps__now_us(), &p)) > 0) {
+        rc = send_all(c, p, n);
+        ps__shape_took(c->sh, f, n, ps__now_us());
+        if (rc < 0)
+            return failed(c, rc);
+    }
+    c->ending = ps__shape_end(c->sh, f);
+    return c->ending ? PS_WHY_FAULT : 0;
+}
+
+/* A reply under faults (or behind shaped ones) goes to the shaper. */
+static int shape(ps__conn *c, const unsigned char *p, size_t n)
+{
+    int rc;
+
+    if (c->sh == NULL && (c->sh = ps__shaper_new(faults_seen(c), c)) == NULL)
+        return failed(c, -ENOMEM);
+    rc = ps__shape_push(c->sh, faults_seen(c), p, n, ps__now_us());
+    return rc < 0 ? failed(c, rc) : release(c);
+}
+
+/* Send a reply (n bytes at p, or a failure); 0, or why the connection
+ * ends.  Either way the transform's reply buffer, grown for a burst, goes
+ * back. */
 static int send_reply(ps__conn *c, ps__xf *x, const unsigned char *p, ssize_t n)
 {
-    int rc = n < 0 ? (int)n : send_all(c, p, (size_t)n);
+    int rc;
 
+    if (n < 0)
+        rc = failed(c, (int)n);
+    else if (ps__faults(c->srv, &c->faults) != NULL || ps__shape_busy(c->sh))
+        rc = shape(c, p, (size_t)n);
+    else if ((rc = send_all(c, p, (size_t)n)) < 0)
+        rc = failed(c, rc);
     ps__xf_release(x);
-    if (rc == -ETIMEDOUT)
-        PS_ADD(c->stats->slow_closed, 1);
-    else if (rc < 0)
-        PS_ADD(c->stats->errors, 1);
     return rc;
+}
+
+/* The client has closed and heard everything: close_delay holds our close
+ * that long (a stop ends it). */
+static int linger_close(ps__conn *c)
+{
+    const ps_faults *f = faults_seen(c);
+    int64_t end;
+
+    if (f == NULL || f->close_delay_us == 0)
+        return PS_WHY_EOF;
+    end = ps__now_us() + f->close_delay_us;
+    while (ps__now_us() < end)
+        if (ps__wait(c->srv->wake[0], POLLIN, -1, (int)((end - ps__now_us() + 999) / 1000), NULL) != PS__TIMEOUT)
+            return PS_WHY_STOP;
+    return PS_WHY_EOF;
+}
+
+/* Wait for input (when it may read), the shaper's next time, idle_timeout
+ * (when the shaper holds nothing) or a stop. */
+static int wait_next(ps__conn *c, int reading)
+{
+    ps_server *s = c->srv;
+    int timeout = s->cfg.idle_ms > 0 ? s->cfg.idle_ms : -1;
+    int64_t due = ps__shape_due(c->sh);
+
+    if (ps__shape_busy(c->sh)) {
+        int64_t left = due - ps__now_us();
+
+        timeout = left > 0 ? (int)((left + 999) / 1000) : 0;
+    }
+    if (!reading)
+        return ps__wait(s->wake[0], POLLIN, -1, timeout, NULL) == PS__TIMEOUT ? PS__TIMEOUT : PS__WOKEN;
+    return ps__wait(c->fd, POLLIN, s->wake[0], timeout, NULL);
 }
 
 /* Answer until the client closes its side, goes idle, stops reading or the
@@ -128,30 +221,39 @@ static int serve_conn(ps__conn *c, ps__xf *x)
     ps_server *s = c->srv;
     unsigned char buf[PS_BUFSIZE];
     const unsigned char *out = NULL;
-    int rc;
+    int rc, reading;
 
     while (!ps__stopping(s)) {
-        ssize_t n = recv_spin(c, buf, ps__xf_read_max(x, s->cfg.max_unsent));
+        if ((rc = release(c)) != 0)
+            return rc;
+        if (c->eof && !ps__shape_busy(c->sh))
+            return linger_close(c);
+        reading = !c->eof && ps__shape_held(c->sh) < s->cfg.max_unsent;
+        if (reading) {
+            ssize_t n = recv_spin(c, buf, ps__xf_read_max(x, s->cfg.max_unsent - ps__shape_held(c->sh)));
 
-        if (n > 0) {
-            PS_ADD(c->stats->bytes_in, (uint64_t)n);
-            c->info.in += (uint64_t)n;
-            n = ps__xf_feed(x, buf, (size_t)n, &out);
-            if ((rc = send_reply(c, x, out, n)) < 0)
-                return rc == -ETIMEDOUT ? PS_WHY_SLOW : PS_WHY_ERROR;
-            continue;
+            if (n > 0) {
+                PS_ADD(c->stats->bytes_in, (uint64_t)n);
+                c->info.in += (uint64_t)n;
+                n = ps__xf_feed(x, buf, (size_t)n, &out);
+                if ((rc = send_reply(c, x, out, n)) != 0)
+                    return rc;
+                continue;
+            }
+            if (n == 0) {
+                c->eof = 1;
+                n = ps__xf_finish(x, &out);
+                if ((rc = send_reply(c, x, out, n)) != 0)
+                    return rc;
+                continue;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                PS_ADD(c->stats->errors, 1);
+                return PS_WHY_ERROR;
+            }
         }
-        if (n == 0) {
-            n = ps__xf_finish(x, &out);
-            rc = send_reply(c, x, out, n);
-            return rc == 0 ? PS_WHY_EOF : rc == -ETIMEDOUT ? PS_WHY_SLOW : PS_WHY_ERROR;
-        }
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-            PS_ADD(c->stats->errors, 1);
-            return PS_WHY_ERROR;
-        }
-        rc = ps__wait(c->fd, POLLIN, s->wake[0], s->cfg.idle_ms > 0 ? s->cfg.idle_ms : -1, NULL);
-        if (rc == PS__TIMEOUT) {
+        rc = wait_next(c, reading);
+        if (rc == PS__TIMEOUT && !ps__shape_busy(c->sh)) {
             PS_ADD(c->stats->idle_closed, 1);
             return PS_WHY_IDLE;
         }
@@ -172,6 +274,9 @@ static void *conn_main(void *arg)
     ps__conn_event(s, &c->info, PS_EV_OPEN, 0);
     why = serve_conn(c, &x);
     ps__xf_free(&x);
+    ps__shaper_free(c->sh);
+    if (c->ending == PS__END_RST)
+        ps__reset(c->fd);
     close(c->fd);
     ps__conn_event(s, &c->info, PS_EV_CLOSE, why);
     PS_SUB(c->stats->active, 1);

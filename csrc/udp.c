@@ -1,7 +1,11 @@
 /* udp.c - the datagram loop: each datagram, transformed, back to its sender.
  * On Linux one recvmmsg takes every datagram already waiting (up to BATCH)
  * and one sendmmsg answers them all; a lone datagram is answered at once,
- * since the receive never waits for more. */
+ * since the receive never waits for more.
+ *
+ * Under faults (fault.c) each reply goes to the socket's shaper, which
+ * drops, delays, doubles or holds it back; the loop sends each when due,
+ * one sendto at a time, and its waits end at the next. */
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -21,6 +25,8 @@ struct ps__batch {
     struct sockaddr_storage peer[BATCH];
     socklen_t plen[BATCH];
     ps__xf xf;            /* each datagram is one message: no state between them */
+    ps__fview faults;     /* the server's faults as this loop last saw them */
+    ps__ushaper *shaper;  /* replies under faults; NULL until the first */
 #ifdef PS__HAVE_MMSG
     struct iovec iov[BATCH];
     struct mmsghdr msg[BATCH];
@@ -129,6 +135,9 @@ static int open_batch(ps__worker *w)
 static void free_batch(ps__worker *w)
 {
     if (w->batch != NULL) {
+        if (w->batch->shaper != NULL)
+            ps__ushape_free(w->batch->shaper);
+        free(w->batch->shaper);
         ps__xf_free(&w->batch->xf);
         free(w->batch->buf);
         free(w->batch);
@@ -189,9 +198,54 @@ static int transform_batch(ps__worker *w, int n)
     return j;
 }
 
+/* -- faults ------------------------------------------------------------- */
+static int shaping(const ps__batch *b)
+{
+    return b->shaper != NULL && b->shaper->head != NULL;
+}
+
+static void send_due(ps__worker *w)
+{
+    ps__ushape_send(w->batch->shaper, w->fd, &w->stats);
+}
+
+/* The replies in the batch's slots go to the shaper (one it cannot hold,
+ * past max_unsent, is dropped and counted in errors), then what is due. */
+static void shape_replies(ps__worker *w, const ps_faults *f, int n)
+{
+    ps__batch *b = w->batch;
+    int64_t now = ps__now_us();
+    int i;
+
+    if (b->shaper == NULL) {
+        if ((b->shaper = malloc(sizeof *b->shaper)) == NULL) {
+            PS_ADD(w->stats.errors, (uint64_t)n);
+            return;
+        }
+        ps__ushape_init(b->shaper, w->srv->cfg.max_unsent);
+    }
+    for (i = 0; i < n; i++)
+        if (ps__ushape_push(b->shaper, f, slot(b, i), b->len[i],
+                            &b->peer[i], b->plen[i], now) < 0)
+            PS_ADD(w->stats.errors, 1);
+    send_due(w);
+}
+
+/* How long the loop may sleep: until the next shaped reply, or for good. */
+static int wait_ms(const ps__batch *b)
+{
+    int64_t left;
+
+    if (!shaping(b))
+        return -1;
+    left = ps__ushape_due(b->shaper) - ps__now_us();
+    return left > 0 ? (int)((left + 999) / 1000) : 0;
+}
+
 static void answer(ps__worker *w, int n)
 {
     ps__batch *b = w->batch;
+    const ps_faults *f;
     uint64_t in = 0;
     int i;
 
@@ -201,7 +255,11 @@ static void answer(ps__worker *w, int n)
     PS_ADD(w->stats.bytes_in, in);
     n = transform_batch(w, n);
     ps__xf_release(&w->batch->xf);  /* the replies are in their slots now */
-    send_replies(w, n);
+    f = ps__faults(w->srv, &b->faults);
+    if (f != NULL)
+        shape_replies(w, f, n);
+    else
+        send_replies(w, n);
 }
 
 static int try_recv_batch(void *w)
@@ -215,6 +273,8 @@ static int serve(ps__worker *w)
     int n;
 
     while (!ps__stopping(s)) {
+        if (shaping(w->batch))
+            send_due(w);
         n = recv_batch(w);
         if (n == 0 && s->cfg.spin_us > 0)  /* keep asking that long before sleeping */
             n = ps__spin(s, s->cfg.spin_us, try_recv_batch, w);
@@ -228,7 +288,7 @@ static int serve(ps__worker *w)
             PS_ADD(w->stats.errors, 1);
             continue;
         }
-        n = ps__wait(w->fd, POLLIN, s->wake[0], -1, w->sigmask);
+        n = ps__wait(w->fd, POLLIN, s->wake[0], wait_ms(w->batch), w->sigmask);
         if (n < 0)
             return n;
     }

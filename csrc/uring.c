@@ -22,7 +22,12 @@
  * operations is in flight.  A connection the loop closes is shut down at
  * once (its client sees the end, and its operations complete) and freed
  * when the last of them has come back; the loop returns from a stop only
- * when nothing is in flight, so no memory is freed under the kernel. */
+ * when nothing is in flight, so no memory is freed under the kernel.
+ *
+ * Faults (fault.c), as in epoll.c: a TCP reply goes to the connection's
+ * shaper, which the loop's timers release into sending/waiting when due;
+ * a datagram's reply is copied to the socket's shaper (its buffer goes
+ * back at once) and sent with sendto when due. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +72,8 @@ typedef struct uconn {
     ps__buf waiting;     /* replies made while that send is in flight */
     ps__xf xf;
     ps__conninfo info;
+    ps__shaper *sh;      /* its replies under faults; NULL until the first */
+    int ending;          /* PS__END_FIN, PS__END_RST: close once all is sent */
 } uconn;
 
 struct ps__uring {
@@ -84,6 +91,9 @@ struct ps__uring {
     int ops;             /* operations in flight, the loop's and its connections' */
     ps__tlist idle, pending;
     ps__tlist closing;   /* closed, waiting for operations in flight */
+    ps__tlist shaped;    /* connections whose shaper holds anything */
+    ps__fview faults;    /* the server's faults as this loop last saw them */
+    ps__ushaper *dgram_shaper;     /* UDP under faults; NULL until the first */
     struct msghdr dgram_msg;       /* UDP: what the multishot recvmsg fills */
     struct msghdr reply[NBUFS];    /* UDP: each buffer's reply */
     struct iovec reply_iov[NBUFS];
@@ -183,12 +193,12 @@ static size_t unsent(const uconn *c)
  * unsent_limit of buffers.  (A lent provided buffer is the loop's.) */
 static size_t held(const uconn *c)
 {
-    return (c->sendin && !c->lent ? c->sending.cap : 0) + c->waiting.len;
+    return (c->sendin && !c->lent ? c->sending.cap : 0) + c->waiting.len + ps__shape_held(c->sh);
 }
 
 static int reading(const ps__uring *u, const uconn *c)
 {
-    return !c->eof && !u->draining && held(c) < u->w->srv->cfg.max_unsent;
+    return !c->eof && !c->ending && !u->draining && held(c) < u->w->srv->cfg.max_unsent;
 }
 
 /* As epoll.c: reading stops at max_unsent, and one read's reply fits in
@@ -215,6 +225,7 @@ static void conn_free(ps__uring *u, uconn *c)
     ps__xf_free(&c->xf);
     ps__buf_free(&c->sending);
     ps__buf_free(&c->waiting);
+    ps__shaper_free(c->sh);
     free(c);
 }
 
@@ -233,10 +244,14 @@ static void conn_close(ps__uring *u, uconn *c, int why)
     ps__conn_event(u->w->srv, &c->info, PS_EV_CLOSE, why);
     ps__timer_remove(&c->t);
     ps__timer_push(&u->closing, &c->t);
+    if (c->sh != NULL)
+        ps__timer_remove(&c->sh->link);
     c->closed = 1;
     u->nconns--;
     PS_SUB(u->w->stats.active, 1);
-    if (c->recving || c->sendin)
+    if (c->ending == PS__END_RST)
+        ps__reset(c->fd);   /* its receive in flight ends too */
+    else if (c->recving || c->sendin)
         shutdown(c->fd, SHUT_RDWR);
     maybe_free(u, c);
 }
@@ -271,7 +286,7 @@ static uconn *conn_open(ps__uring *u, int fd, const ps__conninfo *ci, int64_t no
 static int arm_recv(ps__uring *u, uconn *c)
 {
     struct io_uring_sqe *e = prep(u, IORING_OP_RECV, c->fd, (uint64_t)(uintptr_t)c | OP_RECV);
-    size_t room = unsent_limit(u) - held(c);
+    size_t room = held(c) < unsent_limit(u) ? unsent_limit(u) - held(c) : 0;
 
     if (e == NULL)
         return -EBUSY;
@@ -347,10 +362,81 @@ static int conn_put(ps__uring *u, uconn *c, const unsigned char *p, size_t n, in
     return rc < 0 ? rc : ps__buf_append(&c->waiting, p, n);
 }
 
+/* -- faults ------------------------------------------------------------- */
+static const ps_faults *faults_seen(const ps__uring *u)
+{
+    return u->faults.on ? &u->faults.f : NULL;
+}
+
+/* Copy what c's shaper lets go now behind its echo (conn_put), then note
+ * a limit reached; c leaves the shaped list once its shaper holds nothing. */
+static int release(ps__uring *u, uconn *c, int64_t now)
+{
+    const ps_faults *f = faults_seen(u);
+    int64_t us = ps__now_us();
+    const unsigned char *p = NULL;
+    size_t n;
+    int rc = 0;
+
+    while (rc == 0 && (n = ps__shape_ready(c->sh, f, us, &p)) > 0) {
+        rc = conn_put(u, c, p, n, -1, now);
+        ps__shape_took(c->sh, f, n, us);
+    }
+    if (rc == 0 && c->ending == 0)
+        c->ending = ps__shape_end(c->sh, f);
+    if (!ps__shape_busy(c->sh)) {
+        ps__timer_remove(&c->sh->link);
+        if (c->t.on == NULL && unsent(c) == 0 && !c->sendin)
+            ps__timer_restart(&u->idle, &c->t, now);
+    }
+    return rc;
+}
+
+/* A reply under faults (or behind shaped ones) goes to c's shaper; its
+ * clock stops while the shaper has it. */
+static int shape(ps__uring *u, uconn *c, const unsigned char *p, size_t n, int64_t now)
+{
+    int rc;
+
+    if (c->sh == NULL && (c->sh = ps__shaper_new(faults_seen(u), c)) == NULL)
+        return -ENOMEM;
+    rc = ps__shape_push(c->sh, faults_seen(u), p, n, ps__now_us());
+    if (rc < 0)
+        return rc;
+    if (ps__shape_busy(c->sh) && c->sh->link.on == NULL) {
+        ps__timer_push(&u->shaped, &c->sh->link);
+        if (c->t.on == &u->idle)
+            ps__timer_remove(&c->t);
+    }
+    return release(u, c, now);
+}
+
+/* The client has closed and heard everything: close_delay holds the
+ * close that long.  1 if it does. */
+static int delay_close(ps__uring *u, uconn *c)
+{
+    const ps_faults *f = faults_seen(u);
+
+    if (f == NULL || f->close_delay_us == 0 || (c->sh != NULL && c->sh->close_at > 0))
+        return 0;
+    if (c->sh == NULL && (c->sh = ps__shaper_new(f, c)) == NULL)
+        return 0;
+    c->sh->close_at = ps__now_us() + f->close_delay_us;
+    ps__timer_remove(&c->t);
+    ps__timer_push(&u->shaped, &c->sh->link);
+    return 1;
+}
+
 static int conn_reply(ps__uring *u, uconn *c, ssize_t m, const unsigned char *out, int buf, int64_t now)
 {
-    int rc = m < 0 ? (int)m : conn_put(u, c, out, (size_t)m, buf, now);
+    int rc;
 
+    if (m < 0)
+        rc = (int)m;
+    else if (ps__faults(u->w->srv, &u->faults) != NULL || ps__shape_busy(c->sh))
+        rc = shape(u, c, out, (size_t)m, now);  /* copied: the caller gives buf back */
+    else
+        rc = conn_put(u, c, out, (size_t)m, buf, now);
     ps__xf_release(&c->xf);
     return rc;
 }
@@ -359,8 +445,15 @@ static int conn_reply(ps__uring *u, uconn *c, ssize_t m, const unsigned char *ou
  * everything, else ask for its next read when it may read. */
 static void settle(ps__uring *u, uconn *c, int rc)
 {
-    if (rc == 0 && unsent(c) == 0 && !c->sendin && (c->eof || u->draining)) {
-        conn_close(u, c, c->eof ? PS_WHY_EOF : PS_WHY_STOP);
+    int done = rc == 0 && unsent(c) == 0 && !c->sendin;
+
+    if (done && c->ending) {
+        conn_close(u, c, PS_WHY_FAULT);
+        return;
+    }
+    if (done && (u->draining || (c->eof && !ps__shape_busy(c->sh)))) {
+        if (u->draining || !delay_close(u, c))
+            conn_close(u, c, c->eof ? PS_WHY_EOF : PS_WHY_STOP);
         return;
     }
     if (rc == 0 && !c->recving && reading(u, c))
@@ -432,7 +525,10 @@ static int next_send(ps__uring *u, uconn *c, int64_t now)
     if (c->waiting.len == 0) {
         if (c->sending.cap > PS__XF_KEEP)
             ps__buf_free(&c->sending);  /* a burst's buffer goes back */
-        ps__timer_restart(&u->idle, &c->t, now);
+        if (ps__shape_busy(c->sh))
+            ps__timer_remove(&c->t);    /* its shaper's turn: no clock runs */
+        else
+            ps__timer_restart(&u->idle, &c->t, now);
         return 0;
     }
     done = c->sending;
@@ -526,10 +622,32 @@ static void dgram_reply(ps__uring *u, unsigned id, const struct io_uring_recvmsg
     e->msg_flags = MSG_NOSIGNAL;
 }
 
+/* Under faults a reply is copied to the socket's shaper; sent when due
+ * (ps__ushape_send, after each turn). */
+static void dgram_shape(ps__uring *u, const ps_faults *f, const struct io_uring_recvmsg_out *o,
+                        const unsigned char *out, size_t m)
+{
+    struct sockaddr_storage peer;
+    socklen_t plen = o->namelen < sizeof peer ? o->namelen : (socklen_t)sizeof peer;
+
+    if (u->dgram_shaper == NULL) {
+        if ((u->dgram_shaper = malloc(sizeof *u->dgram_shaper)) == NULL) {
+            PS_ADD(u->w->stats.errors, 1);
+            return;
+        }
+        ps__ushape_init(u->dgram_shaper, u->w->srv->cfg.max_unsent);
+    }
+    memset(&peer, 0, sizeof peer);
+    memcpy(&peer, o + 1, plen);
+    if (ps__ushape_push(u->dgram_shaper, f, out, m, &peer, plen, ps__now_us()) < 0)
+        PS_ADD(u->w->stats.errors, 1);
+}
+
 static void on_dgram(ps__uring *u, int res, unsigned flags)
 {
     unsigned id = flags >> IORING_CQE_BUFFER_SHIFT;
     const struct io_uring_recvmsg_out *o;
+    const ps_faults *f;
     const unsigned char *out = NULL;
     size_t n;
     ssize_t m;
@@ -557,7 +675,13 @@ static void on_dgram(ps__uring *u, int res, unsigned flags)
         ps__bufring_put(&u->bufs, id);
         return;
     }
-    dgram_reply(u, id, o, out, (size_t)m);
+    f = ps__faults(u->w->srv, &u->faults);
+    if (f != NULL) {
+        dgram_shape(u, f, o, out, (size_t)m);
+        ps__bufring_put(&u->bufs, id);
+    } else {
+        dgram_reply(u, id, o, out, (size_t)m);
+    }
     ps__xf_release(&u->dgram_xf);
 }
 
@@ -632,6 +756,57 @@ static int64_t earliest(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
+/* When the first shaped reply (or delayed close) is due, in ms rounded up
+ * so that the loop never wakes before it. */
+static int64_t shaped_due(const ps__uring *u)
+{
+    int64_t due = u->dgram_shaper != NULL ? ps__ushape_due(u->dgram_shaper) : INT64_MAX;
+    ps__timer *t;
+
+    for (t = u->shaped.head; t != NULL; t = t->next)
+        due = earliest(due, ps__shape_due((ps__shaper *)t));
+    return due == INT64_MAX ? due : (due + 999) / 1000;
+}
+
+/* Release what is due; a close_delay that is over closes; datagrams due go. */
+static void expire_shaped(ps__uring *u, int64_t now)
+{
+    int64_t us = ps__now_us();
+    ps__timer *t, *next;
+    ps__shaper *sh;
+    uconn *c;
+
+    if (u->dgram_shaper != NULL)
+        ps__ushape_send(u->dgram_shaper, u->w->fd, &u->w->stats);
+    for (t = u->shaped.head; t != NULL; t = next) {
+        next = t->next;
+        sh = (ps__shaper *)t;
+        c = sh->owner;
+        if (ps__shape_due(sh) > us)
+            continue;
+        if (sh->close_at > 0 && sh->data.len == sh->off) {
+            conn_close(u, c, PS_WHY_EOF);
+            continue;
+        }
+        settle(u, c, release(u, c, now));
+    }
+}
+
+/* What shapers hold is dropped at a stop; a connection with nothing
+ * unsent closes now, the others get the grace (they are on pending). */
+static void close_shaped(ps__uring *u)
+{
+    uconn *c;
+
+    while (u->shaped.head != NULL) {
+        c = ((ps__shaper *)u->shaped.head)->owner;
+        ps__timer_remove(&c->sh->link);
+        c->sh->close_at = 0;
+        if (unsent(c) == 0 && !c->sendin)
+            conn_close(u, c, PS_WHY_STOP);
+    }
+}
+
 /* The first deadline: stop's grace, a connection's timer, accepting again. */
 static int64_t next_deadline(const ps__uring *u)
 {
@@ -644,6 +819,7 @@ static int64_t next_deadline(const ps__uring *u)
     t = earliest(t, ps__timer_due(&u->pending, cfg->send_timeout_ms));
     if (u->accept_at > 0)
         t = earliest(t, u->accept_at);
+    t = earliest(t, shaped_due(u));
     return t;
 }
 
@@ -659,6 +835,8 @@ static void expire(ps__uring *u, int64_t now)
         PS_ADD(u->w->stats.slow_closed, 1);
         conn_close(u, conn_of(u->pending.head), PS_WHY_SLOW);
     }
+    if (u->shaped.head != NULL || u->dgram_shaper != NULL)
+        expire_shaped(u, now);
     if (u->accept_at > 0 && now >= u->accept_at && !u->draining) {
         u->accept_at = 0;
         if (!u->accepting && arm_accept(u) < 0)
@@ -680,6 +858,7 @@ static void begin_drain(ps__uring *u, int64_t now)
         cancel(u, u->w->srv->cfg.socktype == SOCK_STREAM ? OP_ACCEPT : OP_DGRAM_RECV);
     if (u->waking)
         cancel(u, OP_WAKE);
+    close_shaped(u);
     close_list(u, &u->idle, NULL, PS_WHY_STOP);
     for (c = conn_of(u->pending.head); c != NULL; c = next) {
         next = conn_of(c->t.next);
@@ -804,6 +983,7 @@ static void free_uring(ps__worker *w)
 
     if (u == NULL)
         return;
+    close_shaped(u);
     close_list(u, &u->idle, NULL, PS_WHY_STOP);
     close_list(u, &u->pending, NULL, PS_WHY_STOP);
     ps__ring_close(&u->ring);  /* the kernel ends what is still in flight */
@@ -815,6 +995,9 @@ static void free_uring(ps__worker *w)
     }
     ps__bufring_free(&u->bufs);
     ps__xf_free(&u->dgram_xf);
+    if (u->dgram_shaper != NULL)
+        ps__ushape_free(u->dgram_shaper);
+    free(u->dgram_shaper);
     free(u);
     w->uring = NULL;
 }

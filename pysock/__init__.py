@@ -23,6 +23,7 @@ _EXPORTS = {
     "ReplyError": "pysock.errors",
     "ResolveError": "pysock.errors",
     "ServerError": "pysock.errors",
+    "Faults": "pysock.faults",
     "Server": "pysock.server",
     "Stats": "pysock.engine",
 }

@@ -6,10 +6,12 @@ from __future__ import annotations
 import errno
 import os
 import threading
+from typing import Optional
 
 from pysock._core import check, ffi, lib
 from pysock.config import ServerConfig, millis
 from pysock.engine import STATS_FIELDS, Address, ConnEvent, OnEvent, Stats
+from pysock.faults import Faults
 
 _FAMILY = {"inet": "AF_INET", "inet6": "AF_INET6", "unix": "AF_UNIX"}
 _SOCKTYPE = {"tcp": "SOCK_STREAM", "udp": "SOCK_DGRAM"}
@@ -21,7 +23,30 @@ _MODEL = {"threads": "PS_MODEL_THREADS", "epoll": "PS_MODEL_EPOLL", "loop": "PS_
 # the library, not typed in again.
 _KINDS = {lib.PS_EV_OPEN: "open", lib.PS_EV_CLOSE: "close", lib.PS_EV_REJECTED: "rejected"}
 _WHY = {lib.PS_WHY_EOF: "eof", lib.PS_WHY_IDLE: "idle", lib.PS_WHY_SLOW: "slow", lib.PS_WHY_ERROR: "error",
-        lib.PS_WHY_STOP: "stop"}
+        lib.PS_WHY_STOP: "stop", lib.PS_WHY_FAULT: "fault"}
+
+
+def _micros(seconds: float) -> int:
+    return round(seconds * 1_000_000)
+
+
+def c_faults(faults: Faults):
+    """faults as the C library's ps_faults (0 is off)."""
+    f = ffi.new("ps_faults *")
+    f.latency_us = _micros(faults.latency)
+    f.jitter_us = _micros(faults.jitter)
+    f.bandwidth = faults.bandwidth or 0
+    f.slice = faults.slice or 0
+    f.slice_delay_us = _micros(faults.slice_delay)
+    f.limit_data = faults.limit_data or 0
+    f.reset_after = faults.reset_after or 0
+    f.stall = 1 if faults.stall else 0
+    f.close_delay_us = _micros(faults.close_delay)
+    f.drop = faults.drop
+    f.duplicate = faults.duplicate
+    f.reorder = faults.reorder
+    f.seed = faults.seed or 0
+    return f
 
 
 class EventReader:
@@ -119,6 +144,9 @@ class CEngine:
 
     def wake(self) -> None:
         check(lib.ps_server_stop(self._srv), "cannot wake the server")
+
+    def set_faults(self, faults: Optional[Faults]) -> None:
+        lib.ps_server_set_faults(self._srv, ffi.NULL if faults is None else c_faults(faults))
 
     def stats(self) -> Stats:
         s = ffi.new("ps_stats *")

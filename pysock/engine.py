@@ -8,7 +8,10 @@ python backend) run without the compiled extension."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Protocol, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Optional, Protocol, Tuple, Union
+
+if TYPE_CHECKING:
+    from pysock.faults import Faults
 
 # Shared by the C library (csrc/pysock.h, csrc/internal.h) and the twins.
 BUFSIZE = 65536          # the most one read takes (PS_BUFSIZE)
@@ -74,6 +77,9 @@ class Engine(Protocol):
 
     def stats(self) -> Stats:
         """The counters now."""
+
+    def set_faults(self, faults: "Optional[Faults]") -> None:
+        """From any thread: the faults for data received from now on."""
 
     def close(self) -> None:
         """Release the sockets (not while serve() runs in another thread)."""

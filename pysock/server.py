@@ -13,7 +13,8 @@ from typing import Callable, Optional
 
 from pysock.config import DEFAULT_HOST, ServerConfig, is_loopback
 from pysock.engine import Address, Engine, OnEvent, Stats
-from pysock.errors import ReflectionWarning, ServerError
+from pysock.errors import ConfigError, ReflectionWarning, ServerError
+from pysock.faults import Faults, with_seed
 from pysock.unixpath import Identity, bind_claimed, release
 
 __all__ = ["Server", "Stats", "ReflectionWarning"]
@@ -62,6 +63,7 @@ class Server:
                  family: str = ServerConfig.family,
                  ipv6_only: Optional[bool] = ServerConfig.ipv6_only,
                  log: Optional[Callable[[str], None]] = None,
+                 faults: Optional[Faults] = None,
                  **unknown: object) -> None:
         """Check the options, bind (and listen), ready to serve.
 
@@ -85,6 +87,8 @@ class Server:
           but for "::", which serves IPv4 clients too (dual stack).
         log: called with a line for each connection opened, closed (why, and
           its bytes) or rejected, from a serving thread (pysock serve -v).
+        faults: a pysock.Faults: how to misbehave (latency, drops, resets...);
+          set_faults() changes it while serving.
 
         Raises ConfigError for a bad option (before any engine runs),
         ResolveError for a host that does not resolve, OSError for a port
@@ -96,6 +100,7 @@ class Server:
             backend=backend, model=model, workers=workers, spin_us=spin_us, backlog=backlog,
             max_conns=max_conns, idle_timeout=idle_timeout, send_timeout=send_timeout,
             max_unsent=max_unsent, ipv6_only=ipv6_only).validated()
+        self._faults = self._checked_faults(faults)
         self._path_id: Optional[Identity] = None
         on_event = None if log is None else (lambda event: log(f"{self.url} {event.describe()}"))
         if self.config.family == "unix":
@@ -104,6 +109,8 @@ class Server:
                                                        lambda: _make_engine(self.config, on_event))
         else:
             self._engine = _make_engine(self.config, on_event)
+        if self._faults is not None:
+            self._engine.set_faults(self._faults)
         if self.config.proto == "udp" and not is_loopback(self.host):
             warnings.warn(f"UDP echo on {self.url} answers anyone who can reach it, and any spoofed "
                           "sender: it can be used to reflect traffic at others", ReflectionWarning, stacklevel=2)
@@ -140,6 +147,29 @@ class Server:
             if self._final_stats is not None:
                 return self._final_stats
             return self._engine.stats()
+
+    @property
+    def faults(self) -> Optional[Faults]:
+        """The faults in force (with the seed drawn for seed=None), or None."""
+        return self._faults
+
+    def set_faults(self, faults: Optional[Faults]) -> None:
+        """From any thread, while serving or before: the faults for data
+        received from now on (replies already made keep their schedule).
+        None turns them off.  A seed of None draws a fresh one (see faults)."""
+        checked = self._checked_faults(faults)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"{self!r} is stopped: it has no faults to set")
+            self._engine.set_faults(checked)
+            self._faults = checked
+
+    def _checked_faults(self, faults: Optional[Faults]) -> Optional[Faults]:
+        if faults is not None and not isinstance(faults, Faults):
+            raise ConfigError(f"faults must be a pysock.Faults or None, not {type(faults).__name__}")
+        if faults is not None:
+            faults.check_for(self.config.proto, self.config.family)
+        return with_seed(faults) if faults is not None and faults.set_fields() else None
 
     def __repr__(self) -> str:
         return f"<pysock.Server {self.url} backend={self.config.backend} model={self.config.model}>"

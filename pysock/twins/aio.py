@@ -3,15 +3,21 @@
 
 The listening socket is bound in the constructor like every other engine's;
 serve() runs a fresh event loop in the calling thread, which watches the
-wake-up socket with add_reader, so a stop from any thread ends it at once."""
+wake-up socket with add_reader, so a stop from any thread ends it at once.
+Under faults (pysock.faults) replies go through a shaper, released by the
+loop's timers."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
+import time
 from typing import Callable, Optional
 
 from pysock import transform
 from pysock.config import ServerConfig
 from pysock.engine import OnEvent
+from pysock.faults import NO_FAULTS, RST, TcpShaper, UdpShaper
 from pysock.twins.common import ACCEPT_BACKOFF, BUFSIZE, EXHAUSTED, STOP_GRACE, ConnInfo, Counters, TwinEngine, reply_room
 
 # Connections taken per wake-up of the listening socket, so that a flood of
@@ -95,6 +101,13 @@ class EchoProtocol(asyncio.BufferedProtocol):
         self.idle_timer: Optional[asyncio.TimerHandle] = None
         self.slow_timer: Optional[asyncio.TimerHandle] = None
         self.ended_by_us = False
+        # Under faults: the shaper, its next release, and whether it holds
+        # max_unsent (reading paused for it).
+        self.shaper: Optional[TcpShaper] = None
+        self.release_timer: Optional[asyncio.TimerHandle] = None
+        self.held_back = False
+        self.eof = False
+        self.closing = False
 
     # -- asyncio's callbacks -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -123,14 +136,79 @@ class EchoProtocol(asyncio.BufferedProtocol):
         self._write(self.xf.feed(bytes(self.engine.rbuf[:nbytes])))
 
     def _write(self, reply: bytes) -> None:
-        if reply:
-            self.transport.write(reply)
-            self.counters.add("bytes_out", len(reply))
-            self.info.bytes_out += len(reply)
+        if self.shaper is not None or self.engine.faults is not None:
+            self._shape(reply)
+        elif reply:
+            self._send(reply)
+
+    def _send(self, reply: bytes) -> None:
+        self.transport.write(reply)
+        self.counters.add("bytes_out", len(reply))
+        self.info.bytes_out += len(reply)
 
     def eof_received(self) -> bool:
+        self.eof = True
         self._write(self.xf.finish())
-        return False  # asyncio closes the transport once the echo is sent
+        # asyncio closes the transport once the echo is sent; a shaper's
+        # replies (and close_delay) close it themselves.
+        return self.shaper is not None
+
+    # -- faults --------------------------------------------------------------
+    def _shape(self, reply: bytes) -> None:
+        faults = self.engine.faults or NO_FAULTS
+        if self.shaper is None:
+            self.shaper = TcpShaper(faults.seed or 0)
+        self.shaper.push(faults, reply, time.monotonic())
+        if not self.held_back and self.shaper.cost() >= self.engine.cfg.max_unsent:
+            self.held_back = True
+            self.transport.pause_reading()
+        self._release()
+
+    def _release(self) -> None:
+        """Send what the shaper lets go now, then wait for its next time."""
+        self.release_timer = None
+        if self.transport is None or self.transport.is_closing() or self.shaper is None:
+            return
+        faults = self.engine.faults or NO_FAULTS
+        while True:
+            piece = self.shaper.ready(faults, time.monotonic())
+            if not piece:
+                break
+            self._send(piece)
+            self.shaper.took(faults, len(piece), time.monotonic())
+        end = self.shaper.end(faults)
+        if end is not None:
+            self._end_fault(end)
+            return
+        if self.held_back and self.shaper.cost() < self.engine.cfg.max_unsent:
+            self.held_back = False
+            if self.slow_timer is None:
+                self.transport.resume_reading()
+        due = self.shaper.due()
+        if self.shaper.busy() and due is not None:
+            self.release_timer = self.loop.call_later(max(0.0, due - time.monotonic()), self._release)
+        elif self.eof and not self.closing:
+            self.closing = True
+            delay = faults.close_delay
+            if delay:
+                self.release_timer = self.loop.call_later(delay, self.end, "eof")
+            else:
+                self.end("eof")
+
+    def _end_fault(self, end: str) -> None:
+        """limit_data: close (FIN) after what is buffered; reset_after: once
+        it has gone, abort with SO_LINGER 0 (RST)."""
+        self.closing = True
+        if end != RST:
+            self.end("fault")
+            return
+        if self.transport.get_write_buffer_size() > 0:
+            self.release_timer = self.loop.call_later(0.005, self._end_fault, end)
+            return
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.end("fault", abort=True)
 
     def pause_writing(self) -> None:
         self.transport.pause_reading()
@@ -140,7 +218,7 @@ class EchoProtocol(asyncio.BufferedProtocol):
     def resume_writing(self) -> None:
         self._cancel(self.slow_timer)
         self.slow_timer = None
-        if not self.transport.is_closing():
+        if not self.transport.is_closing() and not self.held_back:
             self.transport.resume_reading()
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
@@ -148,6 +226,7 @@ class EchoProtocol(asyncio.BufferedProtocol):
             return  # rejected: never counted as active
         self._cancel(self.idle_timer)
         self._cancel(self.slow_timer)
+        self._cancel(self.release_timer)
         if exc is not None and not self.ended_by_us:
             self.counters.add("errors")
         self.counters.add("active", -1)
@@ -156,7 +235,8 @@ class EchoProtocol(asyncio.BufferedProtocol):
 
     # -- limits and stop -------------------------------------------------------
     def _check_idle(self) -> None:
-        if self.slow_timer is not None:  # not idle: its echo is stuck (see _too_slow)
+        if self.slow_timer is not None or (self.shaper is not None and self.shaper.busy()):
+            # not idle: its echo is stuck (see _too_slow), or a fault holds it
             self.idle_timer = self.loop.call_later(self.engine.cfg.idle_timeout, self._check_idle)
             return
         silent_until = self.last_read + self.engine.cfg.idle_timeout
@@ -197,9 +277,16 @@ class EchoDatagramProtocol(asyncio.DatagramProtocol):
         self.counters: Counters = engine.counters
         self.name = engine.cfg.transform
         self.transport: Optional[asyncio.DatagramTransport] = None
+        self.loop = asyncio.get_running_loop()
+        self.shaper = UdpShaper(engine.cfg.max_unsent)
+        self.timer: Optional[asyncio.TimerHandle] = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
 
     def datagram_received(self, data: bytes, addr) -> None:
         data = data[:BUFSIZE]  # a longer unix datagram is cut, as C's recv cuts it
@@ -216,11 +303,36 @@ class EchoDatagramProtocol(asyncio.DatagramProtocol):
             self.counters.add("errors")
             return
         reply = transform.datagram(self.name, data)
-        if reply and not abstract:
+        faults = self.engine.faults
+        if faults is None:
+            self._reply(reply, addr)
+        elif self.shaper.push(faults, reply, addr, time.monotonic()):
+            self._send_due()
+        else:
+            self.counters.add("errors")
+
+    def _reply(self, reply: bytes, addr) -> None:
+        if reply and not isinstance(addr, bytes):
             self.transport.sendto(reply, addr)
             self.counters.add("bytes_out", len(reply))
         else:
             self._send_directly(reply, addr)
+
+    def _send_due(self) -> None:
+        """Send the shaped replies that are due; wake for the next."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.transport is None or self.transport.is_closing():
+            return
+        while True:
+            taken = self.shaper.pop(time.monotonic())
+            if taken is None:
+                break
+            self._reply(*taken)
+        due = self.shaper.due()
+        if due is not None:
+            self.timer = self.loop.call_later(max(0.0, due - time.monotonic()), self._send_due)
 
     def _send_directly(self, reply: bytes, addr) -> None:
         # asyncio's (and uvloop's) sendto() silently drops an empty datagram,

@@ -3,18 +3,22 @@ thread per connection (what socketserver.ThreadingTCPServer does), and the
 UDP recvfrom loop.
 
 Every wait is a poll() on the socket and on the engine's wake-up socket, so
-a stop from any thread ends every wait at once."""
+a stop from any thread ends every wait at once.  Under faults
+(pysock.faults) a reply goes to the connection's shaper, and the waits end
+when its next piece is due, as in C's threads model."""
 from __future__ import annotations
 
 import select
 import socket
+import struct
 import threading
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from pysock import transform
 from pysock.config import millis
 from pysock.engine import OnEvent
+from pysock.faults import NO_FAULTS, RST, TcpShaper, UdpShaper
 from pysock.twins.common import (ACCEPT_BACKOFF, BUFSIZE, EXHAUSTED, STOP_GRACE, UDP_SEND_WAIT, ConnInfo, TwinEngine,
                                  reply_room)
 
@@ -70,7 +74,7 @@ def send_all(engine: TwinEngine, sock: socket.socket, data: bytes, info: ConnInf
 def echo(engine: TwinEngine, sock: socket.socket, info: ConnInfo) -> str:
     """Echo until the client closes its side, goes idle, stops reading or the
     server stops; which of them it was ("eof", "idle", "slow", "error",
-    "stop").  Every byte read is answered before the next read, so a
+    "stop", "fault").  Every byte read is answered before the next read, so a
     client that half-closes gets its whole echo (and what the transform
     still owes) before our FIN.  A read is sized so that its reply fits in
     reply_room(), and no reply outlives its send: what a client that never
@@ -80,6 +84,8 @@ def echo(engine: TwinEngine, sock: socket.socket, info: ConnInfo) -> str:
     readable = _poller((sock, _IN), (engine.wake_fd, _IN))
     idle_ms = millis(engine.cfg.idle_timeout) or None
     while not engine.stopping:
+        if engine.faults is not None:
+            return Shaped(engine, sock, info, xf).echo()
         if not readable.poll(idle_ms):
             counters.add("idle_closed")
             return "idle"
@@ -101,6 +107,89 @@ def echo(engine: TwinEngine, sock: socket.socket, info: ConnInfo) -> str:
             return failed
         del data  # the next wait may be long: hold no read
     return "stop"
+
+
+class Shaped:
+    """echo() once faults are set: replies go through a TcpShaper, and the
+    loop sends what it lets go when due, reading meanwhile while what it
+    holds is under max_unsent.  It stays so for the connection's life (a
+    later reply never overtakes a shaped one)."""
+
+    def __init__(self, engine: TwinEngine, sock: socket.socket, info: ConnInfo, xf: Any) -> None:
+        self.engine, self.sock, self.info, self.xf = engine, sock, info, xf
+        self.shaper = TcpShaper((engine.faults or NO_FAULTS).seed or 0)
+        self.eof = False
+
+    def echo(self) -> str:
+        engine, cfg, shaper = self.engine, self.engine.cfg, self.shaper
+        idle_ms = millis(cfg.idle_timeout) or None
+        while not engine.stopping:
+            why = self._release()
+            if why:
+                return why
+            if self.eof and not shaper.busy():
+                return self._linger()
+            reading = not self.eof and shaper.cost() < cfg.max_unsent
+            timeout = idle_ms
+            due = shaper.due()
+            if shaper.busy() and due is not None:
+                timeout = max(0, int((due - time.monotonic()) * 1000 + 0.999))
+            waiting = _poller((self.sock, _IN), (engine.wake_fd, _IN)) if reading else _poller((engine.wake_fd, _IN))
+            ready = waiting.poll(timeout)
+            if engine.stopping:
+                return "stop"
+            if not ready:
+                if shaper.busy():
+                    continue
+                engine.counters.add("idle_closed")
+                return "idle"
+            if reading:
+                why = self._read()
+                if why:
+                    return why
+        return "stop"
+
+    def _read(self) -> Optional[str]:
+        cfg = self.engine.cfg
+        try:
+            data = self.sock.recv(self.xf.read_max(min(reply_room(cfg), cfg.max_unsent - self.shaper.cost())))
+        except BlockingIOError:
+            return None
+        except OSError:
+            self.engine.counters.add("errors")
+            return "error"
+        if not data:
+            self.eof = True
+            reply = self.xf.finish()
+        else:
+            self.engine.counters.add("bytes_in", len(data))
+            self.info.bytes_in += len(data)
+            reply = self.xf.feed(data)
+        self.shaper.push(self.engine.faults or NO_FAULTS, reply, time.monotonic())
+        return None
+
+    def _release(self) -> Optional[str]:
+        """Send what is due; why the connection ends, if it does."""
+        faults = self.engine.faults or NO_FAULTS
+        while True:
+            piece = self.shaper.ready(faults, time.monotonic())
+            if not piece:
+                break
+            failed = send_all(self.engine, self.sock, piece, self.info)
+            self.shaper.took(faults, len(piece), time.monotonic())
+            if failed:
+                return failed
+        end = self.shaper.end(faults)
+        if end == RST:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        return "fault" if end else None
+
+    def _linger(self) -> str:
+        """close_delay: hold our close that long (a stop ends it)."""
+        delay = (self.engine.faults or NO_FAULTS).close_delay
+        if delay and _poller((self.engine.wake_fd, _IN)).poll(int(delay * 1000 + 0.999)):
+            return "stop"
+        return "eof"
 
 
 class _TCPEngine(TwinEngine):
@@ -216,14 +305,19 @@ class ThreadsTCP(_TCPEngine):
 
 
 class LoopUDP(TwinEngine):
-    """The recvfrom loop: each datagram, transformed, back to its sender."""
+    """The recvfrom loop: each datagram, transformed, back to its sender.
+    Under faults each reply goes through a UdpShaper, and the loop sends
+    each when due."""
 
     def serve(self) -> None:
         counters = self.counters
         name = self.cfg.transform
         ready = _poller((self.sock, _IN), (self.wake_fd, _IN))
+        shaper = UdpShaper(self.cfg.max_unsent)
         while not self.stopping:
-            ready.poll()
+            self._send_due(shaper)
+            due = shaper.due()
+            ready.poll(None if due is None else max(0, int((due - time.monotonic()) * 1000 + 0.999)))
             if self.stopping:
                 return
             try:
@@ -238,10 +332,24 @@ class LoopUDP(TwinEngine):
             counters.add("datagrams")
             counters.add("bytes_in", len(data))
             reply = transform.datagram(name, data)
-            if peer and self._send(reply, peer):  # an unbound unix sender has no address
+            faults = self.faults
+            if faults is not None:
+                if not peer or not shaper.push(faults, reply, peer, time.monotonic()):
+                    counters.add("errors")
+            elif peer and self._send(reply, peer):  # an unbound unix sender has no address
                 counters.add("bytes_out", len(reply))
             else:
                 counters.add("errors")
+
+    def _send_due(self, shaper: UdpShaper) -> None:
+        while True:
+            taken = shaper.pop(time.monotonic())
+            if taken is None:
+                return
+            if self._send(*taken):
+                self.counters.add("bytes_out", len(taken[0]))
+            else:
+                self.counters.add("errors")
 
     def _send(self, reply: bytes, peer) -> bool:
         """A full send buffer drains at loopback speed: wait for it briefly

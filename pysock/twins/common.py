@@ -6,10 +6,12 @@ import errno
 import os
 import socket
 import threading
+from typing import Optional
 
 from pysock.config import ServerConfig
 from pysock.engine import ACCEPT_BACKOFF, BUFSIZE, STATS_FIELDS, STOP_GRACE, Address, ConnEvent, OnEvent, Stats
 from pysock.errors import ResolveError
+from pysock.faults import Faults
 
 UDP_SEND_WAIT = 0.1      # seconds a UDP reply waits for a full send buffer
 # accept() failures that say "out of something", not "this one client".
@@ -123,6 +125,7 @@ class TwinEngine:
         self.on_event = on_event
         self.counters = Counters()
         self.stopping = False
+        self.faults: Optional[Faults] = None  # read afresh for each reply
         self.sock = open_socket(cfg)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -132,6 +135,10 @@ class TwinEngine:
 
     def serve(self) -> None:
         raise NotImplementedError
+
+    def set_faults(self, faults: Optional[Faults]) -> None:
+        """From any thread: the faults for data received from now on."""
+        self.faults = faults
 
     def conn_info(self, peer) -> "ConnInfo":
         """A connection just accepted: its number (from 1) and its peer."""

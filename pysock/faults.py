@@ -1,0 +1,395 @@
+"""Faults on demand: what a server does wrong when a test asks it to.
+
+Faults is the settings (a frozen dataclass); TcpShaper and UdpShaper are
+the schedule every Python twin follows.  The C library (csrc/fault.c)
+follows the same schedule with the same generator, so a seed gives the same
+faults on every engine.  docs/contract.md says what each field does.
+
+The random draws: each connection (TCP) and each sender (UDP) has its own
+splitmix64 generator started from the seed, so a connection's or a sender's
+k-th reply meets the same fate in every run, whatever else is going on.  A
+TCP reply draws once (jitter); a UDP reply draws four times, always, in
+this order: drop, duplicate, reorder, jitter."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Deque, Dict, Iterable, List, Optional, Tuple
+
+from pysock.errors import ConfigError
+
+__all__ = ["NO_FAULTS", "Faults", "TcpShaper", "UdpShaper", "SENDERS", "REORDER_HOLD", "parse_fault", "with_seed"]
+
+# The senders a UDP server remembers (bandwidth, reorder, the generator);
+# the least recently heard is forgotten first.  csrc/fault.c: PS__SENDERS.
+SENDERS = 64
+# A reply held back for reorder goes out after its sender's next reply, or
+# this many seconds after it was due if none comes.  PS__REORDER_HOLD_US.
+REORDER_HOLD = 0.2
+# Under a bandwidth limit a reply goes out in pieces of this many seconds'
+# worth of bytes (at least one byte), so its pace is even.
+PACE = 0.02
+# What one queued reply costs beyond its bytes (its due time and end), as C
+# counts it against max_unsent.
+RECORD_COST = 16
+
+_DURATIONS = ("latency", "jitter", "slice_delay", "close_delay")
+_SIZES = ("bandwidth", "slice", "limit_data", "reset_after")
+_CHANCES = ("drop", "duplicate", "reorder")
+TCP_ONLY = ("slice", "slice_delay", "limit_data", "reset_after", "close_delay")
+UDP_ONLY = _CHANCES
+_MAX_SECONDS = 3600.0
+_MAX_SIZE = 1 << 62
+
+
+@dataclass(frozen=True)
+class Faults:
+    """How a server misbehaves.  Every field is off by default.
+
+    latency, jitter: each reply is held latency +- a uniform jitter seconds
+      (TCP keeps the order of bytes: a reply never overtakes an earlier one).
+    bandwidth: replies go out no faster than this many bytes per second, per
+      connection (TCP) or per sender (UDP).
+    slice, slice_delay: TCP replies go out in sends of at most slice bytes,
+      slice_delay seconds apart.
+    limit_data: a TCP connection is closed (FIN) once this many reply bytes
+      have been sent; reset_after: reset (RST) instead.
+    stall: data is received and never answered.
+    close_delay: when a TCP client closes, wait this long before closing.
+    drop, duplicate, reorder: each UDP reply is dropped, sent twice, or held
+      back until after its sender's next reply, with this probability.
+    seed: the random choices (jitter, drop, duplicate, reorder) follow it;
+      None draws one, which Server.faults then reports."""
+
+    latency: float = 0.0
+    jitter: float = 0.0
+    bandwidth: Optional[int] = None
+    slice: Optional[int] = None
+    slice_delay: float = 0.0
+    limit_data: Optional[int] = None
+    reset_after: Optional[int] = None
+    stall: bool = False
+    close_delay: float = 0.0
+    drop: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    seed: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        for name in _DURATIONS:
+            _check_seconds(name, getattr(self, name))
+        for name in _SIZES:
+            _check_size(name, getattr(self, name))
+        for name in _CHANCES:
+            _check_chance(name, getattr(self, name))
+        if not isinstance(self.stall, bool):
+            raise ConfigError(f"stall must be True or False, not {self.stall!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
+                                      or not 0 <= self.seed < 1 << 64):
+            raise ConfigError(f"seed must be a whole number from 0 to 2**64-1, not {self.seed!r}")
+        if self.slice_delay and self.slice is None:
+            raise ConfigError("slice_delay needs slice: the size of the sends it separates")
+
+    def set_fields(self) -> List[str]:
+        """The faults that are on (the seed is not a fault)."""
+        return [f.name for f in dataclasses.fields(self)
+                if f.name != "seed" and getattr(self, f.name) != f.default]
+
+    def check_for(self, proto: str, family: str) -> None:
+        """ConfigError if a field cannot apply to this server."""
+        wrong = TCP_ONLY if proto == "udp" else UDP_ONLY
+        bad = [name for name in self.set_fields() if name in wrong]
+        if bad:
+            other = "TCP" if proto == "udp" else "UDP"
+            raise ConfigError(f"fault{'s' if len(bad) > 1 else ''} {', '.join(bad)} apply to {other} only; "
+                              f"this server is {proto}")
+        if self.reset_after is not None and family == "unix":
+            raise ConfigError("reset_after needs TCP over IP: a unix socket has no reset (use limit_data)")
+
+
+def _check_seconds(name: str, value: object) -> None:
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or not 0 <= value <= _MAX_SECONDS):
+        raise ConfigError(f"fault {name} must be a number of seconds from 0 to {_MAX_SECONDS:.0f}, not {value!r}")
+
+
+def _check_size(name: str, value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_SIZE:
+        raise ConfigError(f"fault {name} must be a whole number of bytes from 1 up (or None: off), not {value!r}")
+
+
+def _check_chance(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ConfigError(f"fault {name} must be a probability from 0 to 1, not {value!r}")
+
+
+NO_FAULTS = Faults()
+
+
+def with_seed(faults: Optional[Faults]) -> Optional[Faults]:
+    """faults with a seed drawn if it has none (None stays None)."""
+    if faults is None or faults.seed is not None:
+        return faults
+    return dataclasses.replace(faults, seed=int.from_bytes(os.urandom(8), "little") >> 1)
+
+
+def parse_fault(text: str) -> Tuple[str, object]:
+    """("latency", 0.1) from "latency=0.1": one --fault option.  Values are
+    in the field's units; ConfigError says what is wrong."""
+    name, sep, value = text.partition("=")
+    name = name.strip().replace("-", "_")
+    fields = {f.name: f for f in dataclasses.fields(Faults)}
+    if not sep or name not in fields:
+        raise ConfigError(f"--fault takes NAME=VALUE, NAME one of {', '.join(fields)}; not {text!r}")
+    value = value.strip()
+    try:
+        if name == "stall":
+            if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(value)
+            return name, value.lower() in ("1", "true", "yes", "on")
+        if name in _SIZES or name == "seed":
+            return name, int(value, 0)
+        return name, float(value)
+    except ValueError:
+        raise ConfigError(f"--fault {name}: {value!r} is not a {_kind(name)}") from None
+
+
+def _kind(name: str) -> str:
+    if name == "stall":
+        return "yes or no"
+    if name in _SIZES:
+        return "whole number of bytes"
+    if name == "seed":
+        return "whole number"
+    if name in _CHANCES:
+        return "probability"
+    return "number of seconds"
+
+
+def from_pairs(pairs: Iterable[str]) -> Optional[Faults]:
+    """Faults from --fault NAME=VALUE options; None if there are none."""
+    values: Dict[str, object] = dict(parse_fault(p) for p in pairs)
+    return Faults(**values) if values else None  # type: ignore[arg-type]
+
+
+# -- the generator -------------------------------------------------------------
+_MASK = (1 << 64) - 1
+
+
+class Rng:
+    """splitmix64, as csrc/fault.c has it: uniform() is in [0, 1)."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, seed: int) -> None:
+        self.state = seed & _MASK
+
+    def uniform(self) -> float:
+        self.state = (self.state + 0x9E3779B97F4A7C15) & _MASK
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+        z ^= z >> 31
+        return (z >> 11) * (1.0 / (1 << 53))
+
+
+def _delay(f: Faults, u: float) -> float:
+    """latency +- jitter for the draw u, never below zero."""
+    return max(0.0, f.latency + (2.0 * u - 1.0) * f.jitter)
+
+
+# -- TCP -------------------------------------------------------------------------
+FIN = "fin"
+RST = "rst"
+
+
+class TcpShaper:
+    """One connection's replies on their way out under faults.
+
+    push() takes a reply (stall: drops it; limit_data, reset_after: keeps
+    only what the limit allows); ready() says what may go out now, or when
+    next; took() records that it went.  A reply is due latency +- jitter
+    after it was made, never before the one before it; then slice and
+    bandwidth pace the sends."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = Rng(seed)
+        self.queue: Deque[List] = deque()   # [due, bytearray]: replies in order
+        self.queued = 0
+        self.released = 0
+        self.kept = 0                       # bytes taken in: released + queued
+        self.last_due = 0.0
+        self.next_send = 0.0                # pacing: nothing goes before this
+        self.close_at: Optional[float] = None
+
+    def busy(self) -> bool:
+        """It holds a reply (or a delayed close)."""
+        return bool(self.queue) or self.close_at is not None
+
+    def cost(self) -> int:
+        """The memory it holds, as counted against max_unsent."""
+        return self.queued + RECORD_COST * len(self.queue)
+
+    def push(self, f: Faults, data: bytes, now: float) -> None:
+        if f.stall or not data:
+            return
+        due = max(now + _delay(f, self.rng.uniform()), self.last_due)
+        limit = _limit(f)
+        if limit is not None:
+            data = data[:max(0, limit - self.kept)]
+            if not data:
+                return
+        self.last_due = due
+        self.kept += len(data)
+        self.queued += len(data)
+        if self.queue and self.queue[-1][0] == due:
+            self.queue[-1][1] += data
+        else:
+            self.queue.append([due, bytearray(data)])
+
+    def due(self) -> Optional[float]:
+        """When the next piece may go (or the close, after close_delay)."""
+        if self.queue:
+            return max(self.queue[0][0], self.next_send)
+        return self.close_at
+
+    def ready(self, f: Faults, now: float) -> bytes:
+        """The bytes that may go now (b"" if none)."""
+        if not self.queue or now < self.due():  # type: ignore[operator]
+            return b""
+        piece = self.queue[0][1]
+        n = len(piece)
+        if f.slice is not None:
+            n = min(n, f.slice)
+        if f.bandwidth is not None:
+            n = min(n, max(1, int(f.bandwidth * PACE)))
+        return bytes(piece[:n])
+
+    def took(self, f: Faults, n: int, now: float) -> None:
+        """n bytes of ready() went out at now."""
+        head = self.queue[0]
+        del head[1][:n]
+        if not head[1]:
+            self.queue.popleft()
+        self.queued -= n
+        self.released += n
+        wait = f.slice_delay if f.slice is not None else 0.0
+        if f.bandwidth is not None:
+            wait = max(wait, n / f.bandwidth)
+        self.next_send = now + wait
+
+    def end(self, f: Faults) -> Optional[str]:
+        """FIN or RST once the limit's last byte has gone; None otherwise."""
+        for size, how in ((f.reset_after, RST), (f.limit_data, FIN)):
+            if size is not None and self.released >= size and self.queued == 0:
+                return how
+        return None
+
+
+def _limit(f: Faults) -> Optional[int]:
+    sizes = [s for s in (f.limit_data, f.reset_after) if s is not None]
+    return min(sizes) if sizes else None
+
+
+# -- UDP -------------------------------------------------------------------------
+class _Entry:
+    """A reply waiting for its time (compared by identity)."""
+
+    __slots__ = ("due", "order", "reply", "peer")
+
+    def __init__(self, due: float, order: int, reply: bytes, peer: object) -> None:
+        self.due, self.order, self.reply, self.peer = due, order, reply, peer
+
+
+class _Sender:
+    __slots__ = ("rng", "next_free", "held")
+
+    def __init__(self, seed: int) -> None:
+        self.rng = Rng(seed)
+        self.next_free = 0.0
+        self.held: Optional[_Entry] = None   # the reply held back for reorder
+
+
+class UdpShaper:
+    """One datagram socket's replies under faults: each is dropped, delayed,
+    duplicated or held back, per sender.  Delayed replies wait in a list
+    bounded by max_unsent bytes; a reply beyond that is dropped (push says
+    so, and the engine counts it in errors)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.senders: "OrderedDict[object, _Sender]" = OrderedDict()
+        self.pending: List[_Entry] = []     # by due, then by order of scheduling
+        self.order = 0
+        self.bytes = 0
+
+    def _sender(self, peer: object, seed: int) -> _Sender:
+        s = self.senders.get(peer)
+        if s is None:
+            if len(self.senders) >= SENDERS:
+                self.senders.popitem(last=False)
+            s = self.senders[peer] = _Sender(seed)
+        else:
+            self.senders.move_to_end(peer)
+        return s
+
+    def push(self, f: Faults, reply: bytes, peer: object, now: float) -> bool:
+        """Schedule reply for peer; False if it was dropped for lack of room."""
+        s = self._sender(peer, f.seed or 0)
+        u_drop, u_dup, u_reorder, u_jitter = (s.rng.uniform() for _ in range(4))
+        if f.stall or u_drop < f.drop:
+            return True
+        due = now + _delay(f, u_jitter)
+        copies = 2 if u_dup < f.duplicate else 1
+        if self.bytes + copies * len(reply) > self.limit:
+            return False
+        first: Optional[_Entry] = None
+        for _ in range(copies):
+            if f.bandwidth is not None:
+                due = max(due, s.next_free)
+                s.next_free = due + len(reply) / f.bandwidth
+            entry = self._schedule(_Entry(due, 0, reply, peer))
+            self.bytes += len(reply)
+            first = first or entry
+        if s.held is not None:             # the reply held back goes after this one
+            self._move(s.held, due)
+            s.held = None
+        if u_reorder < f.reorder and first is not None:
+            self._move(first, first.due + REORDER_HOLD)
+            s.held = first
+        return True
+
+    def _schedule(self, entry: _Entry) -> _Entry:
+        self.order += 1
+        entry.order = self.order
+        at = len(self.pending)
+        while at > 0 and (self.pending[at - 1].due, self.pending[at - 1].order) > (entry.due, entry.order):
+            at -= 1
+        self.pending.insert(at, entry)
+        return entry
+
+    def _move(self, entry: _Entry, due: float) -> None:
+        """Reschedule entry (if it has not gone on its own yet) to go at due,
+        after everything scheduled so far for then."""
+        for at, e in enumerate(self.pending):
+            if e is entry:
+                del self.pending[at]
+                entry.due = due
+                self._schedule(entry)
+                return
+
+    def due(self) -> Optional[float]:
+        return self.pending[0].due if self.pending else None
+
+    def pop(self, now: float) -> Optional[Tuple[bytes, object]]:
+        """The next reply due by now, with its peer; None if none is."""
+        if not self.pending or self.pending[0].due > now:
+            return None
+        entry = self.pending.pop(0)
+        self.bytes -= len(entry.reply)
+        return entry.reply, entry.peer
