@@ -131,6 +131,8 @@ static void conn_close(ps__loop *l, econn *c, int why)
     }
     if (c->ending == PS__END_RST)
         ps__reset(c->fd);
+    else if (c->ending == PS__END_FIN)
+        shutdown(c->fd, SHUT_WR);  /* the FIN goes before any RST for unread input */
     close(c->fd);
     ps__xf_free(&c->xf);
     ps__buf_free(&c->out);

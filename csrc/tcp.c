@@ -277,6 +277,8 @@ static void *conn_main(void *arg)
     ps__shaper_free(c->sh);
     if (c->ending == PS__END_RST)
         ps__reset(c->fd);
+    else if (c->ending == PS__END_FIN)
+        shutdown(c->fd, SHUT_WR);  /* the FIN goes before any RST for unread input */
     close(c->fd);
     ps__conn_event(s, &c->info, PS_EV_CLOSE, why);
     PS_SUB(c->stats->active, 1);

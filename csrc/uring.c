@@ -251,7 +251,9 @@ static void conn_close(ps__uring *u, uconn *c, int why)
     PS_SUB(u->w->stats.active, 1);
     if (c->ending == PS__END_RST)
         ps__reset(c->fd);   /* its receive in flight ends too */
-    else if (c->recving || c->sendin)
+    else if (c->ending == PS__END_FIN)
+        shutdown(c->fd, SHUT_WR);  /* the FIN goes before any RST for unread input */
+    if (c->ending != PS__END_RST && (c->recving || c->sendin))
         shutdown(c->fd, SHUT_RDWR);
     maybe_free(u, c);
 }

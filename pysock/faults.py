@@ -98,6 +98,16 @@ class Faults:
         return [f.name for f in dataclasses.fields(self)
                 if f.name != "seed" and getattr(self, f.name) != f.default]
 
+    def describe(self) -> str:
+        """"latency=0.1, drop=0.5, seed=7": what `pysock serve` reports."""
+        shown = [f"{name}={getattr(self, name)}" for name in self.set_fields()]
+        return ", ".join(shown + ([f"seed={self.seed}"] if self.seed is not None else []))
+
+    def only_for(self, proto: str) -> "Faults":
+        """A copy without the fields that do not apply to proto."""
+        wrong = TCP_ONLY if proto == "udp" else UDP_ONLY
+        return dataclasses.replace(self, **{name: getattr(NO_FAULTS, name) for name in wrong})
+
     def check_for(self, proto: str, family: str) -> None:
         """ConfigError if a field cannot apply to this server."""
         wrong = TCP_ONLY if proto == "udp" else UDP_ONLY

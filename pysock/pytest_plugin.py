@@ -7,6 +7,9 @@ the ``pytest11`` entry point, so installing pysock is all it takes).
     @pytest.mark.pysock(transform="echo", idle_timeout=1.0)
     def test_with_options(pysock_udp_echo): ...
 
+    @pytest.mark.pysock(faults=pysock.Faults(latency=0.2))
+    def test_slow_server(pysock_tcp_echo): ...
+
     def test_many(pysock_server):
         a = pysock_server("tcp", transform="echo")
         b = pysock_server("udp")
@@ -28,17 +31,31 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "pysock(**options): options for the pysock_tcp_echo / pysock_udp_echo servers "
-        "(transform, backend, model, max_conns, idle_timeout, ...)",
+        "(transform, backend, model, max_conns, idle_timeout, faults=pysock.Faults(...), ...)",
     )
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A failed test that used a server with faults shows their seed, so the
+    same faults can be replayed (Faults(..., seed=N))."""
+    outcome = yield
+    report = outcome.get_result()
+    servers = getattr(item, "_pysock_servers", None)
+    if report.failed and servers:
+        lines = [f"{srv.url}: {srv.faults!r}" for srv in servers if srv.faults is not None]
+        if lines:
+            report.sections.append(("pysock faults", "\n".join(lines)))
+
+
 @pytest.fixture
-def pysock_server() -> Iterator[Callable[..., Any]]:
+def pysock_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
     """A factory: ``pysock_server(proto="tcp", **options)`` returns a started
     pysock.Server on 127.0.0.1 and a free port; all are stopped afterwards."""
     from pysock.server import Server
 
     servers: list[Server] = []
+    request.node._pysock_servers = servers  # for the report of a failed test
 
     def make(proto: str = "tcp", host: str = "127.0.0.1", **options: Any) -> Server:
         srv = Server(host, 0, proto, **options)

@@ -9,6 +9,7 @@ import threading
 
 from pysock.cli.common import UsageError, add_bind_option, count, port_number
 from pysock.config import BACKENDS, DEFAULT_HOST, DEFAULT_PORT, MODELS, TRANSFORMS, ServerConfig
+from pysock.faults import TCP_ONLY, UDP_ONLY, from_pairs, with_seed
 
 def add_server_options(p: argparse.ArgumentParser) -> None:
     """The echo server's options: where, which backend and model, limits."""
@@ -56,6 +57,11 @@ def add_parser(sub) -> None:
                         "and each second's datagrams")
     p.add_argument("--ready-json", action="store_true",
                    help="print each ready line as JSON (url, proto, host, port, path, pid), for scripts")
+    p.add_argument("--fault", action="append", default=[], metavar="NAME=VALUE",
+                   help="misbehave on purpose, one option per fault: latency=S, jitter=S, bandwidth=BYTES/S, "
+                        "slice=BYTES, slice_delay=S, limit_data=BYTES, reset_after=BYTES, stall=yes, "
+                        "close_delay=S (TCP); drop=P, duplicate=P, reorder=P (UDP); seed=N. "
+                        "The seed in use is printed on stderr, to replay a run")
     p.set_defaults(func=run)
 
 
@@ -96,15 +102,34 @@ def serve_targets(args: argparse.Namespace) -> list[tuple[str, dict]]:
     return [("tcp", {"path": args.unix}), ("udp", {"path": args.unix + DGRAM_SUFFIX})]
 
 
+def fault_options(args: argparse.Namespace, protos: list[str]) -> dict:
+    """--fault options, as each protocol's Faults (one seed for all): a
+    fault goes to the servers it applies to, and must apply to one."""
+    faults = with_seed(from_pairs(args.fault))
+    if faults is None:
+        return {}
+    unused = [name for name in faults.set_fields()
+              if all(name in (TCP_ONLY if proto == "udp" else UDP_ONLY) for proto in protos)]
+    if unused:
+        which = "TCP" if unused[0] in TCP_ONLY else "UDP"
+        raise UsageError(f"--fault {', '.join(unused)}: applies to {which} only, and this serves "
+                         f"{'/'.join(protos).upper()} alone")
+    return {proto: faults.only_for(proto) for proto in protos}
+
+
 def run(args: argparse.Namespace) -> int:
     from pysock.server import Server
 
     targets = serve_targets(args)
     check_model(args, [proto for proto, _ in targets])
+    faults = fault_options(args, [proto for proto, _ in targets])
     servers = []
     try:
         for proto, where in targets:
-            servers.append(Server(proto=proto, **where, **server_options(args, proto)))
+            srv = Server(proto=proto, **where, **server_options(args, proto), faults=faults.get(proto))
+            servers.append(srv)
+            if srv.faults is not None:
+                print(f"pysock: {srv.url} faults: {srv.faults.describe()}", file=sys.stderr, flush=True)
             if where.get("port") == 0 and len(targets) > 1:
                 for _, later in targets:
                     later["port"] = servers[0].port  # both protocols on the one free port

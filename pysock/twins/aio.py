@@ -200,6 +200,7 @@ class EchoProtocol(asyncio.BufferedProtocol):
         it has gone, abort with SO_LINGER 0 (RST)."""
         self.closing = True
         if end != RST:
+            self.transport.write_eof()  # the FIN goes before any RST for unread input
             self.end("fault")
             return
         if self.transport.get_write_buffer_size() > 0:

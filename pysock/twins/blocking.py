@@ -84,8 +84,6 @@ def echo(engine: TwinEngine, sock: socket.socket, info: ConnInfo) -> str:
     readable = _poller((sock, _IN), (engine.wake_fd, _IN))
     idle_ms = millis(engine.cfg.idle_timeout) or None
     while not engine.stopping:
-        if engine.faults is not None:
-            return Shaped(engine, sock, info, xf).echo()
         if not readable.poll(idle_ms):
             counters.add("idle_closed")
             return "idle"
@@ -98,14 +96,16 @@ def echo(engine: TwinEngine, sock: socket.socket, info: ConnInfo) -> str:
         except OSError:
             counters.add("errors")
             return "error"
-        if not data:
-            return send_all(engine, sock, xf.finish(), info) or "eof"
-        counters.add("bytes_in", len(data))
-        info.bytes_in += len(data)
-        failed = send_all(engine, sock, xf.feed(data), info)
-        if failed:
-            return failed
-        del data  # the next wait may be long: hold no read
+        if data:
+            counters.add("bytes_in", len(data))
+            info.bytes_in += len(data)
+        reply = xf.feed(data) if data else xf.finish()
+        if engine.faults is not None:  # from now on through a shaper
+            return Shaped(engine, sock, info, xf).echo(reply, eof=not data)
+        failed = send_all(engine, sock, reply, info)
+        if failed or not data:
+            return failed or "eof"
+        del data, reply  # the next wait may be long: hold no read
     return "stop"
 
 
@@ -120,8 +120,11 @@ class Shaped:
         self.shaper = TcpShaper((engine.faults or NO_FAULTS).seed or 0)
         self.eof = False
 
-    def echo(self) -> str:
+    def echo(self, reply: bytes, eof: bool) -> str:
+        """Go on from reply, the first under faults (eof: the client's last)."""
         engine, cfg, shaper = self.engine, self.engine.cfg, self.shaper
+        self.eof = eof
+        shaper.push(engine.faults or NO_FAULTS, reply, time.monotonic())
         idle_ms = millis(cfg.idle_timeout) or None
         while not engine.stopping:
             why = self._release()
@@ -180,8 +183,13 @@ class Shaped:
             if failed:
                 return failed
         end = self.shaper.end(faults)
-        if end == RST:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        try:
+            if end == RST:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            elif end is not None:
+                self.sock.shutdown(socket.SHUT_WR)  # the FIN goes before any RST for unread input
+        except OSError:
+            pass  # the client has gone already
         return "fault" if end else None
 
     def _linger(self) -> str:
