@@ -311,12 +311,15 @@ static int shape(ps__loop *l, econn *c, const unsigned char *p, size_t n, int64_
     return release(l, c, now);
 }
 
-/* The client has closed and heard everything: with close_delay, its
- * shaper holds the close that long.  1 if it does. */
+/* The client has closed and heard everything: 1 if our close waits.
+ * Under stall it waits for good, as a hung server's would (idle_timeout
+ * or a stop closes it); with close_delay, its shaper holds it that long. */
 static int delay_close(ps__loop *l, econn *c)
 {
     const ps_faults *f = faults_seen(l);
 
+    if (f != NULL && f->stall)
+        return 1;
     if (f == NULL || f->close_delay_us == 0 || (c->sh != NULL && c->sh->close_at > 0))
         return 0;
     if (c->sh == NULL && (c->sh = ps__shaper_new(f, c)) == NULL)
@@ -399,9 +402,9 @@ static void settle(ps__loop *l, econn *c, int rc)
         conn_close(l, c, PS_WHY_FAULT);
         return;
     }
-    if (rc == 0 && unsent(c) == 0 && (l->draining || (c->eof && !ps__shape_busy(c->sh)))) {
-        if (l->draining || !delay_close(l, c))
-            conn_close(l, c, c->eof ? PS_WHY_EOF : PS_WHY_STOP);
+    if (rc == 0 && unsent(c) == 0 && (l->draining || (c->eof && !ps__shape_busy(c->sh)))
+        && (l->draining || !delay_close(l, c))) {
+        conn_close(l, c, c->eof ? PS_WHY_EOF : PS_WHY_STOP);
         return;
     }
     if (rc == 0)

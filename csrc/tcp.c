@@ -177,12 +177,20 @@ static int send_reply(ps__conn *c, ps__xf *x, const unsigned char *p, ssize_t n)
 }
 
 /* The client has closed and heard everything: close_delay holds our close
- * that long (a stop ends it). */
+ * that long, and stall for good, as a hung server's would (idle_timeout
+ * or a stop ends it). */
 static int linger_close(ps__conn *c)
 {
     const ps_faults *f = faults_seen(c);
+    int idle_ms = c->srv->cfg.idle_ms;
     int64_t end;
 
+    if (f != NULL && f->stall) {
+        if (ps__wait(c->srv->wake[0], POLLIN, -1, idle_ms > 0 ? idle_ms : -1, NULL) != PS__TIMEOUT)
+            return PS_WHY_STOP;
+        PS_ADD(c->stats->idle_closed, 1);
+        return PS_WHY_IDLE;
+    }
     if (f == NULL || f->close_delay_us == 0)
         return PS_WHY_EOF;
     end = ps__now_us() + f->close_delay_us;

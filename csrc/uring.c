@@ -413,12 +413,15 @@ static int shape(ps__uring *u, uconn *c, const unsigned char *p, size_t n, int64
     return release(u, c, now);
 }
 
-/* The client has closed and heard everything: close_delay holds the
- * close that long.  1 if it does. */
+/* The client has closed and heard everything: 1 if our close waits.
+ * Under stall it waits for good, as a hung server's would (idle_timeout
+ * or a stop closes it); with close_delay, its shaper holds it that long. */
 static int delay_close(ps__uring *u, uconn *c)
 {
     const ps_faults *f = faults_seen(u);
 
+    if (f != NULL && f->stall)
+        return 1;
     if (f == NULL || f->close_delay_us == 0 || (c->sh != NULL && c->sh->close_at > 0))
         return 0;
     if (c->sh == NULL && (c->sh = ps__shaper_new(f, c)) == NULL)
@@ -453,9 +456,9 @@ static void settle(ps__uring *u, uconn *c, int rc)
         conn_close(u, c, PS_WHY_FAULT);
         return;
     }
-    if (done && (u->draining || (c->eof && !ps__shape_busy(c->sh)))) {
-        if (u->draining || !delay_close(u, c))
-            conn_close(u, c, c->eof ? PS_WHY_EOF : PS_WHY_STOP);
+    if (done && (u->draining || (c->eof && !ps__shape_busy(c->sh)))
+        && (u->draining || !delay_close(u, c))) {
+        conn_close(u, c, c->eof ? PS_WHY_EOF : PS_WHY_STOP);
         return;
     }
     if (rc == 0 && !c->recving && reading(u, c))

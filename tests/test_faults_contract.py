@@ -132,6 +132,17 @@ def test_tcp_stall_ends_with_idle_timeout(tcp_options):
         assert srv.stats.idle_closed == 1
 
 
+def test_tcp_stall_leaves_the_clients_close_unanswered(tcp_options):
+    """A hung server does not close when its client does: idle_timeout does."""
+    with tcp_server(tcp_options, pysock.Faults(stall=True), idle_timeout=0.3) as srv, connect(srv) as s:
+        s.sendall(b"hello")
+        s.shutdown(socket.SHUT_WR)
+        start = time.monotonic()
+        assert read_to_end(s)[0] == b""
+        assert 0.3 * 0.9 <= time.monotonic() - start < SLACK
+        wait_for(lambda: srv.stats.idle_closed == 1)
+
+
 def test_tcp_close_delay_holds_the_close(tcp_options):
     with tcp_server(tcp_options, pysock.Faults(close_delay=0.2)) as srv, connect(srv) as s:
         s.sendall(b"bye")

@@ -1,8 +1,10 @@
 """The pytest plugin, as a user's test suite sees it (run in a fresh pytest)."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 
 from conftest import cli_env
@@ -37,14 +39,40 @@ def test_failing_with_a_client_still_connected(pysock_tcp_echo):
     sock = socket.create_connection(pysock_tcp_echo.address)
     sock.sendall(b"unread")
     assert False, "this test fails on purpose"
+
+@pytest.mark.pysock(faults=pysock.Faults(latency=0.1, seed=12345))
+def test_faults_from_the_marker(pysock_tcp_echo):
+    start = time.monotonic()
+    assert pysock.request(b"hi", pysock_tcp_echo.address) == b"HI"
+    assert time.monotonic() - start >= 0.1
+
+@pytest.mark.pysock(faults=pysock.Faults(drop=1.0, seed=4242))
+def test_failing_under_faults(pysock_udp_echo):
+    assert False, "this test fails on purpose, under faults"
 '''
 
 
 def test_fixtures_in_a_users_suite(pytester):
     pytester.makepyfile(test_user=USER_TESTS)
     result = pytester.runpytest_subprocess(timeout=60)  # the plugin comes from the entry point
-    result.assert_outcomes(passed=4, failed=1)
+    result.assert_outcomes(passed=5, failed=2)
     result.stdout.fnmatch_lines(["*this test fails on purpose*"])
+    # the failed test under faults shows their seed, to replay it
+    result.stdout.fnmatch_lines(["*pysock faults*", "udp://127.0.0.1:*Faults(*drop=1.0*seed=4242)*"])
+
+
+def readme_faults_example() -> str:
+    """The pytest example of the README's faults section, as written there."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    found = re.search(r"<!-- faults-example.*?-->\n```python\n(.*?)```", readme, re.S)
+    assert found, "the README has no faults example"
+    return found.group(1)
+
+
+def test_the_readmes_faults_example_passes(pytester):
+    pytester.makepyfile(test_readme_example=readme_faults_example())
+    result = pytester.runpytest_subprocess(timeout=60)
+    result.assert_outcomes(passed=3)
 
 
 def test_plugin_is_registered_through_the_entry_point():

@@ -187,7 +187,7 @@ class EchoProtocol(asyncio.BufferedProtocol):
         due = self.shaper.due()
         if self.shaper.busy() and due is not None:
             self.release_timer = self.loop.call_later(max(0.0, due - time.monotonic()), self._release)
-        elif self.eof and not self.closing:
+        elif self.eof and not self.closing and not faults.stall:  # stall: idle_timeout closes it
             self.closing = True
             delay = faults.close_delay
             if delay:

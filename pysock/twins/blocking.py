@@ -193,9 +193,17 @@ class Shaped:
         return "fault" if end else None
 
     def _linger(self) -> str:
-        """close_delay: hold our close that long (a stop ends it)."""
-        delay = (self.engine.faults or NO_FAULTS).close_delay
-        if delay and _poller((self.engine.wake_fd, _IN)).poll(int(delay * 1000 + 0.999)):
+        """The client has closed and heard everything: close_delay holds our
+        close that long, and stall for good, as a hung server's would
+        (idle_timeout or a stop ends it)."""
+        faults = self.engine.faults or NO_FAULTS
+        wake = _poller((self.engine.wake_fd, _IN))
+        if faults.stall:
+            if wake.poll(millis(self.engine.cfg.idle_timeout) or None):
+                return "stop"
+            self.engine.counters.add("idle_closed")
+            return "idle"
+        if faults.close_delay and wake.poll(int(faults.close_delay * 1000 + 0.999)):
             return "stop"
         return "eof"
 

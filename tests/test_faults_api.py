@@ -1,0 +1,118 @@
+"""pysock.Faults as a user meets it: the settings refused alike for every
+engine, the seed reported, set_faults' lifecycle, and `pysock serve
+--fault`.  What each fault does on each engine is tests/test_faults_contract.py."""
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+import pysock
+from conftest import LOCALHOST, CliServer, run_cli
+from pysock.faults import parse_fault
+
+
+@pytest.mark.parametrize("fields", [
+    {"latency": -0.1}, {"latency": float("nan")}, {"jitter": float("inf")}, {"latency": "1"},
+    {"latency": 3601}, {"bandwidth": 0}, {"bandwidth": 1.5}, {"slice": True}, {"limit_data": -1},
+    {"drop": 1.5}, {"duplicate": -0.1}, {"reorder": "half"}, {"stall": 1}, {"seed": -1},
+    {"seed": 1 << 64}, {"slice_delay": 0.1},
+])
+def test_bad_settings_are_refused_naming_the_field(fields):
+    with pytest.raises(pysock.ConfigError, match=next(iter(fields))):
+        pysock.Faults(**fields)
+
+
+@pytest.mark.parametrize("proto, fields, word", [
+    ("udp", {"limit_data": 10}, "TCP only"),
+    ("udp", {"slice": 10}, "TCP only"),
+    ("udp", {"close_delay": 1.0}, "TCP only"),
+    ("tcp", {"drop": 0.5}, "UDP only"),
+    ("tcp", {"reorder": 0.5}, "UDP only"),
+])
+@pytest.mark.parametrize("backend", ["c", "python"])
+def test_a_fault_for_the_other_protocol_is_refused(proto, fields, word, backend):
+    with pytest.raises(pysock.ConfigError, match=word):
+        pysock.Server(LOCALHOST, 0, proto, backend=backend, faults=pysock.Faults(**fields))
+
+
+def test_reset_after_needs_ip(tmp_path):
+    with pytest.raises(pysock.ConfigError, match="unix socket has no reset"):
+        pysock.Server(path=str(tmp_path / "s"), faults=pysock.Faults(reset_after=1))
+
+
+def test_faults_must_be_faults():
+    with pytest.raises(pysock.ConfigError, match="pysock.Faults"):
+        pysock.Server(LOCALHOST, 0, faults={"latency": 1})
+
+
+def test_a_drawn_seed_is_reported_and_kept():
+    with pysock.Server(LOCALHOST, 0, faults=pysock.Faults(latency=0.01)) as srv:
+        seed = srv.faults.seed
+        assert isinstance(seed, int) and 0 <= seed < 1 << 64
+        assert srv.faults == pysock.Faults(latency=0.01, seed=seed)
+    with pysock.Server(LOCALHOST, 0, faults=pysock.Faults(latency=0.01, seed=99)) as srv:
+        assert srv.faults.seed == 99
+
+
+def test_no_fault_set_is_no_faults():
+    with pysock.Server(LOCALHOST, 0, faults=pysock.Faults(seed=3)) as srv:
+        assert srv.faults is None
+        srv.set_faults(pysock.Faults(stall=True))
+        assert srv.faults.stall
+        srv.set_faults(None)
+        assert srv.faults is None
+
+
+def test_set_faults_before_start_and_not_after_stop():
+    srv = pysock.Server(LOCALHOST, 0)
+    srv.set_faults(pysock.Faults(latency=0.2))
+    with srv:
+        start = time.monotonic()
+        assert pysock.request(b"x", srv.address) == b"X"
+        assert time.monotonic() - start >= 0.2
+    with pytest.raises(RuntimeError, match="stopped"):
+        srv.set_faults(None)
+
+
+@pytest.mark.parametrize("text, wanted", [
+    ("latency=0.1", ("latency", 0.1)), ("bandwidth=1000", ("bandwidth", 1000)),
+    ("stall=yes", ("stall", True)), ("stall=0", ("stall", False)), ("seed=0x10", ("seed", 16)),
+    ("slice-delay=0.5", ("slice_delay", 0.5)),
+])
+def test_fault_options_parse_in_the_fields_units(text, wanted):
+    assert parse_fault(text) == wanted
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--fault", "latency"], "NAME=VALUE"),
+    (["--fault", "speed=3"], "NAME=VALUE"),
+    (["--fault", "latency=soon"], "not a number of seconds"),
+    (["--fault", "drop=2"], "probability"),
+    (["--tcp", "--fault", "drop=0.5"], "UDP only"),
+    (["--udp", "--fault", "reset_after=5"], "TCP only"),
+])
+def test_serve_fault_usage_errors_exit_2_with_one_line(args, said):
+    out = run_cli("serve", "0", *args)
+    assert out.returncode == 2
+    lines = out.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and said in lines[0]
+
+
+def test_serve_with_faults_reports_the_seed_and_misbehaves():
+    with CliServer("serve", "0", "--fault", "latency=0.2", "--fault", "drop=1", "--fault", "seed=5",
+                   lines=2) as srv:
+        tcp = srv.address("tcp")
+        start = time.monotonic()
+        assert pysock.request(b"late", tcp) == b"LATE"
+        assert time.monotonic() - start >= 0.2
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.5)
+            s.sendto(b"lost", srv.address("udp"))
+            with pytest.raises(socket.timeout):
+                s.recv(100)
+        code, err = srv.interrupt()
+    assert code in (0, 130)
+    assert "faults: latency=0.2, seed=5" in err.decode()
+    assert "faults: latency=0.2, drop=1.0, seed=5" in err.decode()
