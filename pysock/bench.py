@@ -97,9 +97,9 @@ print(json.dumps({"impl": platform.python_implementation(), "version": platform.
 """
 
 
-def interpreter_servers(command: str) -> list[BenchServer]:
-    """Every server another interpreter (a command on PATH, or a path) can
-    run: each Python twin, and the C backend if pysock's extension is built
+def interpreter_servers(command: str, chosen: Sequence[BenchServer] = SERVERS) -> list[BenchServer]:
+    """The chosen servers another interpreter (a command on PATH, or a path)
+    can run: the Python twins, and the C ones if pysock's extension is built
     for it, named SERVER@IMPL-VERSION (python-asyncio@pypy-3.9)."""
     path = shutil.which(command)
     if path is None:
@@ -117,12 +117,11 @@ def interpreter_servers(command: str) -> list[BenchServer]:
         raise ConfigError(f"{command} cannot import pysock.twins (a Python 3.9 or later is needed)")
     label = f"{'pypy' if info['impl'] == 'PyPy' else 'cpython'}-{'.'.join(info['version'].split('.')[:2])}"
     servers = []
-    if info["c"]:
-        servers.append(BenchServer(f"c@{label}", "c", tcp=default_model("c", "tcp"), udp="loop", python=path))
-    for base in SERVERS:
-        if base.backend == "python" and (base.tcp != "uvloop" or info["uvloop"]):
-            servers.append(BenchServer(f"{base.name}@{label}", "python", tcp=base.tcp, udp=base.udp,
-                                       python=path))
+    for base in chosen:
+        runs = info["c"] if base.backend == "c" else base.tcp != "uvloop" or info["uvloop"]
+        if runs and base.python is None:
+            servers.append(BenchServer(f"{base.name}@{label}", base.backend, tcp=base.tcp, udp=base.udp,
+                                       options=base.options, python=path))
     return servers
 
 
@@ -557,8 +556,9 @@ def main(args, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     bad reply or a dropped connection), 130 after Ctrl-C (what was measured
     until then is printed all the same)."""
     servers = select_named(SERVERS, args.servers, "server")
+    chosen = list(servers)
     for command in getattr(args, "python", None) or []:
-        servers += interpreter_servers(command)
+        servers += interpreter_servers(command, chosen)
     loads = select_named(LOADS, args.loads, "load")
     old = load_report(args.compare) if args.compare else None
     if args.plot:

@@ -26,8 +26,8 @@ def add_parser(sub) -> None:
     p.add_argument("--compare", metavar="OLD.json", help="also show each figure against a run saved with --json")
     p.add_argument("--plot", metavar="FILE.png", help="also draw the comparison (needs matplotlib)")
     p.add_argument("--python", action="append", metavar="INTERP",
-                   help="also run the pure-Python twins (and the C backend, if built for it) under this "
-                        "interpreter, e.g. pypy3 or python3.13; repeatable")
+                   help="also run the chosen servers under this interpreter (the C ones where pysock's "
+                        "extension is built for it), e.g. pypy3 or python3.13; repeatable")
     p.add_argument("--syscalls", action="store_true",
                    help="also count each server's system calls per request: one more run per server and "
                         "load under strace -f, not timed (needs strace)"),
