@@ -133,10 +133,7 @@ class Shaped:
             if self.eof and not shaper.busy():
                 return self._linger()
             reading = not self.eof and shaper.cost() < cfg.max_unsent
-            timeout = idle_ms
-            due = shaper.due()
-            if shaper.busy() and due is not None:
-                timeout = max(0, int((due - time.monotonic()) * 1000 + 0.999))
+            timeout = _ms_until(shaper.due()) if shaper.busy() else idle_ms
             waiting = _poller((self.sock, _IN), (engine.wake_fd, _IN)) if reading else _poller((engine.wake_fd, _IN))
             ready = waiting.poll(timeout)
             if engine.stopping:
@@ -320,6 +317,11 @@ class ThreadsTCP(_TCPEngine):
             thread.join()
 
 
+def _ms_until(when: Optional[float]) -> Optional[int]:
+    """A poll() timeout until a monotonic time, rounded up; None: no limit."""
+    return None if when is None else max(0, int((when - time.monotonic()) * 1000 + 0.999))
+
+
 class LoopUDP(TwinEngine):
     """The recvfrom loop: each datagram, transformed, back to its sender.
     Under faults each reply goes through a UdpShaper, and the loop sends
@@ -331,9 +333,9 @@ class LoopUDP(TwinEngine):
         ready = _poller((self.sock, _IN), (self.wake_fd, _IN))
         shaper = UdpShaper(self.cfg.max_unsent)
         while not self.stopping:
-            self._send_due(shaper)
-            due = shaper.due()
-            ready.poll(None if due is None else max(0, int((due - time.monotonic()) * 1000 + 0.999)))
+            if shaper.pending:  # replies held by faults: send what is due, wake for the next
+                self._send_due(shaper)
+            ready.poll(_ms_until(shaper.due()))
             if self.stopping:
                 return
             try:
