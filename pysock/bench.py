@@ -555,10 +555,11 @@ def main(args, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     maybe compare with a saved run and plot.  Returns 1 when a run failed (a
     bad reply or a dropped connection), 130 after Ctrl-C (what was measured
     until then is printed all the same)."""
-    servers = select_named(SERVERS, args.servers, "server")
-    chosen = list(servers)
-    for command in getattr(args, "python", None) or []:
-        servers += interpreter_servers(command, chosen)
+    chosen = select_named(SERVERS, args.servers, "server")
+    others = [s for command in getattr(args, "python", None) or [] for s in interpreter_servers(command, chosen)]
+    # Each server's runs under other interpreters come right after its own:
+    # what the machine's load does meanwhile hits the pair alike.
+    servers = [s for base in chosen for s in [base] + [o for o in others if o.name.split("@")[0] == base.name]]
     loads = select_named(LOADS, args.loads, "load")
     old = load_report(args.compare) if args.compare else None
     if args.plot:

@@ -159,3 +159,16 @@ def test_ctrl_c_prints_what_was_measured_and_exits_130():
     assert report["interrupted"] is True
     [entry] = report["results"]
     assert entry["server"] == "c" and 1 <= len(entry["runs"]) < 100 and entry["median"]["rps"] > 0
+
+
+def test_another_interpreter_runs_the_chosen_servers_each_right_after_its_own():
+    """--python: the chosen servers again under the other interpreter (here
+    this one, by its path), each run right after the same server's own."""
+    result = run_cli("bench", "--quick", "--servers", "python-loop,python-threads", "--loads", "tcp-1x64",
+                     "--format", "csv", "--python", sys.executable, timeout=90)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    label = f"cpython-{sys.version_info[0]}.{sys.version_info[1]}"
+    if sys.implementation.name == "pypy":
+        label = f"pypy-{sys.version_info[0]}.{sys.version_info[1]}"
+    rows = [line.split(",")[1] for line in result.stdout.decode().splitlines()[1:5]]
+    assert rows == ["python-loop", f"python-loop@{label}", "python-threads", f"python-threads@{label}"]
