@@ -235,11 +235,10 @@ class TcpShaper:
         self.kept = 0                       # bytes taken in: released + queued
         self.last_due = 0.0
         self.next_send = 0.0                # pacing: nothing goes before this
-        self.close_at: Optional[float] = None
 
     def busy(self) -> bool:
-        """It holds a reply (or a delayed close)."""
-        return bool(self.queue) or self.close_at is not None
+        """It holds a reply.  (close_delay is the engine's own timer.)"""
+        return bool(self.queue)
 
     def cost(self) -> int:
         """The memory it holds, as counted against max_unsent."""
@@ -263,10 +262,8 @@ class TcpShaper:
             self.queue.append([due, bytearray(data)])
 
     def due(self) -> Optional[float]:
-        """When the next piece may go (or the close, after close_delay)."""
-        if self.queue:
-            return max(self.queue[0][0], self.next_send)
-        return self.close_at
+        """When the next piece may go; None if it holds nothing."""
+        return max(self.queue[0][0], self.next_send) if self.queue else None
 
     def ready(self, f: Faults, now: float) -> bytes:
         """The bytes that may go now (b"" if none)."""
