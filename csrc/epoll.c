@@ -64,8 +64,7 @@ struct ps__loop {
     int64_t grace_end;
     int nconns;
     ps__tlist idle, pending;
-    ps__tlist shaped;    /* connections whose shaper holds anything */
-    ps__fview faults;    /* the server's faults as this loop last saw them */
+    ps__shaping faults;  /* its view of the server's, its shaped connections */
     char listen_tag, wake_tag;  /* their addresses mark the two non-connection fds */
     struct epoll_event ev[MAX_EVENTS];
     unsigned char buf[PS_BUFSIZE];
@@ -262,17 +261,12 @@ static int flush(ps__loop *l, econn *c, int64_t now)
     return 0;
 }
 
-/* -- faults ------------------------------------------------------------- */
-static const ps_faults *faults_seen(const ps__loop *l)
-{
-    return l->faults.on ? &l->faults.f : NULL;
-}
-
-/* Hand what c's shaper lets go now to the socket (conn_put), then note a
- * limit reached; c leaves the shaped list once its shaper holds nothing. */
+/* -- faults (fault.c: ps__shaping) -------------------------------------- */
+/* Hand what c's shaper lets go now to the socket (conn_put); once it holds
+ * nothing, c's idle clock starts again (if nothing waits unsent either). */
 static int release(ps__loop *l, econn *c, int64_t now)
 {
-    const ps_faults *f = faults_seen(l);
+    const ps_faults *f = ps__shaping_seen(&l->faults);
     int64_t us = ps__now_us();
     const unsigned char *p = NULL;
     size_t n;
@@ -282,52 +276,18 @@ static int release(ps__loop *l, econn *c, int64_t now)
         rc = conn_put(l, c, p, n, now);
         ps__shape_took(c->sh, f, n, us);
     }
-    if (rc == 0 && c->ending == 0)
-        c->ending = ps__shape_end(c->sh, f);
-    if (!ps__shape_busy(c->sh)) {
-        ps__timer_remove(&c->sh->link);
-        if (c->t.on == NULL && unsent(c) == 0)
-            restart(&l->idle, c, now);
-    }
+    if (rc == 0 && ps__shaping_released(&l->faults, c->sh, &c->ending) && c->t.on == NULL && unsent(c) == 0)
+        restart(&l->idle, c, now);
     return rc;
 }
 
 /* A reply under faults (or behind replies still shaped, which it must not
- * overtake) goes to c's shaper; its clock stops while the shaper has it. */
+ * overtake) goes to c's shaper, and what is due at once goes out. */
 static int shape(ps__loop *l, econn *c, const unsigned char *p, size_t n, int64_t now)
 {
-    int rc;
+    int rc = ps__shaping_push(&l->faults, &c->sh, c, &c->t, &l->idle, p, n);
 
-    if (c->sh == NULL && (c->sh = ps__shaper_new(faults_seen(l), c)) == NULL)
-        return -ENOMEM;
-    rc = ps__shape_push(c->sh, faults_seen(l), p, n, ps__now_us());
-    if (rc < 0)
-        return rc;
-    if (ps__shape_busy(c->sh) && c->sh->link.on == NULL) {
-        ps__timer_push(&l->shaped, &c->sh->link);
-        if (c->t.on == &l->idle)
-            ps__timer_remove(&c->t);
-    }
-    return release(l, c, now);
-}
-
-/* The client has closed and heard everything: 1 if our close waits.
- * Under stall it waits for good, as a hung server's would (idle_timeout
- * or a stop closes it); with close_delay, its shaper holds it that long. */
-static int delay_close(ps__loop *l, econn *c)
-{
-    const ps_faults *f = faults_seen(l);
-
-    if (f != NULL && f->stall)
-        return 1;
-    if (f == NULL || f->close_delay_us == 0 || (c->sh != NULL && c->sh->close_at > 0))
-        return 0;
-    if (c->sh == NULL && (c->sh = ps__shaper_new(f, c)) == NULL)
-        return 0;
-    c->sh->close_at = ps__now_us() + f->close_delay_us;
-    ps__timer_remove(&c->t);
-    ps__timer_push(&l->shaped, &c->sh->link);
-    return 1;
+    return rc < 0 ? rc : release(l, c, now);
 }
 
 /* A transform's reply (m bytes at out, or a failure) goes to c; conn_put
@@ -339,7 +299,7 @@ static int conn_reply(ps__loop *l, econn *c, ssize_t m, const unsigned char *out
 
     if (m < 0)
         rc = (int)m;
-    else if (ps__faults(l->w->srv, &l->faults) != NULL || ps__shape_busy(c->sh))
+    else if (ps__faults(l->w->srv, &l->faults.view) != NULL || ps__shape_busy(c->sh))
         rc = shape(l, c, out, (size_t)m, now);
     else
         rc = conn_put(l, c, out, (size_t)m, now);
@@ -403,7 +363,7 @@ static void settle(ps__loop *l, econn *c, int rc)
         return;
     }
     if (rc == 0 && unsent(c) == 0 && (l->draining || (c->eof && !ps__shape_busy(c->sh)))
-        && (l->draining || !delay_close(l, c))) {
+        && (l->draining || !ps__shaping_delay_close(&l->faults, &c->sh, c, &c->t))) {
         conn_close(l, c, c->eof ? PS_WHY_EOF : PS_WHY_STOP);
         return;
     }
@@ -477,20 +437,6 @@ static int64_t earliest(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
-/* When the first shaped connection has something due (ms, rounded up so
- * that the loop never wakes before it). */
-static int64_t shaped_due(const ps__loop *l)
-{
-    int64_t due = INT64_MAX, d;
-    ps__timer *t;
-
-    for (t = l->shaped.head; t != NULL; t = t->next) {
-        d = ps__shape_due((ps__shaper *)t);
-        due = earliest(due, d);
-    }
-    return due == INT64_MAX ? due : (due + 999) / 1000;
-}
-
 /* Release what is due; a close_delay that is over closes. */
 static void expire_shaped(ps__loop *l, int64_t now)
 {
@@ -499,7 +445,7 @@ static void expire_shaped(ps__loop *l, int64_t now)
     ps__shaper *sh;
     econn *c;
 
-    for (t = l->shaped.head; t != NULL; t = next) {
+    for (t = l->faults.shaped.head; t != NULL; t = next) {
         next = t->next;
         sh = (ps__shaper *)t;
         c = sh->owner;
@@ -523,7 +469,7 @@ static int next_timeout(const ps__loop *l, int64_t now)
         t = l->grace_end;
     t = earliest(t, ps__timer_due(&l->idle, cfg->idle_ms));
     t = earliest(t, ps__timer_due(&l->pending, cfg->send_timeout_ms));
-    t = earliest(t, shaped_due(l));
+    t = earliest(t, ps__shaping_due_ms(&l->faults));
     if (l->accept_at > 0)
         t = earliest(t, l->accept_at);
     if (t == INT64_MAX)
@@ -543,7 +489,7 @@ static void expire(ps__loop *l, int64_t now)
         PS_ADD(l->w->stats.slow_closed, 1);
         conn_close(l, conn_of(l->pending.head), PS_WHY_SLOW);
     }
-    if (l->shaped.head != NULL)
+    if (l->faults.shaped.head != NULL)
         expire_shaped(l, now);
     if (l->accept_at > 0 && now >= l->accept_at && !l->draining) {
         if (set_listening(l, 1) == 0)
@@ -560,8 +506,8 @@ static void close_shaped(ps__loop *l)
 {
     econn *c;
 
-    while (l->shaped.head != NULL) {
-        c = ((ps__shaper *)l->shaped.head)->owner;
+    while (l->faults.shaped.head != NULL) {
+        c = ((ps__shaper *)l->faults.shaped.head)->owner;
         ps__timer_remove(&c->sh->link);
         if (unsent(c) == 0)
             conn_close(l, c, PS_WHY_STOP);

@@ -55,8 +55,7 @@ void ps__reset(int fd)
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     memset(&sa, 0, sizeof sa);
     sa.sa_family = AF_UNSPEC;
-    if (connect(fd, &sa, sizeof sa) < 0)
-        return;  /* the close aborts it then */
+    (void)connect(fd, &sa, sizeof sa);  /* if it fails, the close aborts it */
 }
 
 /* -- the generator: splitmix64 ------------------------------------------- */
@@ -267,6 +266,75 @@ int ps__shape_end(const ps__shaper *sh, const ps_faults *f)
     if (f->limit_data > 0 && sh->released >= f->limit_data)
         return PS__END_FIN;
     return 0;
+}
+
+/* -- an event loop's shaped connections (epoll.c, uring.c) -------------- */
+const ps_faults *ps__shaping_seen(const ps__shaping *g)
+{
+    return g->view.on ? &g->view.f : NULL;
+}
+
+static int join(ps__shaping *g, ps__shaper **shp, void *owner)
+{
+    if (*shp == NULL && (*shp = ps__shaper_new(ps__shaping_seen(g), owner)) == NULL)
+        return -ENOMEM;
+    return 0;
+}
+
+int ps__shaping_push(ps__shaping *g, ps__shaper **shp, void *owner, ps__timer *t, const ps__tlist *idle,
+                     const unsigned char *p, size_t n)
+{
+    int rc = join(g, shp, owner);
+
+    if (rc == 0)
+        rc = ps__shape_push(*shp, ps__shaping_seen(g), p, n, ps__now_us());
+    if (rc < 0)
+        return rc;
+    if (ps__shape_busy(*shp) && (*shp)->link.on == NULL) {
+        ps__timer_push(&g->shaped, &(*shp)->link);
+        if (t->on == idle)
+            ps__timer_remove(t);
+    }
+    return 0;
+}
+
+int ps__shaping_delay_close(ps__shaping *g, ps__shaper **shp, void *owner, ps__timer *t)
+{
+    const ps_faults *f = ps__shaping_seen(g);
+
+    if (f != NULL && f->stall)
+        return 1;
+    if (f == NULL || f->close_delay_us == 0 || (*shp != NULL && (*shp)->close_at > 0))
+        return 0;
+    if (join(g, shp, owner) < 0)
+        return 0;
+    (*shp)->close_at = ps__now_us() + f->close_delay_us;
+    ps__timer_remove(t);
+    ps__timer_push(&g->shaped, &(*shp)->link);
+    return 1;
+}
+
+int ps__shaping_released(ps__shaping *g, ps__shaper *sh, int *ending)
+{
+    if (*ending == 0)
+        *ending = ps__shape_end(sh, ps__shaping_seen(g));
+    if (ps__shape_busy(sh))
+        return 0;
+    ps__timer_remove(&sh->link);
+    return 1;
+}
+
+int64_t ps__shaping_due_ms(const ps__shaping *g)
+{
+    int64_t due = INT64_MAX, d;
+    ps__timer *t;
+
+    for (t = g->shaped.head; t != NULL; t = t->next) {
+        d = ps__shape_due((ps__shaper *)t);
+        if (d < due)
+            due = d;
+    }
+    return due == INT64_MAX ? due : (due + 999) / 1000;
 }
 
 /* -- UDP: one socket's replies ------------------------------------------- */

@@ -235,6 +235,31 @@ size_t ps__shape_ready(const ps__shaper *sh, const ps_faults *f, int64_t now, co
 void ps__shape_took(ps__shaper *sh, const ps_faults *f, size_t n, int64_t now);
 int ps__shape_end(const ps__shaper *sh, const ps_faults *f);
 
+/* An event loop's faults (epoll.c, uring.c): its view of the server's, and
+ * the connections whose shaper holds anything (replies, or a delayed
+ * close), on the shaped list by their shaper's link, in no order.  A
+ * connection owns *shp (made on first use) and its clock t (on the loop's
+ * idle or pending list), which stops while the shaper holds anything: the
+ * delay is the server's, not an idle client's.
+ *   push        a reply into the shaper, which joins the list
+ *   delay_close the client has closed and heard everything: 1 if our
+ *               close waits (stall: for good; close_delay: on the list)
+ *   released    after the loop sent what the shaper let go: *ending set
+ *               once a limit is out; 1 if the shaper holds nothing now
+ *               (it has left the list; the loop restarts the clock)
+ *   due_ms      the first due time on the list, in ms rounded up (so the
+ *               loop never wakes before it); INT64_MAX if none */
+typedef struct ps__shaping {
+    ps__fview view;
+    ps__tlist shaped;
+} ps__shaping;
+const ps_faults *ps__shaping_seen(const ps__shaping *g);
+int ps__shaping_push(ps__shaping *g, ps__shaper **shp, void *owner, ps__timer *t, const ps__tlist *idle,
+                     const unsigned char *p, size_t n);
+int ps__shaping_delay_close(ps__shaping *g, ps__shaper **shp, void *owner, ps__timer *t);
+int ps__shaping_released(ps__shaping *g, ps__shaper *sh, int *ending);
+int64_t ps__shaping_due_ms(const ps__shaping *g);
+
 /* One datagram socket's replies under faults: dropped, delayed, doubled
  * or held back per sender (the PS__SENDERS last heard).  Waiting replies
  * hold at most limit bytes; push returns -ENOBUFS for one beyond. */

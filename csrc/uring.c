@@ -91,8 +91,7 @@ struct ps__uring {
     int ops;             /* operations in flight, the loop's and its connections' */
     ps__tlist idle, pending;
     ps__tlist closing;   /* closed, waiting for operations in flight */
-    ps__tlist shaped;    /* connections whose shaper holds anything */
-    ps__fview faults;    /* the server's faults as this loop last saw them */
+    ps__shaping faults;  /* its view of the server's, its shaped connections */
     ps__ushaper *dgram_shaper;     /* UDP under faults; NULL until the first */
     struct msghdr dgram_msg;       /* UDP: what the multishot recvmsg fills */
     struct msghdr reply[NBUFS];    /* UDP: each buffer's reply */
@@ -364,17 +363,13 @@ static int conn_put(ps__uring *u, uconn *c, const unsigned char *p, size_t n, in
     return rc < 0 ? rc : ps__buf_append(&c->waiting, p, n);
 }
 
-/* -- faults ------------------------------------------------------------- */
-static const ps_faults *faults_seen(const ps__uring *u)
-{
-    return u->faults.on ? &u->faults.f : NULL;
-}
-
-/* Copy what c's shaper lets go now behind its echo (conn_put), then note
- * a limit reached; c leaves the shaped list once its shaper holds nothing. */
+/* -- faults (fault.c: ps__shaping) -------------------------------------- */
+/* Copy what c's shaper lets go now behind its echo (conn_put); once it
+ * holds nothing, c's idle clock starts again (if nothing waits unsent or
+ * in flight either). */
 static int release(ps__uring *u, uconn *c, int64_t now)
 {
-    const ps_faults *f = faults_seen(u);
+    const ps_faults *f = ps__shaping_seen(&u->faults);
     int64_t us = ps__now_us();
     const unsigned char *p = NULL;
     size_t n;
@@ -384,52 +379,19 @@ static int release(ps__uring *u, uconn *c, int64_t now)
         rc = conn_put(u, c, p, n, -1, now);
         ps__shape_took(c->sh, f, n, us);
     }
-    if (rc == 0 && c->ending == 0)
-        c->ending = ps__shape_end(c->sh, f);
-    if (!ps__shape_busy(c->sh)) {
-        ps__timer_remove(&c->sh->link);
-        if (c->t.on == NULL && unsent(c) == 0 && !c->sendin)
-            ps__timer_restart(&u->idle, &c->t, now);
-    }
+    if (rc == 0 && ps__shaping_released(&u->faults, c->sh, &c->ending) && c->t.on == NULL
+        && unsent(c) == 0 && !c->sendin)
+        ps__timer_restart(&u->idle, &c->t, now);
     return rc;
 }
 
-/* A reply under faults (or behind shaped ones) goes to c's shaper; its
- * clock stops while the shaper has it. */
+/* A reply under faults (or behind shaped ones) goes to c's shaper, and
+ * what is due at once goes out. */
 static int shape(ps__uring *u, uconn *c, const unsigned char *p, size_t n, int64_t now)
 {
-    int rc;
+    int rc = ps__shaping_push(&u->faults, &c->sh, c, &c->t, &u->idle, p, n);
 
-    if (c->sh == NULL && (c->sh = ps__shaper_new(faults_seen(u), c)) == NULL)
-        return -ENOMEM;
-    rc = ps__shape_push(c->sh, faults_seen(u), p, n, ps__now_us());
-    if (rc < 0)
-        return rc;
-    if (ps__shape_busy(c->sh) && c->sh->link.on == NULL) {
-        ps__timer_push(&u->shaped, &c->sh->link);
-        if (c->t.on == &u->idle)
-            ps__timer_remove(&c->t);
-    }
-    return release(u, c, now);
-}
-
-/* The client has closed and heard everything: 1 if our close waits.
- * Under stall it waits for good, as a hung server's would (idle_timeout
- * or a stop closes it); with close_delay, its shaper holds it that long. */
-static int delay_close(ps__uring *u, uconn *c)
-{
-    const ps_faults *f = faults_seen(u);
-
-    if (f != NULL && f->stall)
-        return 1;
-    if (f == NULL || f->close_delay_us == 0 || (c->sh != NULL && c->sh->close_at > 0))
-        return 0;
-    if (c->sh == NULL && (c->sh = ps__shaper_new(f, c)) == NULL)
-        return 0;
-    c->sh->close_at = ps__now_us() + f->close_delay_us;
-    ps__timer_remove(&c->t);
-    ps__timer_push(&u->shaped, &c->sh->link);
-    return 1;
+    return rc < 0 ? rc : release(u, c, now);
 }
 
 static int conn_reply(ps__uring *u, uconn *c, ssize_t m, const unsigned char *out, int buf, int64_t now)
@@ -438,7 +400,7 @@ static int conn_reply(ps__uring *u, uconn *c, ssize_t m, const unsigned char *ou
 
     if (m < 0)
         rc = (int)m;
-    else if (ps__faults(u->w->srv, &u->faults) != NULL || ps__shape_busy(c->sh))
+    else if (ps__faults(u->w->srv, &u->faults.view) != NULL || ps__shape_busy(c->sh))
         rc = shape(u, c, out, (size_t)m, now);  /* copied: the caller gives buf back */
     else
         rc = conn_put(u, c, out, (size_t)m, buf, now);
@@ -457,7 +419,7 @@ static void settle(ps__uring *u, uconn *c, int rc)
         return;
     }
     if (done && (u->draining || (c->eof && !ps__shape_busy(c->sh)))
-        && (u->draining || !delay_close(u, c))) {
+        && (u->draining || !ps__shaping_delay_close(&u->faults, &c->sh, c, &c->t))) {
         conn_close(u, c, c->eof ? PS_WHY_EOF : PS_WHY_STOP);
         return;
     }
@@ -680,7 +642,7 @@ static void on_dgram(ps__uring *u, int res, unsigned flags)
         ps__bufring_put(&u->bufs, id);
         return;
     }
-    f = ps__faults(u->w->srv, &u->faults);
+    f = ps__faults(u->w->srv, &u->faults.view);
     if (f != NULL) {
         dgram_shape(u, f, o, out, (size_t)m);
         ps__bufring_put(&u->bufs, id);
@@ -761,16 +723,15 @@ static int64_t earliest(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
-/* When the first shaped reply (or delayed close) is due, in ms rounded up
- * so that the loop never wakes before it. */
+/* When the first shaped reply, datagram or delayed close is due, in ms
+ * rounded up so that the loop never wakes before it. */
 static int64_t shaped_due(const ps__uring *u)
 {
-    int64_t due = u->dgram_shaper != NULL ? ps__ushape_due(u->dgram_shaper) : INT64_MAX;
-    ps__timer *t;
+    int64_t due = ps__shaping_due_ms(&u->faults);
 
-    for (t = u->shaped.head; t != NULL; t = t->next)
-        due = earliest(due, ps__shape_due((ps__shaper *)t));
-    return due == INT64_MAX ? due : (due + 999) / 1000;
+    if (u->dgram_shaper != NULL && ps__ushape_due(u->dgram_shaper) != INT64_MAX)
+        due = earliest(due, (ps__ushape_due(u->dgram_shaper) + 999) / 1000);
+    return due;
 }
 
 /* Release what is due; a close_delay that is over closes; datagrams due go. */
@@ -783,7 +744,7 @@ static void expire_shaped(ps__uring *u, int64_t now)
 
     if (u->dgram_shaper != NULL)
         ps__ushape_send(u->dgram_shaper, u->w->fd, &u->w->stats);
-    for (t = u->shaped.head; t != NULL; t = next) {
+    for (t = u->faults.shaped.head; t != NULL; t = next) {
         next = t->next;
         sh = (ps__shaper *)t;
         c = sh->owner;
@@ -803,8 +764,8 @@ static void close_shaped(ps__uring *u)
 {
     uconn *c;
 
-    while (u->shaped.head != NULL) {
-        c = ((ps__shaper *)u->shaped.head)->owner;
+    while (u->faults.shaped.head != NULL) {
+        c = ((ps__shaper *)u->faults.shaped.head)->owner;
         ps__timer_remove(&c->sh->link);
         c->sh->close_at = 0;
         if (unsent(c) == 0 && !c->sendin)
@@ -840,7 +801,7 @@ static void expire(ps__uring *u, int64_t now)
         PS_ADD(u->w->stats.slow_closed, 1);
         conn_close(u, conn_of(u->pending.head), PS_WHY_SLOW);
     }
-    if (u->shaped.head != NULL || u->dgram_shaper != NULL)
+    if (u->faults.shaped.head != NULL || u->dgram_shaper != NULL)
         expire_shaped(u, now);
     if (u->accept_at > 0 && now >= u->accept_at && !u->draining) {
         u->accept_at = 0;
