@@ -41,6 +41,11 @@ _SIZES = ("bandwidth", "slice", "limit_data", "reset_after")
 _CHANCES = ("drop", "duplicate", "reorder")
 TCP_ONLY = ("slice", "slice_delay", "limit_data", "reset_after", "close_delay")
 UDP_ONLY = _CHANCES
+
+
+def not_for(proto: str) -> Tuple[str, ...]:
+    """The fields that cannot apply to a proto server ("tcp" or "udp")."""
+    return TCP_ONLY if proto == "udp" else UDP_ONLY
 _MAX_SECONDS = 3600.0
 _MAX_SIZE = 1 << 62
 
@@ -105,13 +110,11 @@ class Faults:
 
     def only_for(self, proto: str) -> "Faults":
         """A copy without the fields that do not apply to proto."""
-        wrong = TCP_ONLY if proto == "udp" else UDP_ONLY
-        return dataclasses.replace(self, **{name: getattr(NO_FAULTS, name) for name in wrong})
+        return dataclasses.replace(self, **{name: getattr(NO_FAULTS, name) for name in not_for(proto)})
 
     def check_for(self, proto: str, family: str) -> None:
         """ConfigError if a field cannot apply to this server."""
-        wrong = TCP_ONLY if proto == "udp" else UDP_ONLY
-        bad = [name for name in self.set_fields() if name in wrong]
+        bad = [name for name in self.set_fields() if name in not_for(proto)]
         if bad:
             other = "TCP" if proto == "udp" else "UDP"
             raise ConfigError(f"fault{'s' if len(bad) > 1 else ''} {', '.join(bad)} apply to {other} only; "

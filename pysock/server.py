@@ -165,11 +165,13 @@ class Server:
             self._faults = checked
 
     def _checked_faults(self, faults: Optional[Faults]) -> Optional[Faults]:
-        if faults is not None and not isinstance(faults, Faults):
+        """faults checked for this server, with a seed drawn; None if none is set."""
+        if faults is None:
+            return None
+        if not isinstance(faults, Faults):
             raise ConfigError(f"faults must be a pysock.Faults or None, not {type(faults).__name__}")
-        if faults is not None:
-            faults.check_for(self.config.proto, self.config.family)
-        return with_seed(faults) if faults is not None and faults.set_fields() else None
+        faults.check_for(self.config.proto, self.config.family)
+        return with_seed(faults) if faults.set_fields() else None
 
     def __repr__(self) -> str:
         return f"<pysock.Server {self.url} backend={self.config.backend} model={self.config.model}>"

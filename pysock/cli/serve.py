@@ -9,7 +9,7 @@ import threading
 
 from pysock.cli.common import UsageError, add_bind_option, count, port_number
 from pysock.config import BACKENDS, DEFAULT_HOST, DEFAULT_PORT, MODELS, TRANSFORMS, ServerConfig
-from pysock.faults import TCP_ONLY, UDP_ONLY, from_pairs, with_seed
+from pysock.faults import TCP_ONLY, from_pairs, not_for, with_seed
 
 def add_server_options(p: argparse.ArgumentParser) -> None:
     """The echo server's options: where, which backend and model, limits."""
@@ -109,7 +109,7 @@ def fault_options(args: argparse.Namespace, protos: list[str]) -> dict:
     if faults is None:
         return {}
     unused = [name for name in faults.set_fields()
-              if all(name in (TCP_ONLY if proto == "udp" else UDP_ONLY) for proto in protos)]
+              if all(name in not_for(proto) for proto in protos)]
     if unused:
         which = "TCP" if unused[0] in TCP_ONLY else "UDP"
         raise UsageError(f"--fault {', '.join(unused)}: applies to {which} only, and this serves "
