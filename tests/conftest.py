@@ -303,15 +303,17 @@ def udp_server(udp_options):
         yield srv
 
 
-def wait_for(predicate, timeout: float = 5.0, interval: float = 0.01):
-    """Poll predicate until it returns a true value; fail after timeout."""
+def wait_for(predicate, timeout: float = 5.0, interval: float = 0.01, state=None):
+    """Poll predicate until it returns a true value; fail after timeout,
+    saying what state() returns then (the server's stats, say)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
+            seen = f"; then: {state()}" if state is not None else ""
+            raise AssertionError(f"condition not met within {timeout} s{seen}")
         time.sleep(interval)
 
 

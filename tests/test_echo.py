@@ -12,6 +12,7 @@ import time
 import pytest
 
 import pysock
+import pysock.client
 from pysock.client import Connection
 from conftest import UNRESOLVABLE, run_clients, wait_for
 

@@ -13,6 +13,7 @@ import time
 import pytest
 
 import pysock
+import pysock.client
 from pysock.client import Connection, recv_exactly
 from conftest import LOCALHOST, run_clients, wait_for
 

@@ -21,6 +21,7 @@ import warnings
 import pytest
 
 import pysock
+import pysock.client
 from conftest import CliServer, ROOT, cli_args, wait_for
 
 CC = shutil.which("cc") or shutil.which("gcc")

@@ -9,6 +9,7 @@ import warnings
 import pytest
 
 import pysock
+import pysock.client
 from pysock.server import ReflectionWarning
 from conftest import run_cli, wait_for
 
@@ -69,7 +70,7 @@ def test_a_client_that_never_reads_is_cut_off_and_others_never_notice(tcp_option
         with pysock.Connection(srv.address) as other:
             for _ in range(20):
                 assert other.roundtrip(b"unaffected") == b"UNAFFECTED"
-        wait_for(lambda: srv.stats.slow_closed == 1, timeout=10)
+        wait_for(lambda: srv.stats.slow_closed == 1, timeout=10, state=lambda: (srv.stats, stopped.is_set()))
         assert stopped.wait(10), "the flooding client was never cut off"
         hog.close()
         assert pysock.request(b"next", srv.address) == b"NEXT"

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pysock
+import pysock.client
 from pysock import transform
 from pysock.client import recv_until_eof
 

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import pysock
+import pysock.client
 import seed_clients
 from conftest import TCP_MODELS, CliServer, LOCALHOST, run_cli
 from pysock import transform
