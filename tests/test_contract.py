@@ -402,6 +402,10 @@ def test_memory_a_client_can_pin_is_bounded(tcp_options, name, many_descriptors)
         for _ in range(MEM_CONNS):
             c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the echo backs up at once
+            # Small segments keep the server's kernel send buffer small (it
+            # grows with the segment size), so the echo reaches max_unsent
+            # after a few KiB instead of 4 MiB per connection.
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
             c.connect(server.address)
             conns.append(c)
         flood_until_the_server_stops_reading(server, conns, unit * 65536)
