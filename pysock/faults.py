@@ -42,12 +42,13 @@ _CHANCES = ("drop", "duplicate", "reorder")
 TCP_ONLY = ("slice", "slice_delay", "limit_data", "reset_after", "close_delay")
 UDP_ONLY = _CHANCES
 
+_MAX_SECONDS = 3600.0
+_MAX_SIZE = 1 << 62
+
 
 def not_for(proto: str) -> Tuple[str, ...]:
     """The fields that cannot apply to a proto server ("tcp" or "udp")."""
     return TCP_ONLY if proto == "udp" else UDP_ONLY
-_MAX_SECONDS = 3600.0
-_MAX_SIZE = 1 << 62
 
 
 @dataclass(frozen=True)
