@@ -728,10 +728,9 @@ static int64_t earliest(int64_t a, int64_t b)
 static int64_t shaped_due(const ps__uring *u)
 {
     int64_t due = ps__shaping_due_ms(&u->faults);
+    int64_t dgram = u->dgram_shaper != NULL ? ps__ushape_due(u->dgram_shaper) : INT64_MAX;
 
-    if (u->dgram_shaper != NULL && ps__ushape_due(u->dgram_shaper) != INT64_MAX)
-        due = earliest(due, (ps__ushape_due(u->dgram_shaper) + 999) / 1000);
-    return due;
+    return dgram == INT64_MAX ? due : earliest(due, (dgram + 999) / 1000);
 }
 
 /* Release what is due; a close_delay that is over closes; datagrams due go. */
