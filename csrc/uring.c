@@ -185,14 +185,22 @@ static size_t unsent(const uconn *c)
     return c->slen - c->off + c->waiting.len;
 }
 
-/* The memory c's echo holds: its waiting replies, and while a send reads
- * from sending the whole of it (sent bytes cannot be dropped from the
- * front under the kernel, as epoll.c does).  Reading and each read's size
- * are bounded by this, so a client that never reads pins at most
- * unsent_limit of buffers.  (A lent provided buffer is the loop's.) */
+/* The echo c holds: its waiting replies, and while a send is in flight the
+ * whole of what it reads (sent bytes cannot be dropped from the front under
+ * the kernel, as epoll.c does): all of sending, or the reply in the
+ * provided buffer lent to it (the buffer is the loop's, the echo is c's).
+ * Reading and each read's size are bounded by this, so a client that never
+ * reads leaves at most unsent_limit of echo unsent. */
+static size_t in_flight(const uconn *c)
+{
+    if (!c->sendin)
+        return 0;
+    return c->lent ? c->slen : c->sending.cap;
+}
+
 static size_t held(const uconn *c)
 {
-    return (c->sendin && !c->lent ? c->sending.cap : 0) + c->waiting.len + ps__shape_held(c->sh);
+    return in_flight(c) + c->waiting.len + ps__shape_held(c->sh);
 }
 
 static int reading(const ps__uring *u, const uconn *c)

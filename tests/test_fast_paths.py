@@ -9,6 +9,7 @@ import signal
 import socket
 import threading
 import time
+from typing import Optional, Tuple
 
 import pytest
 
@@ -57,20 +58,31 @@ def wait_until_still(read, settle: float = 0.3, timeout: float = 20.0) -> int:
 
 
 class Flooder:
-    """A client that sends `total` bytes and reads nothing."""
+    """A client that reads nothing.  Given `total`, it sends that many bytes
+    at once, in a thread of its own (the send blocks once the server stops
+    reading)."""
 
-    def __init__(self, address, total: int) -> None:
+    def __init__(self, address, total: int = 0) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fill up soon
         self.sock.settimeout(30)
         self.sock.connect(address)
         self.total = total
-        self.thread = threading.Thread(target=self._send, daemon=True)
+        self.thread: Optional[threading.Thread] = None
+        if total:
+            self.send_in_background(total)
+
+    def send_in_background(self, *parts: int, pause: float = 0.0) -> None:
+        """Send parts bytes after bytes, `pause` seconds apart, in a thread."""
+        self.thread = threading.Thread(target=self._send, args=(parts, pause), daemon=True)
         self.thread.start()
 
-    def _send(self) -> None:
+    def _send(self, parts: Tuple[int, ...], pause: float) -> None:
         try:
-            self.sock.sendall(b"x" * self.total)
+            for i, size in enumerate(parts):
+                if i:
+                    time.sleep(pause)
+                self.sock.sendall(b"x" * size)
         except OSError:
             pass  # cut off by the server, or shut down by close()
 
@@ -79,8 +91,19 @@ class Flooder:
             self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked sendall
         except OSError:
             pass
-        self.thread.join(10)
+        if self.thread is not None:
+            self.thread.join(10)
         self.sock.close()
+
+
+def true_within(predicate, seconds: float) -> bool:
+    """Poll predicate() for up to `seconds`; whether it came true."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
 
 
 # -- backpressure and limits, every TCP model ------------------------------
@@ -92,7 +115,7 @@ def test_a_client_that_never_reads_costs_bounded_memory(tcp_options):
         try:
             taken = wait_until_still(lambda: srv.stats.bytes_in)
             held = taken - srv.stats.bytes_out  # echo the server keeps in its own memory
-            assert held <= limit + BUF
+            assert held <= limit + BUF, f"{held} bytes of echo held unsent, over {limit + BUF}"
             assert taken < flood.total  # it stopped reading: the rest waits in the client
             with Connection(srv.address) as other:  # everyone else is still served
                 assert other.roundtrip(b"meanwhile") == b"MEANWHILE"
@@ -100,6 +123,31 @@ def test_a_client_that_never_reads_costs_bounded_memory(tcp_options):
         finally:
             flood.close()
         assert pysock.request(b"after", srv.address) == b"AFTER"
+
+
+def test_echo_behind_a_reply_stuck_in_flight_costs_bounded_memory(tcp_options):
+    """Replies go out whole, one at a time, until one sticks in flight (the
+    client reads nothing); then the client sends 63 KiB, and 64 KiB more once
+    that has been read.  The reply in flight counts against max_unsent like
+    the echo behind it.  (C uring sent such a reply straight from the buffer
+    it was read into, and left it out of the count: 137 KiB held here.)"""
+    limit, chunk = 64 * 1024, 60000
+    with pysock.Server(LOCALHOST, 0, "tcp", max_unsent=limit, send_timeout=0, **tcp_options) as srv:
+        flood = Flooder(srv.address)
+        try:
+            for _ in range(1000):  # the client's window closes after a few MB
+                before = srv.stats.bytes_out
+                flood.sock.sendall(b"x" * chunk)
+                if not true_within(lambda: srv.stats.bytes_out - before == chunk, 0.2):
+                    break  # this reply is stuck in flight
+            else:
+                pytest.fail("every reply went out whole: the client's window never closed")
+            flood.send_in_background(63 << 10, 64 << 10, 1 << 20, pause=0.2)
+            taken = wait_until_still(lambda: srv.stats.bytes_in, settle=0.5)
+            held = taken - srv.stats.bytes_out
+            assert held <= limit + BUF, f"{held} bytes of echo held unsent, over {limit + BUF}"
+        finally:
+            flood.close()
 
 
 @pytest.mark.concurrent_clients
