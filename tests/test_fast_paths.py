@@ -129,8 +129,9 @@ def test_echo_behind_a_reply_stuck_in_flight_costs_bounded_memory(tcp_options):
     """Replies go out whole, one at a time, until one sticks in flight (the
     client reads nothing); then the client sends 63 KiB, and 64 KiB more once
     that has been read.  The reply in flight counts against max_unsent like
-    the echo behind it.  (C uring sent such a reply straight from the buffer
-    it was read into, and left it out of the count: 137 KiB held here.)"""
+    the echo behind it.  (C uring sends such a reply straight from the buffer
+    it was read into; it once left that out of the count, and held up to
+    64 KiB more.)"""
     limit, chunk = 64 * 1024, 60000
     with pysock.Server(LOCALHOST, 0, "tcp", max_unsent=limit, send_timeout=0, **tcp_options) as srv:
         flood = Flooder(srv.address)
