@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from conftest import ServerProcess
+from servers import ServerProcess
 from pysock.client import Connection
 from pysock.config import MODELS, available_models
 

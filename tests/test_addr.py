@@ -7,7 +7,7 @@ import struct
 import pytest
 
 import pysock
-from conftest import UNRESOLVABLE
+from support import UNRESOLVABLE
 
 
 @pytest.mark.parametrize("host, port", [("127.0.0.1", 12000), ("0.0.0.0", 0), ("10.1.2.3", 65535)])

@@ -8,22 +8,34 @@ import sys
 
 import pytest
 
-from conftest import run_cli, skip_unless_ci
+from support import run_cli, skip_unless_ci
 from pysock import bench, cli
 from pysock.config import uring_refused
 
 
-@pytest.fixture(scope="module")
-def quick_report() -> dict:
-    result = run_cli("bench", "--quick", "--json", timeout=120)
+# The default tier's report: C and two twins under a TCP, a UDP and a
+# stream load; --full runs every server under every default load.
+SOME = ["--servers", "c,c-threads,python-loop,python-asyncio", "--loads", "tcp-32x1k,udp-1x64,tcp-stream",
+        "--stream-mib", "8"]
+
+
+def quick_bench(*args: str) -> dict:
+    result = run_cli("bench", "--quick", "--json", *args, timeout=120)
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     assert b"Traceback" not in result.stderr
     return json.loads(result.stdout)
 
 
-def test_quick_bench_runs_every_server_under_every_load_without_a_bad_reply(quick_report):
+@pytest.fixture(scope="module")
+def quick_report() -> dict:
+    return quick_bench(*SOME)
+
+
+def check_every_run_is_right(report: dict) -> int:
+    """Every server answered every load it serves without a bad reply; the
+    number of runs."""
     runs = 0
-    for entry in quick_report["results"]:
+    for entry in report["results"]:
         server = next(s for s in bench.SERVERS if s.name == entry["server"])
         load = next(l for l in bench.LOADS if l.name == entry["load"])
         if server.missing() or server.model(load.proto) is None:
@@ -34,7 +46,17 @@ def test_quick_bench_runs_every_server_under_every_load_without_a_bad_reply(quic
             assert run["ok"] and run["bad"] == 0 and run["failed"] == 0, (entry["server"], entry["load"], run)
             assert run["requests"] > 0
             runs += 1
-    assert runs >= len(bench.LOADS) * 3  # at least C, the loop and asyncio under each load
+    return runs
+
+
+def test_quick_bench_runs_each_server_it_is_given_without_a_bad_reply(quick_report):
+    assert check_every_run_is_right(quick_report) >= 3 * 3  # C, the loop and asyncio under each load
+    assert {e["server"] for e in quick_report["results"]} == set(SOME[1].split(","))
+
+
+@pytest.mark.slow
+def test_quick_bench_runs_every_server_under_every_load_without_a_bad_reply():
+    assert check_every_run_is_right(quick_bench()) >= len([l for l in bench.LOADS if l.default]) * 3
 
 
 def test_quick_bench_reports_the_machine_and_ratios_to_c(quick_report):
@@ -53,30 +75,42 @@ def test_every_run_counts_the_servers_context_switches(quick_report):
             assert run[key] is not None and run[key] >= 0, (entry["server"], entry["load"], run)
 
 
+def needs_strace() -> None:
+    if not bench.strace_available():
+        skip_unless_ci("strace is not installed (Debian: apt-get install strace)")
+
+
+def test_syscalls_adds_a_column_of_calls_per_request():
+    needs_strace()
+    text = run_cli("bench", "--quick", "--syscalls", "--servers", "c", "--loads", "udp-1x64", timeout=60)
+    assert text.returncode == 0 and "sys/req" in text.stdout.decode()
+
+
+@pytest.mark.slow
 def test_syscalls_counts_what_each_server_calls_per_request():
     """The counts, not the times: epoll makes a recv and a send per request;
     uring hands the kernel many per io_uring_enter; a Python thread server
     makes its two and more (the GIL changes hands through futex)."""
-    if not bench.strace_available():
-        skip_unless_ci("strace is not installed (Debian: apt-get install strace)")
+    needs_strace()
     servers = "c,c-threads,python-threads" + ("" if uring_refused() else ",c-uring")
     result = run_cli("bench", "--quick", "--syscalls", "--servers", servers, "--loads", "tcp-32x1k", "--json",
                      timeout=120)
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     calls = {e["server"]: e["syscalls"] for e in json.loads(result.stdout)["results"]}
-    # A recv and a send per request, and little else (a short traced run on a
-    # machine perhaps busy: each connection's accept, options and close, and
-    # the threads model's polls, add to it).
+    # A recv and a send per request, and little else: each connection's
+    # accept, options and close add to a short traced run.  epoll reads once
+    # per readiness; the threads model tries a read before it polls, and on
+    # a busy machine (the client slower to answer) that try finds nothing
+    # more often: at most one more recvfrom per request.
+    assert 1.0 <= calls["c"]["calls"]["recvfrom"] < 1.3, calls["c"]
+    assert 1.0 <= calls["c-threads"]["calls"]["recvfrom"] < 2.2, calls["c-threads"]
     for server in ("c", "c-threads"):
-        assert 1.0 <= calls[server]["calls"]["recvfrom"] < 1.6, calls[server]
-        assert 1.0 <= calls[server]["calls"]["sendto"] < 1.6, calls[server]
+        assert 1.0 <= calls[server]["calls"]["sendto"] < 1.3, calls[server]
     assert calls["c"]["per_unit"] < 3.0, calls["c"]  # epoll said each socket was ready
     assert calls["python-threads"]["per_unit"] > 2.0
     if "c-uring" in calls:
         assert calls["c-uring"]["per_unit"] < 0.5
         assert "recvfrom" not in calls["c-uring"]["calls"]
-    text = run_cli("bench", "--quick", "--syscalls", "--servers", "c", "--loads", "udp-1x64", timeout=60)
-    assert text.returncode == 0 and "sys/req" in text.stdout.decode()
 
 
 def test_a_server_with_wrong_replies_is_marked_failed_not_averaged():
@@ -141,7 +175,7 @@ def test_ctrl_c_prints_what_was_measured_and_exits_130():
     import signal
     import subprocess
 
-    from conftest import cli_env
+    from support import cli_env
 
     proc = subprocess.Popen([sys.executable, "-m", "pysock", "bench", "--servers", "c", "--loads", "udp-1x64",
                              "--reps", "100", "--duration", "0.2", "--json"],

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from support import ROOT
 
 sys.path.insert(0, str(ROOT / "pysock"))
 import _build  # noqa: E402  (the cffi builder: its sources and flags)

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from conftest import CliServer, LOCALHOST, needs_ipv6, run_cli
+from support import CliServer, LOCALHOST, needs_ipv6, run_cli
 from pysock.chat import NAME_MAX, UDP_MAX, ChatServer, Room, visible
 from pysock.errors import ConfigError, ReflectionWarning
 

@@ -9,8 +9,7 @@ import sys
 import pytest
 
 import pysock
-from conftest import UNRESOLVABLE
-from conftest import CliServer, cli_env, has_ipv6_loopback, run_cli, skip_without
+from support import UNRESOLVABLE, CliServer, cli_env, has_ipv6_loopback, run_cli, skip_without
 
 
 def test_serve_prints_ready_lines_and_serves_both_protocols():
@@ -36,8 +35,9 @@ def test_signal_ends_serve_cleanly_and_frees_the_port(sig):
         pass
 
 
-def test_serve_with_the_fast_paths_and_stop_it_with_ctrl_c(reuseport):
+def test_serve_with_the_fast_paths_and_stop_it_with_ctrl_c():
     skip_without("epoll")
+    skip_without("reuseport")
     with CliServer("serve", "0", "--model", "epoll", "--workers", "2", "--spin", "20", lines=2) as cli:
         tcp, udp = cli.address("tcp"), cli.address("udp")
         assert pysock.request(b"epoll", tcp, "tcp") == b"EPOLL"
@@ -125,10 +125,6 @@ def test_send_prompts_like_the_tutorials_on_a_terminal(tcp_server):
     import os
     import pty
     import select
-    import subprocess
-    import sys
-
-    from conftest import cli_env
 
     main, side = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "pysock", "send", "127.0.0.1", str(tcp_server.port)],

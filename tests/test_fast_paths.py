@@ -1,6 +1,7 @@
 """The fast paths: backpressure and many connections (every engine: they
 began as the epoll model's tests), workers on one port, spinning, batched
-UDP (the C models: the tcp_model and proto_model fixtures)."""
+UDP (every C model: the c_tcp and c_any fixtures; the twins serve from one
+thread and do not spin)."""
 from __future__ import annotations
 
 import errno
@@ -16,8 +17,10 @@ import pytest
 import pysock
 import pysock.client
 from pysock.client import Connection, recv_exactly
-from conftest import LOCALHOST, run_clients, wait_for
+from support import LOCALHOST, c_model, run_clients, server_kinds, skip_without, wait_for
 
+PER_CONNECTION = pytest.mark.same_code_as_model("backpressure is the model's per-connection code, "
+                                                 "which each worker runs unchanged")
 BUF = 65536  # the C loops' receive buffer (PS_BUFSIZE)
 
 
@@ -107,6 +110,7 @@ def true_within(predicate, seconds: float) -> bool:
 
 
 # -- backpressure and limits, every TCP model ------------------------------
+@PER_CONNECTION
 @pytest.mark.concurrent_clients
 def test_a_client_that_never_reads_costs_bounded_memory(tcp_options):
     limit = 64 * 1024
@@ -125,6 +129,7 @@ def test_a_client_that_never_reads_costs_bounded_memory(tcp_options):
         assert pysock.request(b"after", srv.address) == b"AFTER"
 
 
+@PER_CONNECTION
 def test_echo_behind_a_reply_stuck_in_flight_costs_bounded_memory(tcp_options):
     """Replies go out whole, one at a time, until one sticks in flight (the
     client reads nothing); then the client sends 63 KiB, and 64 KiB more once
@@ -151,6 +156,7 @@ def test_echo_behind_a_reply_stuck_in_flight_costs_bounded_memory(tcp_options):
             flood.close()
 
 
+@PER_CONNECTION
 @pytest.mark.concurrent_clients
 def test_a_client_that_never_reads_is_cut_off_after_send_timeout(tcp_options):
     with pysock.Server(LOCALHOST, 0, "tcp", max_unsent=64 * 1024, send_timeout=0.3, **tcp_options) as srv:
@@ -175,6 +181,7 @@ def test_stop_is_prompt_while_a_client_refuses_its_echo(tcp_options):
         flood.close()
 
 
+@PER_CONNECTION
 @pytest.mark.parametrize("max_unsent", [1, 100_000])
 def test_stream_with_a_small_unsent_bound_arrives_whole(tcp_options, max_unsent):
     data = os.urandom(4 << 20)
@@ -202,10 +209,27 @@ def test_a_few_hundred_concurrent_connections_each_get_their_echo(tcp_options):
 
 
 # -- workers --------------------------------------------------------------
-def test_workers_share_one_port_and_serve_everyone(proto_model, reuseport):
-    proto, model = proto_model
+@pytest.fixture(params=server_kinds("tcp", c_model))
+def c_tcp(request) -> dict:
+    """Each C TCP model (threads, epoll, uring), for workers and spinning."""
+    skip_without("reuseport")
+    return request.param
+
+
+@pytest.fixture(params=[pytest.param(("tcp", p.values[0]), id=f"tcp-{p.id}", marks=p.marks)
+                        for p in server_kinds("tcp", c_model)]
+                + [pytest.param(("udp", p.values[0]), id=f"udp-{p.id}", marks=p.marks)
+                   for p in server_kinds("udp", c_model)])
+def c_any(request) -> tuple:
+    """(proto, options): each C model of each protocol."""
+    skip_without("reuseport")
+    return request.param
+
+
+def test_workers_share_one_port_and_serve_everyone(c_any):
+    proto, options = c_any
     before = settled_thread_count()
-    srv = pysock.Server(LOCALHOST, 0, proto, model=model, workers=3).start()
+    srv = pysock.Server(LOCALHOST, 0, proto, workers=3, **options).start()
     try:
         assert srv.port > 0
         assert listeners(proto, srv.port) == 3  # a socket each, on the port worker 0 got
@@ -225,28 +249,28 @@ def test_workers_share_one_port_and_serve_everyone(proto_model, reuseport):
     wait_for(lambda: thread_count() <= before)  # every worker ended
 
 
-def test_a_port_held_by_workers_is_in_use_for_anyone_else(tcp_model, reuseport):
-    with pysock.Server(LOCALHOST, 0, "tcp", model=tcp_model, workers=2) as srv:
+def test_a_port_held_by_workers_is_in_use_for_anyone_else(c_tcp):
+    with pysock.Server(LOCALHOST, 0, "tcp", workers=2, **c_tcp) as srv:
         for workers in (1, 2):
             with pytest.raises(OSError) as info:
-                pysock.Server(LOCALHOST, srv.port, "tcp", model=tcp_model, workers=workers)
+                pysock.Server(LOCALHOST, srv.port, "tcp", workers=workers, **c_tcp)
             assert info.value.errno == errno.EADDRINUSE
 
 
-def test_workers_on_a_fixed_port_restart_at_once(tcp_model, reuseport):
-    with pysock.Server(LOCALHOST, 0, "tcp", model=tcp_model, workers=2) as srv:
+def test_workers_on_a_fixed_port_restart_at_once(c_tcp):
+    with pysock.Server(LOCALHOST, 0, "tcp", workers=2, **c_tcp) as srv:
         port = srv.port
         assert pysock.request(b"one", srv.address) == b"ONE"
-    with pysock.Server(LOCALHOST, port, "tcp", model=tcp_model, workers=2) as again:
+    with pysock.Server(LOCALHOST, port, "tcp", workers=2, **c_tcp) as again:
         assert listeners("tcp", port) == 2
         assert pysock.request(b"two", again.address) == b"TWO"
 
 
-def test_signals_in_the_serving_thread_do_not_start_workers_twice(proto_model, reuseport):
+def test_signals_in_the_serving_thread_do_not_start_workers_twice(c_any):
     """serve_forever returns to Python on every signal (EINTR) and goes back
     into C: the helper threads keep running and are not started again."""
-    proto, model = proto_model
-    srv = pysock.Server(LOCALHOST, 0, proto, model=model, workers=3)
+    proto, options = c_any
+    srv = pysock.Server(LOCALHOST, 0, proto, workers=3, **options)
     main = threading.get_ident()
     seen: list[int] = []
     counts: list[int] = []
@@ -279,9 +303,9 @@ def test_signals_in_the_serving_thread_do_not_start_workers_twice(proto_model, r
 
 
 # -- spinning ---------------------------------------------------------------
-def test_a_spinning_server_answers_and_stops(proto_model, reuseport):
-    proto, model = proto_model
-    srv = pysock.Server(LOCALHOST, 0, proto, model=model, spin_us=500, workers=2).start()
+def test_a_spinning_server_answers_and_stops(c_any):
+    proto, options = c_any
+    srv = pysock.Server(LOCALHOST, 0, proto, spin_us=500, workers=2, **options).start()
     with pysock.client.connect(srv.address, proto) as sock:
         for i in range(50):
             msg = b"ping %d" % i

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import pysock
-from conftest import LOCALHOST, CliServer, run_cli
+from support import LOCALHOST, CliServer, run_cli
 from pysock.faults import parse_fault
 
 

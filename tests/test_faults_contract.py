@@ -11,10 +11,16 @@ import time
 import pytest
 
 import pysock
-from conftest import LOCALHOST, wait_for
+from support import LOCALHOST, wait_for
 from pysock.faults import REORDER_HOLD, UdpShaper
 
 SLACK = 5.0  # seconds: an upper bound only a hang would pass
+
+# A fault shapes one connection's or one socket's replies, in the model's
+# own code, which each worker's loop runs unchanged; spinning changes how a
+# loop waits, not when a reply is due.
+pytestmark = pytest.mark.same_code_as_model("faults are shaped by the model's per-connection (TCP) "
+                                            "or per-socket (UDP) code")
 
 
 def tcp_server(options: dict, faults: pysock.Faults, **more) -> pysock.Server:
@@ -201,17 +207,20 @@ def test_tcp_stop_does_not_wait_for_held_replies(tcp_options):
 
 
 # -- UDP -----------------------------------------------------------------------
-def exchange(srv: pysock.Server, payloads: list[bytes], wait: float = 0.3, gap: float = 0.002) -> list[bytes]:
-    """Send each payload, then collect replies until none comes for wait s."""
+def exchange(srv: pysock.Server, payloads: list[bytes], wait: float = 0.3, gap: float = 0.002,
+             first: float = 0.0) -> list[bytes]:
+    """Send each payload, then collect replies until none comes for wait s
+    (for the first reply, wait + first s: a delay the test asked for)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(wait)
         for p in payloads:
             s.sendto(p, srv.address)
             time.sleep(gap)
         replies = []
+        s.settimeout(wait + first)
         try:
             while True:
                 replies.append(s.recv(65536))
+                s.settimeout(wait)
         except socket.timeout:
             return replies
 
@@ -291,6 +300,6 @@ def test_udp_held_replies_are_bounded_by_max_unsent(udp_options):
     """Delayed replies wait in memory: past max_unsent bytes, a reply is
     dropped (and counted in errors) rather than kept."""
     with udp_server(udp_options, pysock.Faults(latency=0.6), max_unsent=10_000) as srv:
-        replies = exchange(srv, [b"%02d" % i + b"q" * 998 for i in range(30)], wait=1.0, gap=0.001)
+        replies = exchange(srv, [b"%02d" % i + b"q" * 998 for i in range(30)], gap=0.001, first=0.6)
         assert len(replies) == 10
         assert srv.stats.errors == 20

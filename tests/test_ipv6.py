@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 import pysock
-from conftest import CliServer, needs_ipv6, run_cli
+from support import CliServer, needs_ipv6, run_cli
 from stamps import Window
 
 pytestmark = needs_ipv6

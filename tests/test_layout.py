@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import pysock
-from conftest import UNRESOLVABLE, run_cli, skip_unless_ci
+from support import UNRESOLVABLE, run_cli, skip_unless_ci
 from pysock import layout, resolve_cmd
 from pysock._core import ffi
 

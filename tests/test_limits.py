@@ -11,7 +11,10 @@ import pytest
 import pysock
 import pysock.client
 from pysock.server import ReflectionWarning
-from conftest import run_cli, wait_for
+from support import run_cli, wait_for
+
+PER_CONNECTION = pytest.mark.same_code_as_model("a connection's timers are the model's per-connection code, "
+                                                 "which each worker runs unchanged")
 
 
 def closed_by_server(sock: socket.socket, timeout: float = 5.0) -> bool:
@@ -38,6 +41,7 @@ def test_max_conns_closes_the_next_one_and_keeps_the_rest(tcp_options):
         b.close()
 
 
+@PER_CONNECTION
 @pytest.mark.concurrent_clients
 def test_idle_connection_is_closed_and_a_busy_one_is_not(tcp_options):
     with pysock.Server("127.0.0.1", 0, "tcp", idle_timeout=0.3, **tcp_options) as srv:
@@ -50,6 +54,7 @@ def test_idle_connection_is_closed_and_a_busy_one_is_not(tcp_options):
             assert busy.roundtrip(b"alive") == b"ALIVE"
 
 
+@PER_CONNECTION
 @pytest.mark.concurrent_clients
 def test_a_client_that_never_reads_is_cut_off_and_others_never_notice(tcp_options):
     with pysock.Server("127.0.0.1", 0, "tcp", send_timeout=0.5, max_unsent=64 << 10, **tcp_options) as srv:
@@ -86,7 +91,7 @@ def test_udp_on_a_non_loopback_address_warns_about_reflection():
 
 
 def test_limits_from_the_cli(tmp_path):
-    from conftest import CliServer
+    from support import CliServer
 
     with CliServer("serve", "0", "--tcp", "--max-conns", "1", "--idle-timeout", "0.3") as cli:
         address = cli.address("tcp")

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 
-from conftest import cli_env
+from support import cli_env
 
 pytest_plugins = ["pytester"]
 

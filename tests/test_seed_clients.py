@@ -39,6 +39,7 @@ def test_socat_tcp_client(tcp_server):
 
 
 @pytest.mark.skipif(SOCAT is None, reason="socat is not installed (.ci/run installs it)")
+@pytest.mark.same_code_as_model("a datagram is answered by the model's own loop in each worker alike")
 def test_socat_udp_client(udp_server):
     _socat("udp", udp_server)
 

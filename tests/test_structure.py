@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import pysock
-from conftest import ROOT, cli_env
+from support import ROOT, cli_env
 
 PACKAGE = ROOT / "pysock"
 CSRC = ROOT / "csrc"
@@ -187,7 +187,7 @@ def test_a_bad_url_is_refused_saying_why(bad):
 
 
 def test_send_takes_back_what_serve_prints():
-    from conftest import CliServer, run_cli
+    from support import CliServer, run_cli
 
     with CliServer("serve", "0", lines=2) as server:
         for url in server.urls:

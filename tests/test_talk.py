@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from conftest import CliServer, LOCALHOST, needs_ipv6, run_cli
+from support import CliServer, LOCALHOST, needs_ipv6, run_cli
 
 
 def pair(*listen_args: str, host: str = LOCALHOST):

@@ -1,6 +1,7 @@
 """What the C servers and their pure-Python twins must share beyond the
-round trip: the limits, the address families, the transform's contract,
-and what the one-at-a-time loop model does instead of serving at once."""
+round trip: the address families, the transform's contract, and what the
+one-at-a-time loop model does instead of serving at once.  (The limits are
+test_limits.py's and test_fast_paths.py's, on every engine.)"""
 from __future__ import annotations
 
 import os
@@ -13,40 +14,7 @@ import pytest
 
 import pysock
 import pysock.client
-from conftest import CliServer, needs_ipv6, one_worker, server_kinds, wait_for
-
-
-# -- limits ---------------------------------------------------------------------
-def test_an_idle_connection_is_closed(tcp_options):
-    with pysock.Server("127.0.0.1", 0, "tcp", idle_timeout=0.2, **tcp_options) as srv:
-        with pysock.client.connect(srv.address, timeout=5) as sock:
-            sock.sendall(b"hi")
-            assert sock.recv(2) == b"HI"
-            assert sock.recv(1) == b""  # the server closed the silent connection
-        wait_for(lambda: srv.stats.idle_closed == 1)
-        assert pysock.request(b"next", srv.address) == b"NEXT"
-
-
-def test_a_client_that_never_reads_its_echo_is_cut_off(tcp_options):
-    with pysock.Server("127.0.0.1", 0, "tcp", send_timeout=0.3, **tcp_options) as srv:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(srv.address)
-        sock.setblocking(False)
-        chunk = b"never read " * 6000
-        deadline = time.monotonic() + 20
-        try:
-            while srv.stats.slow_closed == 0 and time.monotonic() < deadline:
-                try:
-                    sock.send(chunk)
-                except BlockingIOError:
-                    time.sleep(0.01)
-                except OSError:
-                    break  # the server cut us off
-        finally:
-            sock.close()
-        wait_for(lambda: srv.stats.slow_closed == 1)
-        assert pysock.request(b"next", srv.address) == b"NEXT"
+from support import CliServer, needs_ipv6, one_worker, server_kinds, wait_for
 
 
 # -- address families -------------------------------------------------------------

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 import pysock
-from conftest import CliServer, run_cli
+from support import CliServer, run_cli
 from pysock import transform
 from stamps import Window, unstamped
 

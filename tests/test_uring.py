@@ -19,7 +19,7 @@ import sys
 
 import pytest
 
-from conftest import LOCALHOST, CliServer, cli_env
+from support import LOCALHOST, CliServer, cli_env
 
 pytestmark = pytest.mark.skipif(platform.system() != "Linux" or platform.machine() not in ("x86_64", "aarch64"),
                                 reason="the seccomp filter below knows io_uring_setup's number on "
