@@ -14,7 +14,7 @@ import sys
 import pytest
 
 import pysock
-from pysock import layout
+from pysock.lessons import layout
 from pysock._core import ffi, lib
 
 HOST = "127.0.0.1"

@@ -13,7 +13,7 @@ import ctypes
 
 import pytest
 
-from pysock import layout
+from pysock.lessons import layout
 from pysock._core import ffi, lib
 
 N = 64          # messages per batch

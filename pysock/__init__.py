@@ -2,19 +2,29 @@
 library bound with cffi, with Python for configuration, lifecycle and clients.
 
 Names are imported on first use, so ``import pysock`` (and the pytest plugin)
-stays light until a server or an address is asked for."""
+stays light until a server or an address is asked for; type checkers and
+editors see the real names through the TYPE_CHECKING block."""
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pysock.client import Connection, request
+    from pysock.config import ServerConfig
+    from pysock.engines.base import Stats
+    from pysock.errors import ConfigError, PysockError, ReplyError, ResolveError, ServerError
+    from pysock.faults import Faults
+    from pysock.lessons.addr import HostEntry, resolve, sockaddr_in, sockaddr_in6
+    from pysock.server import Server
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "HostEntry": "pysock.addr",
-    "resolve": "pysock.addr",
-    "sockaddr_in": "pysock.addr",
-    "sockaddr_in6": "pysock.addr",
+    "HostEntry": "pysock.lessons.addr",
+    "resolve": "pysock.lessons.addr",
+    "sockaddr_in": "pysock.lessons.addr",
+    "sockaddr_in6": "pysock.lessons.addr",
     "Connection": "pysock.client",
     "request": "pysock.client",
     "ServerConfig": "pysock.config",
@@ -25,7 +35,7 @@ _EXPORTS = {
     "ServerError": "pysock.errors",
     "Faults": "pysock.faults",
     "Server": "pysock.server",
-    "Stats": "pysock.engine",
+    "Stats": "pysock.engines.base",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -5,7 +5,8 @@ import socket
 import threading
 from typing import Callable, Optional
 
-from pysock.engine import UDP_MAX, Address, format_url
+from pysock.engines.base import UDP_MAX
+from pysock.urls import Address, format_url
 from pysock.errors import ConfigError, ReplyError
 
 DEFAULT_TIMEOUT = 5.0

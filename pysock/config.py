@@ -14,7 +14,7 @@ import socket
 from dataclasses import dataclass
 from typing import Optional
 
-from pysock.engine import format_url
+from pysock.urls import format_url
 from pysock.errors import ConfigError
 from pysock.transform import TRANSFORMS as _TRANSFORMS
 from pysock.unixpath import PATH_MAX as _UNIX_PATH_MAX
@@ -28,7 +28,7 @@ BACKENDS = ("c", "python")
 # here is the default.  C TCP defaults to epoll: in `pysock bench` it serves
 # 32 connections with 1.8x the requests/s of the threads model at half its
 # CPU per request, and one connection as fast (README, Performance).  The
-# python backend's models are the pure-Python twins (pysock/twins/).
+# python backend's models are the pure-Python twins (pysock/engines/twins/).
 MODELS = {
     ("c", "tcp"): ("epoll", "uring", "threads"),
     ("c", "udp"): ("loop", "uring"),

@@ -1,8 +1,8 @@
 """A server's lifecycle: bind at construction, serve in the foreground or a
 background thread, stop from any thread in bounded time, close in finally.
 
-The serving itself is an engine's (pysock.engine): the C library
-(pysock.cengine) or a pure-Python twin (pysock.twins), chosen once from the
+The serving itself is an engine's (pysock.engines.base): the C library
+(pysock.engines.c) or a pure-Python twin (pysock.engines.twins), chosen once from the
 configuration.  Stats and ReflectionWarning are importable from here too."""
 from __future__ import annotations
 
@@ -12,24 +12,14 @@ import warnings
 from typing import Callable, Optional
 
 from pysock.config import DEFAULT_HOST, ServerConfig, is_loopback
-from pysock.engine import Address, Engine, OnEvent, Stats
+from pysock.engines import make_engine
+from pysock.engines.base import Engine, Stats
+from pysock.urls import Address
 from pysock.errors import ConfigError, ReflectionWarning, ServerError
 from pysock.faults import Faults, with_seed
 from pysock.unixpath import Identity, bind_claimed, release
 
 __all__ = ["Server", "Stats", "ReflectionWarning"]
-
-
-def _make_engine(cfg: ServerConfig, on_event: OnEvent = None) -> Engine:
-    """The engine the configuration asks for, imported only then: the
-    python backend never loads the compiled extension."""
-    if cfg.backend == "python":
-        from pysock import twins
-
-        return twins.make_engine(cfg, on_event)
-    from pysock.cengine import CEngine
-
-    return CEngine(cfg, on_event)
 
 
 class Server:
@@ -106,9 +96,9 @@ class Server:
         if self.config.family == "unix":
             # Claimed, bound and listening under the directory's lock: exactly one owner.
             self._engine, self._path_id = bind_claimed(self.config.path,
-                                                       lambda: _make_engine(self.config, on_event))
+                                                       lambda: make_engine(self.config, on_event))
         else:
-            self._engine = _make_engine(self.config, on_event)
+            self._engine = make_engine(self.config, on_event)
         if self._faults is not None:
             self._engine.set_faults(self._faults)
         if self.config.proto == "udp" and not is_loopback(self.host):

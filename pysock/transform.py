@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Optional
 
-from pysock.engine import BUFSIZE, UDP_MAX
+from pysock.engines.base import BUFSIZE, UDP_MAX
 
 LINE_MAX = 65536  # stamp: a longer line is answered in pieces of this size
 STAMP_MAX = 32    # the most bytes a stamp adds to a line (C's PS__STAMP_MAX)

@@ -139,7 +139,7 @@ class CliServer:
 
     def address(self, scheme: str) -> tuple[str, int]:
         """(host, port) of the ready line starting with scheme://."""
-        from pysock.engine import parse_url
+        from pysock.urls import parse_url
 
         for url in self.urls:
             if url.startswith(scheme + "://"):

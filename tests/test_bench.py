@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from support import run_cli, skip_unless_ci
-from pysock import bench, cli
+from pysock import cli
+from pysock.bench import measure as bench
 from pysock.config import uring_refused
 
 

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from support import CliServer, LOCALHOST, needs_ipv6, run_cli
-from pysock.chat import NAME_MAX, UDP_MAX, ChatServer, Room, visible
+from pysock.apps.chat import NAME_MAX, UDP_MAX, ChatServer, Room, visible
 from pysock.errors import ConfigError, ReflectionWarning
 
 A, B, C = ("127.0.0.1", 1001), ("127.0.0.1", 1002), ("127.0.0.1", 1003)

@@ -485,13 +485,13 @@ def test_a_failing_loop_is_reported_by_stop(tcp_options, udp_options):
         srv.stop()  # reported once; stopping again is a no-op
 
 
-FAILING_SERVE = ("import sys, errno, pysock.server as s; make = s._make_engine\n"
+FAILING_SERVE = ("import sys, errno, pysock.server as s; make = s.make_engine\n"
                  "def failing(cfg, on_event=None):\n"
                  "    engine = make(cfg, on_event)\n"
                  "    def serve(): raise OSError(errno.EBADF, 'injected failure')\n"
                  "    engine.serve = serve\n"
                  "    return engine\n"
-                 "s._make_engine = failing\n"
+                 "s.make_engine = failing\n"
                  "from pysock.cli import main; sys.exit(main(sys.argv[1:]))")
 
 

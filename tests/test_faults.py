@@ -245,7 +245,7 @@ def check_collections_change_nothing(proto: str, options: dict) -> None:
     collections (PyPy's move and free objects) while a server serves, and
     while the C load generator drives it from another thread, leave every
     reply right."""
-    from pysock import loadgen
+    from pysock.bench import loadgen
 
     with collecting(), pysock.Server("127.0.0.1", 0, proto, **options) as srv:
         answered = 0

@@ -16,7 +16,8 @@ import pytest
 
 import pysock
 from support import UNRESOLVABLE, run_cli, skip_unless_ci
-from pysock import layout, resolve_cmd
+from pysock.lessons import layout
+from pysock.lessons import resolve as resolve_cmd
 from pysock._core import ffi
 
 STRUCTS = ["struct sockaddr_in", "struct in_addr", "struct hostent", "struct sockaddr_in6"]

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import pysock
-from pysock import loadgen
+from pysock.bench import loadgen
 
 
 @pytest.fixture

@@ -53,6 +53,22 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def runtime_nodes(tree: ast.Module, top_level_only: bool) -> list[ast.AST]:
+    """The statements that run: an ``if TYPE_CHECKING:`` block is for type
+    checkers alone, so its imports are no edge."""
+    def checking_only(node: ast.AST) -> bool:
+        return isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+
+    out: list[ast.AST] = []
+    todo: list[ast.AST] = [n for n in tree.body if not checking_only(n)]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if not top_level_only:
+            todo.extend(n for n in ast.iter_child_nodes(node) if not checking_only(n))
+    return out
+
+
 def python_imports(top_level_only: bool = False) -> dict[str, set[str]]:
     """Every pysock module and the pysock modules it imports: at the top or
     inside a function alike, or (top_level_only) what importing it loads."""
@@ -60,7 +76,7 @@ def python_imports(top_level_only: bool = False) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
         tree = ast.parse(path.read_text())
-        for node in (tree.body if top_level_only else ast.walk(tree)):
+        for node in runtime_nodes(tree, top_level_only):
             targets = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
@@ -76,6 +92,35 @@ def test_no_python_module_imports_itself_in_a_loop():
     assert find_cycle(python_imports()) == []
 
 
+def layer(module: str) -> str:
+    """The layer of a pysock module: the core (the top-level modules and
+    the engines), one of the layers above it, or the command line on top.
+    The package itself (pysock/__init__.py) only names what it exports."""
+    parts = module.split(".")
+    if parts[:2] in (["pysock", "cli"], ["pysock", "__main__"]):
+        return "cli"
+    if len(parts) > 1 and parts[1] in ("apps", "lessons", "bench"):
+        return parts[1]
+    return "core"
+
+
+def test_the_layers_use_the_core_and_never_the_reverse():
+    """The core never imports apps, lessons, bench or the CLI; those three
+    use the core (and themselves), never each other or the CLI."""
+    for module, targets in python_imports().items():
+        if module == "pysock":
+            continue
+        for target in targets - {"pysock"}:
+            here, there = layer(module), layer(target)
+            allowed = {"core", here} if here != "cli" else {"core", "apps", "lessons", "bench", "cli"}
+            assert there in allowed, f"{module} ({here}) imports {target} ({there})"
+
+
+def test_at_most_fourteen_modules_at_the_top():
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(top) <= 14, top
+
+
 def test_importing_the_twins_the_engine_layer_or_the_cli_loads_no_c():
     graph = python_imports(top_level_only=True)
 
@@ -88,7 +133,7 @@ def test_importing_the_twins_the_engine_layer_or_the_cli_loads_no_c():
                     todo.append(nxt)
         return seen
 
-    for start in ("pysock.twins", "pysock.twins.blocking", "pysock.twins.aio", "pysock.engine", "pysock.server",
+    for start in ("pysock.engines.twins", "pysock.engines.twins.blocking", "pysock.engines.twins.aio", "pysock.engines.base", "pysock.server",
                   "pysock.config", "pysock.client", "pysock.cli"):
         assert "pysock._core" not in reach(start), start
 
@@ -173,14 +218,14 @@ def test_the_package_says_it_is_typed():
 
 @pytest.mark.parametrize("url", ["tcp://127.0.0.1:5", "udp://[::1]:65535", "unix:///tmp/x.sock", "tcp://h:0"])
 def test_the_address_url_round_trips(url):
-    from pysock.engine import format_url, parse_url
+    from pysock.urls import format_url, parse_url
 
     assert format_url(*parse_url(url)) == url
 
 
 @pytest.mark.parametrize("bad", ["127.0.0.1:5", "tcp://::1:5", "tcp://h:99999", "ftp://h:1", "tcp://h:x"])
 def test_a_bad_url_is_refused_saying_why(bad):
-    from pysock.engine import parse_url
+    from pysock.urls import parse_url
 
     with pytest.raises(ValueError):
         parse_url(bad)

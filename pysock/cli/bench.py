@@ -35,32 +35,32 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pysock import bench, bench_report
+    from pysock.bench import measure, report
 
     if args.list:
-        for s in bench.SERVERS:
+        for s in measure.SERVERS:
             options = f"; {' '.join(s.options)}" if s.options else ""
             print(f"server {s.name:<16} {s.backend} backend; tcp: {s.tcp or '-'}, udp: {s.udp or '-'}{options}"
                   + ("" if s.default else " (only when named)")
                   + (f"; {s.missing()}" if s.missing() else ""))
-        for load in bench.LOADS:
-            print(f"load   {load.name:<16} {load.describe(bench.FULL)}" + ("" if load.default else " (only when named)"))
+        for load in measure.LOADS:
+            print(f"load   {load.name:<16} {load.describe(measure.FULL)}" + ("" if load.default else " (only when named)"))
         return 0
     for name in ("reps", "duration", "stream_mib"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, not {value}")
     try:  # every option checked before anything is measured
-        bench.select_named(bench.SERVERS, args.servers, "server")
-        bench.select_named(bench.LOADS, args.loads, "load")
+        measure.select_named(measure.SERVERS, args.servers, "server")
+        measure.select_named(measure.LOADS, args.loads, "load")
         if args.plot:
-            bench_report.check_writable(args.plot)
+            report.check_writable(args.plot)
         if args.compare:
-            bench_report.load_report(args.compare)
+            report.load_report(args.compare)
         for command in args.python or []:
-            bench.interpreter_servers(command)
-        if args.syscalls and not bench.strace_available():
+            measure.interpreter_servers(command)
+        if args.syscalls and not measure.strace_available():
             raise PysockError("--syscalls needs strace (Debian: apt-get install strace)")
     except PysockError as exc:
         raise UsageError(str(exc)) from None
-    return bench.main(args)
+    return measure.main(args)

@@ -33,14 +33,14 @@ def add_parser(sub) -> None:
 
 
 def chat_defaults() -> tuple[int, float]:
-    from pysock.chat import MAX_MEMBERS, MEMBER_TIMEOUT
+    from pysock.apps.chat import MAX_MEMBERS, MEMBER_TIMEOUT
 
     return MAX_MEMBERS, MEMBER_TIMEOUT
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from pysock.chat import ChatServer
-    from pysock.interactive import say
+    from pysock.apps.chat import ChatServer
+    from pysock.apps.interactive import say
 
     room = ChatServer(args.bind, args.port, log=say, max_members=args.max_members,
                       member_timeout=args.member_timeout)
@@ -53,7 +53,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_join(args: argparse.Namespace) -> int:
-    from pysock import chat
+    from pysock.apps import chat
 
     address = peer_address(args.where, "udp", "chat join takes NAME [HOST] PORT or NAME URL "
                                               "(see 'pysock chat join --help')", host_optional=True)

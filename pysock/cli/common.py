@@ -6,7 +6,7 @@ import argparse
 import math
 
 from pysock.config import DEFAULT_HOST
-from pysock.engine import parse_url
+from pysock.urls import parse_url
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2

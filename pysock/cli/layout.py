@@ -7,7 +7,7 @@ from typing import Optional
 
 from pysock.cli.common import UsageError, port_number
 
-# The filled example's address (pysock.layout has the same; importing it
+# The filled example's address (pysock.lessons.layout has the same; importing it
 # here would load the C extension just to print --help).
 EXAMPLE_HOST = "127.0.0.1"
 EXAMPLE_PORT = 12000
@@ -57,7 +57,7 @@ def old_form(names: list[str]) -> Optional[tuple[str, int]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pysock import layout
+    from pysock.lessons import layout
 
     host = args.host or EXAMPLE_HOST
     port = args.port if args.port is not None else EXAMPLE_PORT

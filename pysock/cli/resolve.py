@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pysock import resolve_cmd
+    from pysock.lessons import resolve
 
-    print(resolve_cmd.report(args.name, as_json=args.json))
+    print(resolve.report(args.name, as_json=args.json))
     return 0

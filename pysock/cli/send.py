@@ -7,7 +7,7 @@ import os
 import sys
 
 from pysock.cli.common import UsageError, host_port, seconds, url_arg
-from pysock.engine import format_url
+from pysock.urls import format_url
 from pysock.errors import ReplyError
 
 def add_parser(sub) -> None:

@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pysock import talk
+    from pysock.apps import talk
 
     if args.listen is not None:
         if args.peer:

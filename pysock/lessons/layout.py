@@ -438,7 +438,7 @@ def python_packed(host: str, port: int) -> tuple[bytes, str]:
 
 def filled_sockaddr_in(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> Example:
     """The bytes ps_sockaddr_in fills for (host, port), cut at C's offsets."""
-    from pysock.addr import sockaddr_in
+    from pysock.lessons.addr import sockaddr_in
 
     raw = sockaddr_in(host, port)
     layout = next(c for c in c_layouts() if c.name == "struct sockaddr_in")
@@ -515,7 +515,7 @@ def render_text(comps: list[Comparison], ex: Optional[Example]) -> str:
     lines = [f"Struct layouts as pysock's C library was compiled on this machine: "
              f"{m['machine']}, {m['byteorder']}-endian, {m['pointer_size']}-byte pointers.",
              "ctypes and struct columns: the same structs written by hand in Python "
-             "(see pysock/layout.py).", ""]
+             "(see pysock/lessons/layout.py).", ""]
     for comp in comps:
         lines += _struct_text(comp) + [""]
     if ex is not None:

@@ -12,8 +12,8 @@ Nothing here calls into the C library."""
 from __future__ import annotations
 
 from pysock.config import ServerConfig
-from pysock.engine import OnEvent
-from pysock.twins.common import TwinEngine
+from pysock.engines.base import OnEvent
+from pysock.engines.twins.common import TwinEngine
 
 __all__ = ["make_engine", "TwinEngine"]
 
@@ -22,10 +22,10 @@ def make_engine(cfg: ServerConfig, on_event: OnEvent = None) -> TwinEngine:
     """The twin for a validated configuration (backend "python"); on_event
     hears of each connection's open, close and rejection."""
     if cfg.model in ("asyncio", "uvloop"):
-        from pysock.twins import aio
+        from pysock.engines.twins import aio
 
         return aio.AsyncioEngine(cfg, on_event)
-    from pysock.twins import blocking
+    from pysock.engines.twins import blocking
 
     if cfg.proto == "udp":
         return blocking.LoopUDP(cfg, on_event)

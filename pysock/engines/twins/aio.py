@@ -16,9 +16,9 @@ from typing import Callable, Optional
 
 from pysock import transform
 from pysock.config import ServerConfig
-from pysock.engine import OnEvent
+from pysock.engines.base import OnEvent
 from pysock.faults import NO_FAULTS, RST, TcpShaper, UdpShaper
-from pysock.twins.common import ACCEPT_BACKOFF, BUFSIZE, EXHAUSTED, STOP_GRACE, ConnInfo, Counters, TwinEngine, reply_room
+from pysock.engines.twins.common import ACCEPT_BACKOFF, BUFSIZE, EXHAUSTED, STOP_GRACE, ConnInfo, Counters, TwinEngine, reply_room
 
 # Connections taken per wake-up of the listening socket, so that a flood of
 # them cannot starve the connections already open.

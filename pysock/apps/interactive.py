@@ -10,7 +10,7 @@ import sys
 from typing import Callable, Optional
 
 from pysock.client import address_family
-from pysock.engine import format_url
+from pysock.urls import format_url
 
 LINE_MAX = 65536  # a longer line without a newline is passed on in pieces
 

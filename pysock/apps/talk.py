@@ -12,7 +12,7 @@ from typing import Optional
 
 from pysock import client
 from pysock.client import url
-from pysock.interactive import Lines, bound_socket, converse, say, write_out
+from pysock.apps.interactive import Lines, bound_socket, converse, say, write_out
 
 QUIT = b"q"
 PEER = b"peer: "

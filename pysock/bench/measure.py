@@ -1,10 +1,10 @@
 """``pysock bench``: the C backend against the pure-Python twins, measured.
 This is the measuring half (servers, loads, processes, pinning, CPU time);
-pysock.bench_report turns what it measures into medians, a table and a plot.
+pysock.bench.report turns what it measures into medians, a table and a plot.
 
 Each server runs in a process of its own (``python -m pysock serve``), one
 after another, under the same loads from the C load generator
-(pysock.loadgen), which runs in this process.  With two or more CPUs the
+(pysock.bench.loadgen), which runs in this process.  With two or more CPUs the
 server and the load generator are pinned to different ones.  Besides what
 the load generator sees (requests/s, latency, MB/s), the server process's
 own CPU time (user + system, from /proc) is read before and after each run:
@@ -32,10 +32,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence, TextIO
 
-from pysock import affinity
-from pysock.bench_report import FORMATS, add_ratios, check_plot_available, compare, failed_runs, load_report, medians, plot
+from pysock.bench import affinity
+from pysock.bench.report import FORMATS, add_ratios, check_plot_available, compare, failed_runs, load_report, medians, plot
 from pysock.config import default_model, model_available, uring_refused
-from pysock.engine import parse_url
+from pysock.urls import parse_url
 from pysock.errors import ConfigError, PysockError
 
 
@@ -93,7 +93,7 @@ def can(name):
     except Exception:
         return False
 print(json.dumps({"impl": platform.python_implementation(), "version": platform.python_version(),
-                  "twins": can("pysock.twins"), "uvloop": can("uvloop"), "c": can("pysock._pysock")}))
+                  "twins": can("pysock.engines.twins"), "uvloop": can("uvloop"), "c": can("pysock._pysock")}))
 """
 
 
@@ -114,7 +114,7 @@ def interpreter_servers(command: str, chosen: Sequence[BenchServer] = SERVERS) -
         said = out.stderr.strip().splitlines()[-1:] if "out" in locals() else []
         raise ConfigError(f"{command} does not run as a Python: {said[0] if said else exc}") from None
     if not info["twins"]:
-        raise ConfigError(f"{command} cannot import pysock.twins (a Python 3.9 or later is needed)")
+        raise ConfigError(f"{command} cannot import pysock.engines.twins (a Python 3.9 or later is needed)")
     label = f"{'pypy' if info['impl'] == 'PyPy' else 'cpython'}-{'.'.join(info['version'].split('.')[:2])}"
     servers = []
     for base in chosen:
@@ -344,7 +344,7 @@ class ServerProcess:
 
 # -- measuring ---------------------------------------------------------------------
 def _one_run(proc: ServerProcess, load: Load, plan: Plan, duration: float, mib: int) -> dict:
-    from pysock import loadgen
+    from pysock.bench import loadgen
 
     switched = proc.switches()
     before = proc.cpu_seconds()
@@ -379,7 +379,7 @@ def traced_run(proc: ServerProcess, load: Load, plan: Plan, mib: int) -> dict:
     that end included): its system calls per request (per MiB for a
     stream), in all and by call.  Tracing slows the server many times
     over, so nothing of this run is timed."""
-    from pysock import loadgen
+    from pysock.bench import loadgen
 
     tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(proc.proc.pid)], stdin=subprocess.DEVNULL,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -10,7 +10,8 @@ from typing import Optional
 
 from pysock._core import check, ffi, lib
 from pysock.config import ServerConfig, millis
-from pysock.engine import STATS_FIELDS, Address, ConnEvent, OnEvent, Stats
+from pysock.engines.base import STATS_FIELDS, ConnEvent, OnEvent, Stats
+from pysock.urls import Address
 from pysock.faults import Faults
 
 _FAMILY = {"inet": "AF_INET", "inet6": "AF_INET6", "unix": "AF_UNIX"}

@@ -1,14 +1,16 @@
 """What an engine is, and what every engine shares.
 
-An engine is the thing that serves: the C library (pysock.cengine) or one
-of the pure-Python twins (pysock.twins).  pysock.server.Server drives any of
+An engine is the thing that serves: the C library (pysock.engines.c) or
+one of the pure-Python twins (pysock.engines.twins).  pysock.server.Server drives any of
 them through the same five members and never asks which one it has.  This
 module imports nothing of pysock's C side, so the twins (and the CLI's
 python backend) run without the compiled extension."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional, Protocol, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Optional, Protocol
+
+from pysock.urls import Address
 
 if TYPE_CHECKING:
     from pysock.faults import Faults
@@ -18,9 +20,6 @@ BUFSIZE = 65536          # the most one read takes (PS_BUFSIZE)
 UDP_MAX = 65507          # the largest UDP payload over IPv4 (PS_UDP_MAX)
 STOP_GRACE = 0.1         # seconds a stopping server keeps sending an echo it started
 ACCEPT_BACKOFF = 0.05    # seconds out of descriptors before accepting again
-
-Address = Union[Tuple[str, int], str]  # (host, port), or a unix socket's path
-
 
 @dataclass(frozen=True)
 class Stats:
@@ -83,36 +82,3 @@ class Engine(Protocol):
 
     def close(self) -> None:
         """Release the sockets (not while serve() runs in another thread)."""
-
-
-# -- addresses as pysock prints them -------------------------------------------
-def format_url(proto: str, address: Address) -> str:
-    """tcp://HOST:PORT, udp://[::1]:PORT, unix://PATH: what `pysock serve`
-    prints and what parse_url reads back."""
-    if isinstance(address, str):
-        return f"unix://{address}"
-    host, port = address[0], address[1]
-    shown = f"[{host}]" if ":" in host else host
-    return f"{proto}://{shown}:{port}"
-
-
-def parse_url(text: str) -> Tuple[str, Address]:
-    """(proto, address) from tcp://HOST:PORT, udp://[::1]:PORT or
-    unix://PATH (proto "unix").  ValueError says what is wrong."""
-    scheme, sep, rest = text.partition("://")
-    if not sep or scheme not in ("tcp", "udp", "unix"):
-        raise ValueError(f"not a pysock address: {text!r} (tcp://HOST:PORT, udp://HOST:PORT or unix://PATH)")
-    if scheme == "unix":
-        if not rest:
-            raise ValueError(f"no path in {text!r}")
-        return scheme, rest
-    host, colon, port = rest.rpartition(":")
-    if not colon or not port.isdigit() or not host:
-        raise ValueError(f"no HOST:PORT in {text!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"an IPv6 address in a URL goes in brackets: {scheme}://[{host}]:{port}")
-    if not 0 <= int(port) <= 65535:
-        raise ValueError(f"port {port} is out of range 0-65535 in {text!r}")
-    return scheme, (host, int(port))

@@ -1,6 +1,6 @@
 """pysock bench, the reporting half: the statistics over the runs (medians,
 spread, ratios to the baseline), the text table, the verdict and the plot.
-Everything here works on the report dict pysock.bench measures, so a
+Everything here works on the report dict pysock.bench.measure measures, so a
 report saved as JSON can be shown again."""
 from __future__ import annotations
 

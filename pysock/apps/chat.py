@@ -25,7 +25,7 @@ from typing import Callable, Optional
 from pysock.client import address_family, url
 from pysock.config import is_loopback
 from pysock.errors import ConfigError, ReflectionWarning, ReplyError
-from pysock.interactive import bound_socket, converse, say, write_out
+from pysock.apps.interactive import bound_socket, converse, say, write_out
 
 UDP_MAX = 65507   # the largest datagram over IPv4: longer relays are cut to it
 NAME_MAX = 32     # characters of a name; the rest is dropped

@@ -17,9 +17,9 @@ from typing import Any, Callable, Optional
 
 from pysock import transform
 from pysock.config import millis
-from pysock.engine import OnEvent
+from pysock.engines.base import OnEvent
 from pysock.faults import NO_FAULTS, RST, TcpShaper, UdpShaper
-from pysock.twins.common import (ACCEPT_BACKOFF, BUFSIZE, EXHAUSTED, STOP_GRACE, UDP_SEND_WAIT, ConnInfo, TwinEngine,
+from pysock.engines.twins.common import (ACCEPT_BACKOFF, BUFSIZE, EXHAUSTED, STOP_GRACE, UDP_SEND_WAIT, ConnInfo, TwinEngine,
                                  reply_room)
 
 _IN = select.POLLIN

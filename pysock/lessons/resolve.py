@@ -6,7 +6,7 @@ import json
 import socket
 from dataclasses import asdict, dataclass
 
-from pysock.addr import HostEntry, resolve
+from pysock.lessons.addr import HostEntry, resolve
 
 
 @dataclass(frozen=True)

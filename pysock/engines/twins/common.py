@@ -9,7 +9,8 @@ import threading
 from typing import Optional
 
 from pysock.config import ServerConfig
-from pysock.engine import ACCEPT_BACKOFF, BUFSIZE, STATS_FIELDS, STOP_GRACE, Address, ConnEvent, OnEvent, Stats
+from pysock.engines.base import ACCEPT_BACKOFF, BUFSIZE, STATS_FIELDS, STOP_GRACE, ConnEvent, OnEvent, Stats
+from pysock.urls import Address
 from pysock.errors import ResolveError
 from pysock.faults import Faults
 

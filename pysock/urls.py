@@ -1,0 +1,39 @@
+"""Addresses as pysock prints and reads them: tcp://HOST:PORT,
+udp://[::1]:PORT, unix://PATH (the ready lines of ``pysock serve``)."""
+from __future__ import annotations
+
+from typing import Tuple, Union
+
+Address = Union[Tuple[str, int], str]  # (host, port), or a unix socket's path
+
+
+def format_url(proto: str, address: Address) -> str:
+    """tcp://HOST:PORT, udp://[::1]:PORT, unix://PATH: what `pysock serve`
+    prints and what parse_url reads back."""
+    if isinstance(address, str):
+        return f"unix://{address}"
+    host, port = address[0], address[1]
+    shown = f"[{host}]" if ":" in host else host
+    return f"{proto}://{shown}:{port}"
+
+
+def parse_url(text: str) -> Tuple[str, Address]:
+    """(proto, address) from tcp://HOST:PORT, udp://[::1]:PORT or
+    unix://PATH (proto "unix").  ValueError says what is wrong."""
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme not in ("tcp", "udp", "unix"):
+        raise ValueError(f"not a pysock address: {text!r} (tcp://HOST:PORT, udp://HOST:PORT or unix://PATH)")
+    if scheme == "unix":
+        if not rest:
+            raise ValueError(f"no path in {text!r}")
+        return scheme, rest
+    host, colon, port = rest.rpartition(":")
+    if not colon or not port.isdigit() or not host:
+        raise ValueError(f"no HOST:PORT in {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"an IPv6 address in a URL goes in brackets: {scheme}://[{host}]:{port}")
+    if not 0 <= int(port) <= 65535:
+        raise ValueError(f"port {port} is out of range 0-65535 in {text!r}")
+    return scheme, (host, int(port))
