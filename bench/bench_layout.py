@@ -14,8 +14,8 @@ import sys
 import pytest
 
 import pysock
-from pysock.lessons import layout
 from pysock._core import ffi, lib
+from pysock.lessons import layout
 
 HOST = "127.0.0.1"
 HOST_B = HOST.encode()

@@ -13,8 +13,8 @@ import ctypes
 
 import pytest
 
-from pysock.lessons import layout
 from pysock._core import ffi, lib
+from pysock.lessons import layout
 
 N = 64          # messages per batch
 SLOT = 2048     # bytes per message's buffer

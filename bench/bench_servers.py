@@ -7,8 +7,8 @@ from __future__ import annotations
 import socket
 
 import pytest
-
 from servers import ServerProcess
+
 from pysock.client import Connection
 from pysock.config import MODELS, available_models
 

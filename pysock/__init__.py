@@ -38,7 +38,10 @@ _EXPORTS = {
     "Stats": "pysock.engines.base",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ConfigError", "Connection", "Faults", "HostEntry", "PysockError", "ReplyError", "ResolveError", "Server",
+    "ServerConfig", "ServerError", "Stats", "request", "resolve", "sockaddr_in", "sockaddr_in6",
+]
 
 
 def __getattr__(name: str) -> Any:

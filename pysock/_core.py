@@ -14,7 +14,7 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
 
 from pysock.errors import ResolveError
 
-__all__ = ["ffi", "lib", "check"]
+__all__ = ["check", "ffi", "lib"]
 
 
 def check(rc: int, what: str) -> int:

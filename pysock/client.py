@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import Callable, Optional
+from typing import Callable
 
 from pysock.engines.base import UDP_MAX
-from pysock.urls import Address, format_url
 from pysock.errors import ConfigError, ReplyError
+from pysock.urls import Address, format_url
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -37,7 +37,7 @@ def url(address: Address, proto: str) -> str:
     return format_url(proto, address)
 
 
-def connect(address: Address, proto: str = "tcp", timeout: Optional[float] = DEFAULT_TIMEOUT) -> socket.socket:
+def connect(address: Address, proto: str = "tcp", timeout: float | None = DEFAULT_TIMEOUT) -> socket.socket:
     """A socket connected to address (for UDP: replies from elsewhere are ignored).
 
     address is (host, port), or a filesystem path for AF_UNIX, where proto
@@ -59,7 +59,7 @@ def connect(address: Address, proto: str = "tcp", timeout: Optional[float] = DEF
 
 def recv_until_eof(sock: socket.socket) -> bytes:
     """Everything the peer sends until it closes its side."""
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         chunk = sock.recv(1 << 16)
         if not chunk:
@@ -112,7 +112,7 @@ def send_while(sock: socket.socket, data: bytes, receive: Callable[[], bytes], h
     return reply
 
 
-def request(data: bytes, address: Address, proto: str = "tcp", timeout: Optional[float] = DEFAULT_TIMEOUT) -> bytes:
+def request(data: bytes, address: Address, proto: str = "tcp", timeout: float | None = DEFAULT_TIMEOUT) -> bytes:
     """Send data, return the server's whole reply.
 
     TCP: send everything, half-close, read until the server closes.  UDP: one
@@ -155,7 +155,7 @@ class LineReader:
 class Connection:
     """A TCP connection for many round trips (the reply to n bytes is n bytes)."""
 
-    def __init__(self, address: Address, timeout: Optional[float] = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, address: Address, timeout: float | None = DEFAULT_TIMEOUT) -> None:
         self.sock = connect(address, "tcp", timeout)
 
     def roundtrip(self, data: bytes) -> bytes:
@@ -164,8 +164,8 @@ class Connection:
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self) -> "Connection":
+    def __enter__(self) -> Connection:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()

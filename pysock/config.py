@@ -12,12 +12,11 @@ import os
 import re
 import socket
 from dataclasses import dataclass
-from typing import Optional
 
-from pysock.urls import format_url
 from pysock.errors import ConfigError
 from pysock.transform import TRANSFORMS as _TRANSFORMS
 from pysock.unixpath import PATH_MAX as _UNIX_PATH_MAX
+from pysock.urls import format_url
 
 PROTOS = ("tcp", "udp")
 FAMILIES = ("inet", "inet6", "unix")
@@ -76,21 +75,21 @@ class ServerConfig:
     port: int = 0
     proto: str = "tcp"
     family: str = "inet"
-    path: Optional[str] = None
+    path: str | None = None
     transform: str = "upper"
     backend: str = "c"
-    model: Optional[str] = None
+    model: str | None = None
     workers: int = 1
     spin_us: int = 0
     backlog: int = 0  # 0: the system's SOMAXCONN
     max_conns: int = 1000
-    idle_timeout: float = 300.0  # seconds; 0 or None: never
-    send_timeout: float = 10.0  # seconds an echo may stay unsent; 0: never
+    idle_timeout: float | None = 300.0  # seconds; 0 or None: never
+    send_timeout: float | None = 10.0  # seconds an echo may stay unsent; 0 or None: never
     max_unsent: int = 1 << 20  # bytes of echo a client may leave unread
-    ipv6_only: Optional[bool] = None  # IPv6 address: None is True but for "::", which serves IPv4 too
+    ipv6_only: bool | None = None  # IPv6 address: None is True but for "::", which serves IPv4 too
 
     @classmethod
-    def from_options(cls, **options: object) -> "ServerConfig":
+    def from_options(cls, **options: object) -> ServerConfig:
         """A checked configuration from keyword options; an unknown keyword
         is a ConfigError that lists the known ones."""
         unknown = sorted(set(options) - set(OPTIONS))
@@ -99,7 +98,7 @@ class ServerConfig:
                               f"{', '.join(map(repr, unknown))}: the options are {', '.join(OPTIONS)}")
         return cls(**options).validated()  # type: ignore[arg-type]
 
-    def validated(self) -> "ServerConfig":
+    def validated(self) -> ServerConfig:
         """Return a checked copy, with the family and the model filled in
         and a unix path made absolute."""
         _check_choice("proto", self.proto, PROTOS)
@@ -124,7 +123,7 @@ class ServerConfig:
 
     def url(self, host: str, port: int) -> str:
         """The ready line: tcp://HOST:PORT, udp://[::1]:PORT, unix://PATH."""
-        return format_url(self.proto, self.path if self.family == "unix" else (host, port))
+        return format_url(self.proto, self.path if self.path is not None else (host, port))
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
@@ -173,8 +172,8 @@ _URING_REFUSED = {
 }
 
 
-@functools.lru_cache(maxsize=None)
-def uring_refused() -> Optional[str]:
+@functools.cache
+def uring_refused() -> str | None:
     """Why model "uring" cannot run here, or None if it can: this build
     must have it, and the running kernel must let this process use it."""
     if "uring" not in c_features():
@@ -205,7 +204,7 @@ def _check_platform(backend: str, proto: str, model: str, workers: int, family: 
                           "lacks: use workers=1")
 
 
-def _ipv6_only(family: str, host: str, asked: object) -> Optional[bool]:
+def _ipv6_only(family: str, host: str, asked: object) -> bool | None:
     """Whether an IPv6 server serves IPv6 alone.  Unless asked, "::" (every
     address) serves IPv4 too, as Python's http.server does, and any other
     address IPv6 alone.  None for the other families."""
@@ -218,7 +217,7 @@ def _ipv6_only(family: str, host: str, asked: object) -> Optional[bool]:
     return asked if asked is not None else not ipaddress.ip_address(host).is_unspecified
 
 
-def _absolute(path: object) -> Optional[str]:
+def _absolute(path: object) -> str | None:
     """The unix path, absolute: the server binds it and later removes it,
     and a chdir in between must not make that another file."""
     if path is None:
@@ -230,7 +229,7 @@ def _absolute(path: object) -> Optional[str]:
     return os.path.abspath(path)
 
 
-def _family(family: str, host: str, path: Optional[str]) -> str:
+def _family(family: str, host: str, path: str | None) -> str:
     if path is not None or family == "unix":
         if path is None:
             raise ConfigError("a unix socket needs a path")
@@ -311,6 +310,6 @@ SECONDS = {
 OPTIONS = tuple(f.name for f in dataclasses.fields(ServerConfig))
 
 
-def millis(seconds: Optional[float]) -> int:
+def millis(seconds: float | None) -> int:
     """Seconds as the C library's milliseconds (0: never)."""
     return 0 if not seconds else max(1, round(seconds * 1000))

@@ -16,12 +16,13 @@ import dataclasses
 import math
 import os
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Deque, Dict, Iterable, List, Optional, Tuple
+from typing import Any
 
 from pysock.errors import ConfigError
 
-__all__ = ["NO_FAULTS", "Faults", "TcpShaper", "UdpShaper", "SENDERS", "REORDER_HOLD", "parse_fault", "with_seed"]
+__all__ = ["NO_FAULTS", "REORDER_HOLD", "SENDERS", "Faults", "TcpShaper", "UdpShaper", "parse_fault", "with_seed"]
 
 # The senders a UDP server remembers (bandwidth, reorder, the generator);
 # the least recently heard is forgotten first.  csrc/fault.c: PS__SENDERS.
@@ -46,7 +47,7 @@ _MAX_SECONDS = 3600.0
 _MAX_SIZE = 1 << 62
 
 
-def not_for(proto: str) -> Tuple[str, ...]:
+def not_for(proto: str) -> tuple[str, ...]:
     """The fields that cannot apply to a proto server ("tcp" or "udp")."""
     return TCP_ONLY if proto == "udp" else UDP_ONLY
 
@@ -72,17 +73,17 @@ class Faults:
 
     latency: float = 0.0
     jitter: float = 0.0
-    bandwidth: Optional[int] = None
-    slice: Optional[int] = None
+    bandwidth: int | None = None
+    slice: int | None = None
     slice_delay: float = 0.0
-    limit_data: Optional[int] = None
-    reset_after: Optional[int] = None
+    limit_data: int | None = None
+    reset_after: int | None = None
     stall: bool = False
     close_delay: float = 0.0
     drop: float = 0.0
     duplicate: float = 0.0
     reorder: float = 0.0
-    seed: Optional[int] = None
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         for name in _DURATIONS:
@@ -99,7 +100,7 @@ class Faults:
         if self.slice_delay and self.slice is None:
             raise ConfigError("slice_delay needs slice: the size of the sends it separates")
 
-    def set_fields(self) -> List[str]:
+    def set_fields(self) -> list[str]:
         """The faults that are on (the seed is not a fault)."""
         return [f.name for f in dataclasses.fields(self)
                 if f.name != "seed" and getattr(self, f.name) != f.default]
@@ -109,7 +110,7 @@ class Faults:
         shown = [f"{name}={getattr(self, name)}" for name in self.set_fields()]
         return ", ".join(shown + ([f"seed={self.seed}"] if self.seed is not None else []))
 
-    def only_for(self, proto: str) -> "Faults":
+    def only_for(self, proto: str) -> Faults:
         """A copy without the fields that do not apply to proto."""
         return dataclasses.replace(self, **{name: getattr(NO_FAULTS, name) for name in not_for(proto)})
 
@@ -145,14 +146,14 @@ def _check_chance(name: str, value: object) -> None:
 NO_FAULTS = Faults()
 
 
-def with_seed(faults: Optional[Faults]) -> Optional[Faults]:
+def with_seed(faults: Faults | None) -> Faults | None:
     """faults with a seed drawn if it has none (None stays None)."""
     if faults is None or faults.seed is not None:
         return faults
     return dataclasses.replace(faults, seed=int.from_bytes(os.urandom(8), "little") >> 1)
 
 
-def parse_fault(text: str) -> Tuple[str, object]:
+def parse_fault(text: str) -> tuple[str, object]:
     """("latency", 0.1) from "latency=0.1": one --fault option.  Values are
     in the field's units; ConfigError says what is wrong."""
     name, sep, value = text.partition("=")
@@ -185,9 +186,9 @@ def _kind(name: str) -> str:
     return "number of seconds"
 
 
-def from_pairs(pairs: Iterable[str]) -> Optional[Faults]:
+def from_pairs(pairs: Iterable[str]) -> Faults | None:
     """Faults from --fault NAME=VALUE options; None if there are none."""
-    values: Dict[str, object] = dict(parse_fault(p) for p in pairs)
+    values: dict[str, object] = dict(parse_fault(p) for p in pairs)
     return Faults(**values) if values else None  # type: ignore[arg-type]
 
 
@@ -233,7 +234,7 @@ class TcpShaper:
 
     def __init__(self, seed: int) -> None:
         self.rng = Rng(seed)
-        self.queue: Deque[List] = deque()   # [due, bytearray]: replies in order
+        self.queue: deque[list[Any]] = deque()   # [due, bytearray]: replies in order
         self.queued = 0
         self.released = 0
         self.kept = 0                       # bytes taken in: released + queued
@@ -265,7 +266,7 @@ class TcpShaper:
         else:
             self.queue.append([due, bytearray(data)])
 
-    def due(self) -> Optional[float]:
+    def due(self) -> float | None:
         """When the next piece may go; None if it holds nothing."""
         return max(self.queue[0][0], self.next_send) if self.queue else None
 
@@ -294,7 +295,7 @@ class TcpShaper:
             wait = max(wait, n / f.bandwidth)
         self.next_send = now + wait
 
-    def end(self, f: Faults) -> Optional[str]:
+    def end(self, f: Faults) -> str | None:
         """FIN or RST once the limit's last byte has gone; None otherwise."""
         for size, how in ((f.reset_after, RST), (f.limit_data, FIN)):
             if size is not None and self.released >= size and self.queued == 0:
@@ -302,7 +303,7 @@ class TcpShaper:
         return None
 
 
-def _limit(f: Faults) -> Optional[int]:
+def _limit(f: Faults) -> int | None:
     sizes = [s for s in (f.limit_data, f.reset_after) if s is not None]
     return min(sizes) if sizes else None
 
@@ -311,19 +312,19 @@ def _limit(f: Faults) -> Optional[int]:
 class _Entry:
     """A reply waiting for its time (compared by identity)."""
 
-    __slots__ = ("due", "order", "reply", "peer")
+    __slots__ = ("due", "order", "peer", "reply")
 
     def __init__(self, due: float, order: int, reply: bytes, peer: object) -> None:
         self.due, self.order, self.reply, self.peer = due, order, reply, peer
 
 
 class _Sender:
-    __slots__ = ("rng", "next_free", "held")
+    __slots__ = ("held", "next_free", "rng")
 
     def __init__(self, seed: int) -> None:
         self.rng = Rng(seed)
         self.next_free = 0.0
-        self.held: Optional[_Entry] = None   # the reply held back for reorder
+        self.held: _Entry | None = None   # the reply held back for reorder
 
 
 class UdpShaper:
@@ -334,8 +335,8 @@ class UdpShaper:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.senders: "OrderedDict[object, _Sender]" = OrderedDict()
-        self.pending: List[_Entry] = []     # by due, then by order of scheduling
+        self.senders: OrderedDict[object, _Sender] = OrderedDict()
+        self.pending: list[_Entry] = []     # by due, then by order of scheduling
         self.order = 0
         self.bytes = 0
 
@@ -359,7 +360,7 @@ class UdpShaper:
         copies = 2 if u_dup < f.duplicate else 1
         if self.bytes + copies * len(reply) > self.limit:
             return False
-        first: Optional[_Entry] = None
+        first: _Entry | None = None
         for _ in range(copies):
             if f.bandwidth is not None:
                 due = max(due, s.next_free)
@@ -394,10 +395,10 @@ class UdpShaper:
                 self._schedule(entry)
                 return
 
-    def due(self) -> Optional[float]:
+    def due(self) -> float | None:
         return self.pending[0].due if self.pending else None
 
-    def pop(self, now: float) -> Optional[Tuple[bytes, object]]:
+    def pop(self, now: float) -> tuple[bytes, object] | None:
         """The next reply due by now, with its peer; None if none is."""
         if not self.pending or self.pending[0].due > now:
             return None

@@ -20,9 +20,13 @@ stopped after the test.  This module imports nothing of pysock's C core
 until a fixture is used."""
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
+
+if TYPE_CHECKING:
+    from pysock.server import Server
 
 STOP_TIMEOUT = 0.2  # seconds; a stuck stop fails the test instead of hanging the run
 
@@ -36,7 +40,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     """A failed test that used a server with faults shows their seed, so the
     same faults can be replayed (Faults(..., seed=N))."""
     outcome = yield
@@ -69,18 +73,18 @@ def pysock_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]
             srv.stop(timeout=STOP_TIMEOUT)
 
 
-def _marker_options(request: pytest.FixtureRequest) -> dict:
+def _marker_options(request: pytest.FixtureRequest) -> dict[str, Any]:
     marker = request.node.get_closest_marker("pysock")
     return dict(marker.kwargs) if marker else {}
 
 
 @pytest.fixture
-def pysock_tcp_echo(pysock_server, request: pytest.FixtureRequest):
+def pysock_tcp_echo(pysock_server: Callable[..., Server], request: pytest.FixtureRequest) -> Server:
     """A running TCP echo server (uppercase unless a pysock marker says otherwise)."""
     return pysock_server("tcp", **_marker_options(request))
 
 
 @pytest.fixture
-def pysock_udp_echo(pysock_server, request: pytest.FixtureRequest):
+def pysock_udp_echo(pysock_server: Callable[..., Server], request: pytest.FixtureRequest) -> Server:
     """A running UDP echo server (uppercase unless a pysock marker says otherwise)."""
     return pysock_server("udp", **_marker_options(request))

@@ -9,17 +9,17 @@ from __future__ import annotations
 import signal
 import threading
 import warnings
-from typing import Callable, Optional
+from typing import Callable
 
 from pysock.config import DEFAULT_HOST, ServerConfig, is_loopback
 from pysock.engines import make_engine
-from pysock.engines.base import Engine, Stats
-from pysock.urls import Address
+from pysock.engines.base import Stats
 from pysock.errors import ConfigError, ReflectionWarning, ServerError
 from pysock.faults import Faults, with_seed
 from pysock.unixpath import Identity, bind_claimed, release
+from pysock.urls import Address
 
-__all__ = ["Server", "Stats", "ReflectionWarning"]
+__all__ = ["ReflectionWarning", "Server", "Stats"]
 
 
 class Server:
@@ -39,21 +39,21 @@ class Server:
     """
 
     def __init__(self, host: str = DEFAULT_HOST, port: int = 0, proto: str = "tcp", *,
-                 path: Optional[str] = None,
+                 path: str | None = None,
                  transform: str = ServerConfig.transform,
                  backend: str = ServerConfig.backend,
-                 model: Optional[str] = None,
+                 model: str | None = None,
                  workers: int = ServerConfig.workers,
                  spin_us: int = ServerConfig.spin_us,
                  max_conns: int = ServerConfig.max_conns,
-                 idle_timeout: Optional[float] = ServerConfig.idle_timeout,
-                 send_timeout: Optional[float] = ServerConfig.send_timeout,
+                 idle_timeout: float | None = ServerConfig.idle_timeout,
+                 send_timeout: float | None = ServerConfig.send_timeout,
                  max_unsent: int = ServerConfig.max_unsent,
                  backlog: int = ServerConfig.backlog,
                  family: str = ServerConfig.family,
-                 ipv6_only: Optional[bool] = ServerConfig.ipv6_only,
-                 log: Optional[Callable[[str], None]] = None,
-                 faults: Optional[Faults] = None,
+                 ipv6_only: bool | None = ServerConfig.ipv6_only,
+                 log: Callable[[str], None] | None = None,
+                 faults: Faults | None = None,
                  **unknown: object) -> None:
         """Check the options, bind (and listen), ready to serve.
 
@@ -91,9 +91,9 @@ class Server:
             max_conns=max_conns, idle_timeout=idle_timeout, send_timeout=send_timeout,
             max_unsent=max_unsent, ipv6_only=ipv6_only).validated()
         self._faults = self._checked_faults(faults)
-        self._path_id: Optional[Identity] = None
+        self._path_id: Identity | None = None
         on_event = None if log is None else (lambda event: log(f"{self.url} {event.describe()}"))
-        if self.config.family == "unix":
+        if self.config.path is not None:
             # Claimed, bound and listening under the directory's lock: exactly one owner.
             self._engine, self._path_id = bind_claimed(self.config.path,
                                                        lambda: make_engine(self.config, on_event))
@@ -105,13 +105,13 @@ class Server:
             warnings.warn(f"UDP echo on {self.url} answers anyone who can reach it, and any spoofed "
                           "sender: it can be used to reflect traffic at others", ReflectionWarning, stacklevel=2)
         self._lock = threading.Lock()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self._started = False
         self._done = threading.Event()
         self._closed = False
         self._close_when_done = False
-        self._failure: Optional[Exception] = None
-        self._final_stats: Optional[Stats] = None
+        self._failure: Exception | None = None
+        self._final_stats: Stats | None = None
 
     # -- what it is ---------------------------------------------------------
     @property
@@ -139,11 +139,11 @@ class Server:
             return self._engine.stats()
 
     @property
-    def faults(self) -> Optional[Faults]:
+    def faults(self) -> Faults | None:
         """The faults in force (with the seed drawn for seed=None), or None."""
         return self._faults
 
-    def set_faults(self, faults: Optional[Faults]) -> None:
+    def set_faults(self, faults: Faults | None) -> None:
         """From any thread, while serving or before: the faults for data
         received from now on (replies already made keep their schedule).
         None turns them off.  A seed of None draws a fresh one (see faults)."""
@@ -154,7 +154,7 @@ class Server:
             self._engine.set_faults(checked)
             self._faults = checked
 
-    def _checked_faults(self, faults: Optional[Faults]) -> Optional[Faults]:
+    def _checked_faults(self, faults: Faults | None) -> Faults | None:
         """faults checked for this server, with a seed drawn; None if none is set."""
         if faults is None:
             return None
@@ -175,7 +175,7 @@ class Server:
         self._serve()
         self._raise_failure()
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         """Serve in a daemon thread and return at once: the socket has been
         listening since the constructor, so clients can connect now."""
         thread = threading.Thread(target=self._run_in_thread, name=f"pysock {self.url}", daemon=True)
@@ -183,7 +183,7 @@ class Server:
         thread.start()
         return self
 
-    def wait(self, timeout: Optional[float] = None) -> bool:
+    def wait(self, timeout: float | None = None) -> bool:
         """Block until the server has stopped serving (stop(), or its loop
         failed); True if it has."""
         return self._done.wait(timeout)
@@ -259,12 +259,12 @@ class Server:
         if failure is not None:
             raise ServerError(f"{self.url} stopped serving: {failure}") from failure
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         if not self._started:
             self.start()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     def __del__(self) -> None:  # a server nobody started still frees its port

@@ -8,12 +8,28 @@ returns, then ``finish()`` at the client's EOF.  For a datagram it sends
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import Callable, Protocol
 
 from pysock.engines.base import BUFSIZE, UDP_MAX
 
 LINE_MAX = 65536  # stamp: a longer line is answered in pieces of this size
 STAMP_MAX = 32    # the most bytes a stamp adds to a line (C's PS__STAMP_MAX)
+
+
+class Transform(Protocol):
+    """What every transform does (Upper, Echo, Stamp)."""
+
+    def read_max(self, room: int) -> int:
+        """The most bytes the next read may take so that its reply fits in room."""
+
+    def feed(self, data: bytes) -> bytes:
+        """The reply to one read of a stream."""
+
+    def finish(self) -> bytes:
+        """What is still owed when the client half-closes."""
+
+    def datagram(self, data: bytes) -> bytes:
+        """The reply to one datagram."""
 
 
 class Upper:
@@ -51,7 +67,7 @@ class Echo:
         return data
 
 
-def stamp_prefix(now: Optional[float] = None) -> bytes:
+def stamp_prefix(now: float | None = None) -> bytes:
     """b"at <ctime()> :", ctime as C's ctime_r gives it, without its newline."""
     return b"at " + time.ctime(now).encode() + b" :"
 
@@ -102,10 +118,10 @@ class Stamp:
         return (stamp_prefix() + data)[:UDP_MAX]
 
 
-TRANSFORMS = {"upper": Upper, "echo": Echo, "stamp": Stamp}
+TRANSFORMS: dict[str, Callable[[], Transform]] = {"upper": Upper, "echo": Echo, "stamp": Stamp}
 
 
-def make(name: str):
+def make(name: str) -> Transform:
     """A fresh transform for one connection or one datagram."""
     return TRANSFORMS[name]()
 

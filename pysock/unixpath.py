@@ -13,17 +13,18 @@ import fcntl
 import os
 import socket
 import stat
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator, Optional, Tuple, TypeVar
+from typing import Callable, TypeVar
 
 # sun_path holds 108 bytes, the terminating NUL included.
 PATH_MAX = 107
 
-Identity = Tuple[int, int]  # (st_dev, st_ino) of the socket file a server bound
+Identity = tuple[int, int]  # (st_dev, st_ino) of the socket file a server bound
 T = TypeVar("T")
 
 
-def bind_claimed(path: str, bind: Callable[[], T]) -> Tuple[T, Identity]:
+def bind_claimed(path: str, bind: Callable[[], T]) -> tuple[T, Identity]:
     """Claim path, run bind() (which binds a socket there, and listens), and
     return what it returned with the identity of the file it made.  Other
     pysock servers claiming a path in the same directory wait meanwhile."""
@@ -61,7 +62,7 @@ def identity(path: str) -> Identity:
     return st.st_dev, st.st_ino
 
 
-def release(path: str, bound: Optional[Identity]) -> None:
+def release(path: str, bound: Identity | None) -> None:
     """Remove path if it is still the socket file this server bound; a file
     that replaced it (another server's, or not a socket) stays."""
     if bound is None:

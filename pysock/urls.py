@@ -2,9 +2,9 @@
 udp://[::1]:PORT, unix://PATH (the ready lines of ``pysock serve``)."""
 from __future__ import annotations
 
-from typing import Tuple, Union
+from typing import Union
 
-Address = Union[Tuple[str, int], str]  # (host, port), or a unix socket's path
+Address = Union[tuple[str, int], str]  # (host, port), or a unix socket's path
 
 
 def format_url(proto: str, address: Address) -> str:
@@ -17,7 +17,7 @@ def format_url(proto: str, address: Address) -> str:
     return f"{proto}://{shown}:{port}"
 
 
-def parse_url(text: str) -> Tuple[str, Address]:
+def parse_url(text: str) -> tuple[str, Address]:
     """(proto, address) from tcp://HOST:PORT, udp://[::1]:PORT or
     unix://PATH (proto "unix").  ValueError says what is wrong."""
     scheme, sep, rest = text.partition("://")

@@ -13,7 +13,6 @@ import faulthandler
 import os
 
 import pytest
-
 from engines import is_variant
 from support import LOOP_IS_SEQUENTIAL, server_kinds
 

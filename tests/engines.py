@@ -17,7 +17,6 @@ on every engine in the default tier.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 
 @dataclass(frozen=True)
@@ -26,7 +25,7 @@ class EngineCase:
     backend: str
     model: str
     extra: dict = field(default_factory=dict)  # workers, spin_us
-    needs: Optional[str] = None                # a C build feature (c_features())
+    needs: str | None = None                # a C build feature (c_features())
 
     def options(self) -> dict:
         """The Server keyword arguments that make this engine."""

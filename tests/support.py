@@ -163,7 +163,7 @@ class CliServer:
             if self.proc.stdin:
                 self.proc.stdin.close()
 
-    def __enter__(self) -> "CliServer":
+    def __enter__(self) -> CliServer:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -243,6 +243,7 @@ def server_kinds(proto: str, which: Callable[[Any], bool] = lambda engine: True)
     cannot run (an optional package or a build feature missing) is a
     visible skip, not a gap."""
     from engines import ENGINES
+
     from pysock.config import MODEL_NEEDS, c_features, model_available, uring_refused
 
     params = []

@@ -5,9 +5,9 @@ import socket
 import struct
 
 import pytest
+from support import UNRESOLVABLE
 
 import pysock
-from support import UNRESOLVABLE
 
 
 @pytest.mark.parametrize("host, port", [("127.0.0.1", 12000), ("0.0.0.0", 0), ("10.1.2.3", 65535)])
@@ -39,7 +39,7 @@ def test_resolve_localhost_matches_gethostbyname_ex():
 
 
 def test_resolve_unknown_name_is_a_resolve_error():
-    with pytest.raises(pysock.ResolveError, match="x{64}.invalid"):
+    with pytest.raises(pysock.ResolveError, match=r"x{64}\.invalid"):
         pysock.resolve(UNRESOLVABLE)
 
 

@@ -7,12 +7,11 @@ import json
 import sys
 
 import pytest
-
 from support import run_cli, skip_unless_ci
+
 from pysock import cli
 from pysock.bench import measure as bench
 from pysock.config import uring_refused
-
 
 # The default tier's report: C and two twins under a TCP, a UDP and a
 # stream load; --full runs every server under every default load.
@@ -38,7 +37,7 @@ def check_every_run_is_right(report: dict) -> int:
     runs = 0
     for entry in report["results"]:
         server = next(s for s in bench.SERVERS if s.name == entry["server"])
-        load = next(l for l in bench.LOADS if l.name == entry["load"])
+        load = next(ld for ld in bench.LOADS if ld.name == entry["load"])
         if server.missing() or server.model(load.proto) is None:
             assert entry["status"] == "n/a"
             continue
@@ -57,7 +56,7 @@ def test_quick_bench_runs_each_server_it_is_given_without_a_bad_reply(quick_repo
 
 @pytest.mark.slow
 def test_quick_bench_runs_every_server_under_every_load_without_a_bad_reply():
-    assert check_every_run_is_right(quick_bench()) >= len([l for l in bench.LOADS if l.default]) * 3
+    assert check_every_run_is_right(quick_bench()) >= len([ld for ld in bench.LOADS if ld.default]) * 3
 
 
 def test_quick_bench_reports_the_machine_and_ratios_to_c(quick_report):

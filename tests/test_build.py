@@ -6,11 +6,10 @@ import subprocess
 import sys
 
 import pytest
-
 from support import ROOT
 
 sys.path.insert(0, str(ROOT / "pysock"))
-import _build  # noqa: E402  (the cffi builder: its sources and flags)
+import _build
 
 CC = shutil.which("cc") or shutil.which("gcc")
 

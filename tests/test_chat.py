@@ -6,8 +6,8 @@ import signal
 import socket
 
 import pytest
+from support import LOCALHOST, CliServer, needs_ipv6, run_cli
 
-from support import CliServer, LOCALHOST, needs_ipv6, run_cli
 from pysock.apps.chat import NAME_MAX, UDP_MAX, ChatServer, Room, visible
 from pysock.errors import ConfigError, ReflectionWarning
 

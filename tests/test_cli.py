@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from support import UNRESOLVABLE, CliServer, cli_env, has_ipv6_loopback, run_cli, skip_without
 
 import pysock
-from support import UNRESOLVABLE, CliServer, cli_env, has_ipv6_loopback, run_cli, skip_without
 
 
 def test_serve_prints_ready_lines_and_serves_both_protocols():
@@ -152,7 +152,8 @@ def test_send_prompts_like_the_tutorials_on_a_terminal(tcp_server):
 
 
 # -- what a user meets next (one line, the address named, exit codes) ----------
-@pytest.mark.parametrize("args", [["send", "-t", "-1", "127.0.0.1", "1", "x"], ["send", "-t", "nan", "127.0.0.1", "1", "x"],
+@pytest.mark.parametrize("args", [["send", "-t", "-1", "127.0.0.1", "1", "x"],
+                                  ["send", "-t", "nan", "127.0.0.1", "1", "x"],
                                   ["send", "-t", "0", "127.0.0.1", "1", "x"], ["talk", "-t", "-1", "127.0.0.1", "5"],
                                   ["chat", "join", "-t", "-1", "ann", "5"]])
 def test_a_bad_timeout_is_a_usage_error(args):
@@ -272,7 +273,7 @@ def test_serve_verbose_logs_connections_and_datagrams():
         assert pysock.request(b"hello", (host, port)) == b"HELLO"
         assert pysock.request(b"dgram", (host, port), "udp") == b"DGRAM"
         opened, closed, datagrams = (stderr_line(cli.proc) for _ in range(3))
-        code, err = cli.interrupt(signal.SIGTERM)
+        code, _ = cli.interrupt(signal.SIGTERM)
     assert opened.startswith(f"pysock: tcp://127.0.0.1:{port} #1 from 127.0.0.1:") and opened.endswith(" open\n")
     assert closed.endswith("closed (eof): 5 bytes in, 5 out\n")
     assert datagrams == f"pysock: udp://127.0.0.1:{port} 1 datagrams, 5 bytes in, 5 out in the last second\n"

@@ -19,17 +19,18 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
+from engines import ENGINES, REFERENCE
+from stamps import STAMP, Window
+from support import LOCALHOST, CliServer, cli_env, needs_ipv6, one_worker, run_cli, server_kinds, wait_for
 
 import pysock
 import pysock.client
-from support import CliServer, LOCALHOST, cli_env, needs_ipv6, one_worker, run_cli, server_kinds, wait_for
-from engines import ENGINES, REFERENCE
 from pysock.config import MODELS
 from pysock.errors import ReflectionWarning
 from pysock.transform import BUFSIZE, UDP_MAX
-from stamps import STAMP, Window
 
 TRANSFORMS = ("upper", "echo", "stamp")
 STAMP_LEN = 29  # "at " + ctime's 24 characters + " :"
@@ -479,7 +480,7 @@ def test_a_failing_loop_is_reported_by_stop(tcp_options, udp_options):
         srv._engine.serve = fail
         srv.start()
         assert srv.wait(5)
-        with pytest.raises(pysock.ServerError, match="stopped serving.*injected") as info:
+        with pytest.raises(pysock.ServerError, match=r"stopped serving.*injected") as info:
             srv.stop()
         assert isinstance(info.value.__cause__, OSError)
         srv.stop()  # reported once; stopping again is a no-op
@@ -497,7 +498,7 @@ FAILING_SERVE = ("import sys, errno, pysock.server as s; make = s.make_engine\n"
 
 def test_pysock_serve_exits_1_with_one_line_when_a_loop_fails():
     with CliServer("serve", "0", python_code=FAILING_SERVE, lines=2) as cli:
-        code, out = cli.rest(timeout=10)
+        code, _ = cli.rest(timeout=10)
         err = cli.kill().decode()
     assert code == 1 and "Traceback" not in err
     assert err.count("\n") == 1 and "stopped serving" in err and "injected failure" in err
@@ -579,7 +580,7 @@ def test_stop_leaves_a_path_that_is_no_longer_ours(tcp_options, tmp_path, replac
         with open(path, "w") as f:
             f.write("someone else's")
         srv.stop()
-        assert open(path).read() == "someone else's"
+        assert Path(path).read_text() == "someone else's"
         return
     with pysock.Server(path=path, proto="tcp") as usurper:
         srv.stop()
@@ -588,20 +589,22 @@ def test_stop_leaves_a_path_that_is_no_longer_ours(tcp_options, tmp_path, replac
     assert not os.path.exists(path)
 
 
+def contend(path: str, start: threading.Barrier, results: list) -> None:
+    """Wait for the others, then try to serve at path."""
+    start.wait(5)
+    try:
+        results.append(pysock.Server(path=path, proto="tcp").start())
+    except OSError as exc:
+        results.append(exc)
+
+
 def test_a_race_for_a_path_ends_with_exactly_one_owner(tmp_path):
     path = str(tmp_path / "race.sock")
     for _ in range(20):
         start = threading.Barrier(4)
         results: list = []
 
-        def contend() -> None:
-            start.wait(5)
-            try:
-                results.append(pysock.Server(path=path, proto="tcp").start())
-            except OSError as exc:
-                results.append(exc)
-
-        threads = [threading.Thread(target=contend) for _ in range(4)]
+        threads = [threading.Thread(target=contend, args=(path, start, results)) for _ in range(4)]
         for t in threads:
             t.start()
         for t in threads:
@@ -636,7 +639,7 @@ def test_bad_sizes_are_config_errors_naming_the_range(option, value):
 
 
 def test_an_unknown_keyword_lists_the_known_ones():
-    with pytest.raises(pysock.ConfigError, match="unknown server option 'idle'.*idle_timeout"):
+    with pytest.raises(pysock.ConfigError, match=r"unknown server option 'idle'.*idle_timeout"):
         pysock.Server(idle=1)
 
 

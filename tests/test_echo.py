@@ -10,11 +10,11 @@ import threading
 import time
 
 import pytest
+from support import UNRESOLVABLE, run_clients, sockets_on, wait_for
 
 import pysock
 import pysock.client
 from pysock.client import Connection
-from support import UNRESOLVABLE, run_clients, sockets_on, wait_for
 
 ALL_BYTES = bytes(range(256))
 
@@ -205,7 +205,7 @@ def test_bad_configuration_fails_before_c():
 
 
 def test_unresolvable_host_is_one_clear_error(tcp_options):
-    with pytest.raises(pysock.ResolveError, match="x{64}.invalid"):
+    with pytest.raises(pysock.ResolveError, match=r"x{64}\.invalid"):
         pysock.Server(host=UNRESOLVABLE, **tcp_options)
 
 

@@ -10,14 +10,13 @@ import signal
 import socket
 import threading
 import time
-from typing import Optional, Tuple
 
 import pytest
+from support import LOCALHOST, c_model, run_clients, server_kinds, skip_without, wait_for
 
 import pysock
 import pysock.client
 from pysock.client import Connection, recv_exactly
-from support import LOCALHOST, c_model, run_clients, server_kinds, skip_without, wait_for
 
 PER_CONNECTION = pytest.mark.same_code_as_model("backpressure is the model's per-connection code, "
                                                  "which each worker runs unchanged")
@@ -71,7 +70,7 @@ class Flooder:
         self.sock.settimeout(30)
         self.sock.connect(address)
         self.total = total
-        self.thread: Optional[threading.Thread] = None
+        self.thread: threading.Thread | None = None
         if total:
             self.send_in_background(total)
 
@@ -80,7 +79,7 @@ class Flooder:
         self.thread = threading.Thread(target=self._send, args=(parts, pause), daemon=True)
         self.thread.start()
 
-    def _send(self, parts: Tuple[int, ...], pause: float) -> None:
+    def _send(self, parts: tuple[int, ...], pause: float) -> None:
         try:
             for i, size in enumerate(parts):
                 if i:
@@ -144,7 +143,7 @@ def test_echo_behind_a_reply_stuck_in_flight_costs_bounded_memory(tcp_options):
             for _ in range(1000):  # the client's window closes after a few MB
                 before = srv.stats.bytes_out
                 flood.sock.sendall(b"x" * chunk)
-                if not true_within(lambda: srv.stats.bytes_out - before == chunk, 0.2):
+                if not true_within(lambda before=before: srv.stats.bytes_out - before == chunk, 0.2):
                     break  # this reply is stuck in flight
             else:
                 pytest.fail("every reply went out whole: the client's window never closed")
@@ -279,9 +278,9 @@ def test_signals_in_the_serving_thread_do_not_start_workers_twice(c_any):
     def poke() -> None:
         try:
             wait_for(lambda: thread_count() == before + 3)  # this thread + 2 helpers
-            for _ in range(5):
+            for n in range(1, 6):
                 signal.pthread_kill(main, signal.SIGUSR1)
-                wait_for(lambda: len(seen) >= _ + 1)
+                wait_for(lambda n=n: len(seen) >= n)
                 counts.append(thread_count())
                 replies.append(pysock.request(b"still serving", srv.address, proto))
         finally:
@@ -352,7 +351,7 @@ def test_without_epoll_the_model_is_refused_clearly(monkeypatch):
     import pysock.config
 
     monkeypatch.setattr(pysock.config, "c_features", lambda: frozenset())
-    with pytest.raises(pysock.ConfigError, match="model 'epoll' needs Linux's epoll.*model='threads'"):
+    with pytest.raises(pysock.ConfigError, match=r"model 'epoll' needs Linux's epoll.*model='threads'"):
         pysock.Server(LOCALHOST, 0, "tcp", model="epoll")
     with pytest.raises(pysock.ConfigError, match="workers > 1 needs SO_REUSEPORT"):
         pysock.Server(LOCALHOST, 0, "tcp", workers=2)

@@ -17,19 +17,20 @@ import sys
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import pytest
+from support import ROOT, CliServer, cli_args, wait_for
 
 import pysock
 import pysock.client
-from support import CliServer, ROOT, cli_args, wait_for
 
 CC = shutil.which("cc") or shutil.which("gcc")
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process, from /proc (clock ticks)."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -129,7 +130,8 @@ def test_icmp_error_on_the_udp_socket_is_survived(inject_so, udp_options):
     # Linux reports an ICMP port unreachable on an unconnected UDP socket only
     # with IP_RECVERR; the shim makes recvfrom fail as it then would.
     refused = str(errno.ECONNREFUSED)
-    with serve_with_faults(inject_so, "udp", udp_options, PYSOCK_FAULT_RECV=f"{refused} {refused} {errno.ENOMEM}") as cli:
+    failures = f"{refused} {refused} {errno.ENOMEM}"
+    with serve_with_faults(inject_so, "udp", udp_options, PYSOCK_FAULT_RECV=failures) as cli:
         address = cli.address("udp")
         assert pysock.request(b"after icmp", address, "udp") == b"AFTER ICMP"
         assert cli.proc.poll() is None

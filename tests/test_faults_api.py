@@ -7,9 +7,9 @@ import socket
 import time
 
 import pytest
+from support import LOCALHOST, CliServer, run_cli
 
 import pysock
-from support import LOCALHOST, CliServer, run_cli
 from pysock.faults import parse_fault
 
 
@@ -43,7 +43,7 @@ def test_reset_after_needs_ip(tmp_path):
 
 
 def test_faults_must_be_faults():
-    with pytest.raises(pysock.ConfigError, match="pysock.Faults"):
+    with pytest.raises(pysock.ConfigError, match=r"pysock\.Faults"):
         pysock.Server(LOCALHOST, 0, faults={"latency": 1})
 
 

@@ -9,9 +9,9 @@ import socket
 import time
 
 import pytest
+from support import LOCALHOST, wait_for
 
 import pysock
-from support import LOCALHOST, wait_for
 from pysock.faults import REORDER_HOLD, UdpShaper
 
 SLACK = 5.0  # seconds: an upper bound only a hang would pass

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import pytest
+from stamps import Window
+from support import CliServer, needs_ipv6, run_cli
 
 import pysock
-from support import CliServer, needs_ipv6, run_cli
-from stamps import Window
 
 pytestmark = needs_ipv6
 

@@ -13,12 +13,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support import UNRESOLVABLE, run_cli, skip_unless_ci
 
 import pysock
-from support import UNRESOLVABLE, run_cli, skip_unless_ci
+from pysock._core import ffi
 from pysock.lessons import layout
 from pysock.lessons import resolve as resolve_cmd
-from pysock._core import ffi
 
 STRUCTS = ["struct sockaddr_in", "struct in_addr", "struct hostent", "struct sockaddr_in6"]
 # The hot paths' structs; epoll's and io_uring's only where the build has them.

@@ -7,11 +7,11 @@ import threading
 import warnings
 
 import pytest
+from support import run_cli, wait_for
 
 import pysock
 import pysock.client
 from pysock.server import ReflectionWarning
-from support import run_cli, wait_for
 
 PER_CONNECTION = pytest.mark.same_code_as_model("a connection's timers are the model's per-connection code, "
                                                  "which each worker runs unchanged")

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from support import cli_env
 
 pytest_plugins = ["pytester"]

@@ -5,7 +5,6 @@ import shutil
 import subprocess
 
 import pytest
-
 import seed_clients
 
 

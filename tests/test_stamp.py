@@ -11,16 +11,17 @@ import subprocess
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+import seed_clients
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from stamps import STAMP, Window, unstamped
+from support import LOCALHOST, CliServer, c_model, run_cli, server_kinds
 
 import pysock
 import pysock.client
-import seed_clients
-from support import CliServer, LOCALHOST, c_model, run_cli, server_kinds
 from pysock import transform
 from pysock.client import LineReader, recv_until_eof
 from pysock.transform import LINE_MAX, UDP_MAX, Stamp
-from stamps import STAMP, Window, unstamped
 
 
 @pytest.fixture(scope="module", params=server_kinds("tcp", c_model))

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import ROOT, cli_env
 
 import pysock
-from support import ROOT, cli_env
 
 PACKAGE = ROOT / "pysock"
 CSRC = ROOT / "csrc"
@@ -133,7 +133,8 @@ def test_importing_the_twins_the_engine_layer_or_the_cli_loads_no_c():
                     todo.append(nxt)
         return seen
 
-    for start in ("pysock.engines.twins", "pysock.engines.twins.blocking", "pysock.engines.twins.aio", "pysock.engines.base", "pysock.server",
+    for start in ("pysock.engines.twins", "pysock.engines.twins.blocking", "pysock.engines.twins.aio",
+                  "pysock.engines.base", "pysock.server",
                   "pysock.config", "pysock.client", "pysock.cli"):
         assert "pysock._core" not in reach(start), start
 
@@ -238,3 +239,9 @@ def test_send_takes_back_what_serve_prints():
         for url in server.urls:
             result = run_cli("send", url, "round", "trip")
             assert result.returncode == 0 and result.stdout == b"ROUND TRIP\n", (url, result.stderr)
+
+
+def test_the_package_exports_exactly_its_lazy_names():
+    assert sorted(pysock.__all__) == sorted(pysock._EXPORTS)
+    for name in pysock.__all__:
+        assert getattr(pysock, name).__name__ == name

@@ -6,8 +6,7 @@ import signal
 import socket
 
 import pytest
-
-from support import CliServer, LOCALHOST, needs_ipv6, run_cli
+from support import LOCALHOST, CliServer, needs_ipv6, run_cli
 
 
 def pair(*listen_args: str, host: str = LOCALHOST):

@@ -8,13 +8,12 @@ import os
 import signal
 import socket
 import sys
-import time
 
 import pytest
+from support import CliServer, needs_ipv6, one_worker, server_kinds
 
 import pysock
 import pysock.client
-from support import CliServer, needs_ipv6, one_worker, server_kinds, wait_for
 
 
 # -- address families -------------------------------------------------------------
@@ -129,7 +128,7 @@ def test_loop_model_serves_clients_one_after_another():
 # -- configuration --------------------------------------------------------------------
 def test_uvloop_model_without_uvloop_is_a_clear_config_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "uvloop", None)  # as if it were not installed
-    with pytest.raises(pysock.ConfigError, match="needs uvloop.*pip install uvloop"):
+    with pytest.raises(pysock.ConfigError, match=r"needs uvloop.*pip install uvloop"):
         pysock.Server(backend="python", model="uvloop")
 
 

@@ -8,11 +8,11 @@ import socket
 import subprocess
 
 import pytest
+from stamps import Window, unstamped
+from support import CliServer, run_cli
 
 import pysock
-from support import CliServer, run_cli
 from pysock import transform
-from stamps import Window, unstamped
 
 TRANSFORMS = ["upper", "echo", "stamp"]
 

@@ -18,7 +18,6 @@ import subprocess
 import sys
 
 import pytest
-
 from support import LOCALHOST, CliServer, cli_env
 
 pytestmark = pytest.mark.skipif(platform.system() != "Linux" or platform.machine() not in ("x86_64", "aarch64"),

@@ -20,12 +20,12 @@ import unicodedata
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable
 
+from pysock.apps.interactive import bound_socket, converse, say, write_out
 from pysock.client import address_family, url
 from pysock.config import is_loopback
 from pysock.errors import ConfigError, ReflectionWarning, ReplyError
-from pysock.apps.interactive import bound_socket, converse, say, write_out
 
 UDP_MAX = 65507   # the largest datagram over IPv4: longer relays are cut to it
 NAME_MAX = 32     # characters of a name; the rest is dropped
@@ -33,8 +33,8 @@ QUIT = b"q"
 MAX_MEMBERS = 256          # a newcomer over this is told the room is full
 MEMBER_TIMEOUT = 600.0     # seconds a member may stay silent before it is dropped
 
-Address = tuple
-Send = tuple  # (datagram, address)
+Address = tuple[Any, ...]  # what recvfrom gives: (host, port), IPv6 (host, port, flow, scope)
+Send = tuple[bytes, Address]  # (datagram, address)
 
 
 def clean_name(data: bytes) -> str:
@@ -54,8 +54,8 @@ class Outcome:
     """What one datagram (or one expiry) makes the room do: datagrams to
     send, and a line for the server's log."""
 
-    sends: list = field(default_factory=list)
-    log: Optional[str] = None
+    sends: list[Send] = field(default_factory=list)
+    log: str | None = None
 
 
 class Room:
@@ -74,7 +74,7 @@ class Room:
         self.max_members = max_members
         self.member_timeout = member_timeout
         self.clock = clock
-        self._names: "OrderedDict[Address, str]" = OrderedDict()
+        self._names: OrderedDict[Address, str] = OrderedDict()
         self._seen: dict[Address, float] = {}
 
     @property
@@ -93,7 +93,7 @@ class Room:
             return Outcome()
         return Outcome(self._to_others(sender, name.encode() + b": " + text))
 
-    def next_expiry(self) -> Optional[float]:
+    def next_expiry(self) -> float | None:
         """When the longest-silent member expires (clock time), None if empty."""
         for sender in self._names:
             return self._seen[sender] + self.member_timeout
@@ -132,7 +132,7 @@ class Room:
         del self._seen[sender]
         return Outcome(self._to_others(sender, f"{name} {how}".encode()), f"{name} {how}")
 
-    def _to_others(self, sender: Address, message: bytes) -> list:
+    def _to_others(self, sender: Address, message: bytes) -> list[Send]:
         message = line(message)
         return [(message, addr) for addr in self._names if addr != sender]
 
@@ -145,7 +145,7 @@ class ChatServer:
     """The room on a UDP socket, bound when constructed (port 0: a free one)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0,
-                 log: Optional[Callable[[str], None]] = None,
+                 log: Callable[[str], None] | None = None,
                  max_members: int = MAX_MEMBERS, member_timeout: float = MEMBER_TIMEOUT) -> None:
         self.room = Room(max_members, member_timeout)
         self.sock = bound_socket(host, port, socket.SOCK_DGRAM)
@@ -157,7 +157,7 @@ class ChatServer:
                           ReflectionWarning, stacklevel=2)
         self.log = log or (lambda text: None)
         self._wake_r, self._wake_w = socket.socketpair()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -176,7 +176,7 @@ class ChatServer:
                 for outcome in self.room.expire():
                     self._carry_out(outcome)
 
-    def _until_expiry(self) -> Optional[float]:
+    def _until_expiry(self) -> float | None:
         when = self.room.next_expiry()
         return None if when is None else max(0.0, when - self.room.clock())
 
@@ -199,7 +199,7 @@ class ChatServer:
         if outcome.log:
             self.log(outcome.log)
 
-    def start(self) -> "ChatServer":
+    def start(self) -> ChatServer:
         self._thread = threading.Thread(target=self.serve_forever, name=f"chat {self.url}", daemon=True)
         self._thread.start()
         return self
@@ -214,10 +214,10 @@ class ChatServer:
         for s in (self.sock, self._wake_r, self._wake_w):
             s.close()
 
-    def __enter__(self) -> "ChatServer":
+    def __enter__(self) -> ChatServer:
         return self.start()
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 

@@ -7,7 +7,7 @@ import os
 import selectors
 import socket
 import sys
-from typing import Callable, Optional
+from typing import Callable
 
 from pysock.client import address_family
 from pysock.urls import format_url
@@ -73,7 +73,7 @@ class Lines:
 
 
 def converse(sock: socket.socket, on_line: Callable[[bytes], bool],
-             on_readable: Callable[[], bool], stdin_fd: Optional[int] = None) -> str:
+             on_readable: Callable[[], bool], stdin_fd: int | None = None) -> str:
     """Until one side ends, pass each line typed on stdin (with its newline,
     if it had one) to on_line and call on_readable when sock has data; either
     returns False to end.  Returns why it ended: "eof" (stdin ended),

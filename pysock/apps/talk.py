@@ -8,11 +8,10 @@ peer that is killed outright is noticed just the same."""
 from __future__ import annotations
 
 import socket
-from typing import Optional
 
 from pysock import client
-from pysock.client import url
 from pysock.apps.interactive import Lines, bound_socket, converse, say, write_out
+from pysock.client import url
 
 QUIT = b"q"
 PEER = b"peer: "
@@ -26,7 +25,7 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def connect(host: str, port: int, timeout: Optional[float] = 5.0) -> socket.socket:
+def connect(host: str, port: int, timeout: float | None = 5.0) -> socket.socket:
     sock = client.connect((host, port), "tcp", timeout)
     sock.settimeout(None)
     return sock
@@ -39,7 +38,7 @@ class Conversation:
         self.sock = sock
         self.incoming = Lines()
 
-    def run(self, stdin_fd: Optional[int] = None) -> None:
+    def run(self, stdin_fd: int | None = None) -> None:
         try:
             converse(self.sock, self.send_line, self.receive, stdin_fd)
         finally:

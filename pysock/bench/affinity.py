@@ -10,7 +10,7 @@ import os
 _SET_BYTES = 128  # a cpu_set_t of 1,024 CPUs, glibc's size
 
 
-def _libc():
+def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
 

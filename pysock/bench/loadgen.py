@@ -12,14 +12,14 @@ Every wait in it is bounded; a server that stops answering costs at most
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from typing import Any
 
 from pysock._core import check, ffi, lib
 from pysock.client import address_family, socktype, url
 from pysock.config import millis
 from pysock.errors import ConfigError
+from pysock.urls import Address
 
-Address = Union[tuple, str]
 UDP_HEADER = 16  # a UDP request carries its socket and sequence number
 UDP_MAX = 65507
 _TRANSFORMS = {"upper": "PS_XF_UPPER", "echo": "PS_XF_ECHO"}
@@ -66,7 +66,7 @@ def _text(field: str, text: str, room: int) -> bytes:
     return raw
 
 
-def _target(load, address: Address) -> None:
+def _target(load: Any, address: Address) -> None:
     """The address, copied into the struct (cffi copies bytes into a char
     array and ends them with a NUL), so that nothing else needs to live."""
     load.family = address_family(address)  # the socket module's values are the C headers'
@@ -83,7 +83,7 @@ def _check(name: str, value: float, low: float, high: float) -> None:
         raise ConfigError(f"{name} must be between {low} and {high}, not {value!r}")
 
 
-def _run(load, what: str) -> LoadResult:
+def _run(load: Any, what: str) -> LoadResult:
     out = ffi.new("ps_load_result *")
     check(lib.ps_load_run(load, out), what)  # a cffi call: the GIL is released
     return LoadResult(
@@ -93,7 +93,7 @@ def _run(load, what: str) -> LoadResult:
     )
 
 
-def _new_load(address: Address, proto: str, conns: int, timeout: float, transform: str):
+def _new_load(address: Address, proto: str, conns: int, timeout: float, transform: str) -> Any:
     _check("conns", conns, 1, 65535)
     _check("timeout", timeout, 0.001, 3600)
     if transform not in _TRANSFORMS:

@@ -16,6 +16,7 @@ of the medians.  Adding a server to compare is one line in SERVERS; a load
 is one line in LOADS."""
 from __future__ import annotations
 
+import argparse
 import ctypes
 import json
 import os
@@ -28,15 +29,26 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence, TextIO
+from typing import Callable, Optional, Protocol, TextIO, TypeVar
 
 from pysock.bench import affinity
-from pysock.bench.report import FORMATS, add_ratios, check_plot_available, compare, failed_runs, load_report, medians, plot
+from pysock.bench.report import (
+    FORMATS,
+    Json,
+    add_ratios,
+    check_plot_available,
+    compare,
+    failed_runs,
+    load_report,
+    medians,
+    plot,
+)
 from pysock.config import default_model, model_available, uring_refused
-from pysock.urls import parse_url
 from pysock.errors import ConfigError, PysockError
+from pysock.urls import parse_url
 
 
 @dataclass(frozen=True)
@@ -46,16 +58,16 @@ class BenchServer:
 
     name: str
     backend: str
-    tcp: Optional[str]
-    udp: Optional[str]
-    options: tuple = ()
+    tcp: str | None
+    udp: str | None
+    options: tuple[str, ...] = ()
     default: bool = True  # in a run that names no --servers
-    python: Optional[str] = None  # another interpreter (--python): its path; None: this one
+    python: str | None = None  # another interpreter (--python): its path; None: this one
 
-    def model(self, proto: str) -> Optional[str]:
+    def model(self, proto: str) -> str | None:
         return self.tcp if proto == "tcp" else self.udp
 
-    def missing(self) -> Optional[str]:
+    def missing(self) -> str | None:
         """Why it cannot run here (an optional package), or None."""
         if self.python is not None:
             return None  # checked when the interpreter was added (interpreter_servers)
@@ -97,6 +109,14 @@ print(json.dumps({"impl": platform.python_implementation(), "version": platform.
 """
 
 
+def child_env() -> dict[str, str]:
+    """The environment for a child interpreter: this pysock first on its
+    path (a checkout's, when that is what runs here)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
 def interpreter_servers(command: str, chosen: Sequence[BenchServer] = SERVERS) -> list[BenchServer]:
     """The chosen servers another interpreter (a command on PATH, or a path)
     can run: the Python twins, and the C ones if pysock's extension is built
@@ -104,9 +124,7 @@ def interpreter_servers(command: str, chosen: Sequence[BenchServer] = SERVERS) -
     path = shutil.which(command)
     if path is None:
         raise ConfigError(f"no interpreter {command!r} on PATH")
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    env = child_env()
     try:
         out = subprocess.run([path, "-c", _PROBE], capture_output=True, text=True, timeout=60, env=env)
         info = json.loads(out.stdout)
@@ -142,7 +160,7 @@ class Load:
     def stream(self) -> bool:
         return self.mib > 0
 
-    def describe(self, plan: "Plan") -> str:
+    def describe(self, plan: Plan) -> str:
         if self.stream:
             return f"TCP stream of {plan.stream_mib or self.mib} MiB, echoed back"
         what = "connection" if self.proto == "tcp" else "socket"
@@ -185,8 +203,22 @@ def _size(n: int) -> str:
     return f"{n // 1024} KiB" if n >= 1024 and n % 1024 == 0 else f"{n} B"
 
 
+
+Cpus = tuple[Optional[int], Optional[int]]  # the server's CPU and the load generator's (None: any)
+class Named(Protocol):
+    """A server or a load: what --servers and --loads pick by."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def default(self) -> bool: ...
+
+
+T = TypeVar("T", bound=Named)
+
 # -- choosing ------------------------------------------------------------------
-def select_named(items: Sequence, names: Optional[str], what: str) -> list:
+def select_named(items: Sequence[T], names: str | None, what: str) -> list[T]:
     """The items named in a comma-separated list (the default ones when
     names is None)."""
     if names is None:
@@ -202,7 +234,7 @@ def select_named(items: Sequence, names: Optional[str], what: str) -> list:
     return chosen
 
 
-def cpu_pair() -> tuple[Optional[int], Optional[int]]:
+def cpu_pair() -> Cpus:
     """(server CPU, load generator CPU), or (None, None) with a single CPU."""
     allowed = sorted(affinity.get())
     if len(allowed) < 2:
@@ -210,7 +242,7 @@ def cpu_pair() -> tuple[Optional[int], Optional[int]]:
     return allowed[0], allowed[1]
 
 
-def machine() -> dict:
+def machine() -> Json:
     model = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -237,7 +269,7 @@ def process_cpu_seconds(pid: int) -> float:
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_clock(pid: int) -> Optional[int]:
+def _cpu_clock(pid: int) -> int | None:
     """The clock id of pid's CPU time, or None where libc has no
     clock_getcpuclockid (or refuses: another user's process)."""
     try:
@@ -254,7 +286,7 @@ def context_switches(pid: int) -> dict[int, int]:
     """Each thread's context switches so far (voluntary: it waited;
     involuntary: the scheduler took the CPU), from /proc/PID/task/*/status.
     A thread that has ended is gone from there."""
-    out = {}
+    out: dict[int, int] = {}
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
@@ -278,13 +310,14 @@ class ServerProcess:
     """``python -m pysock serve 0 --PROTO ...`` on 127.0.0.1, started on
     cpu, its ready line read."""
 
-    def __init__(self, server: BenchServer, proto: str, cpu: Optional[int]) -> None:
-        args = [server.python or sys.executable, "-m", "pysock", "serve", "0", f"--{proto}", "--backend", server.backend,
-                "--model", server.model(proto), *server.options]
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parent.parent)  # this pysock, in the child too
-        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-        self.stderr = tempfile.TemporaryFile()
+    def __init__(self, server: BenchServer, proto: str, cpu: int | None) -> None:
+        model = server.model(proto)
+        if model is None:
+            raise ConfigError(f"{server.name} serves no {proto}")
+        args = [server.python or sys.executable, "-m", "pysock", "serve", "0", f"--{proto}",
+                "--backend", server.backend, "--model", model, *server.options]
+        env = child_env()
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - the server's stderr, closed in close()
         mask = affinity.get()
         if cpu is not None:
             affinity.set_to({cpu})  # the child inherits it, and its threads
@@ -300,6 +333,7 @@ class ServerProcess:
             raise
 
     def _ready(self, proto: str) -> tuple[str, int]:
+        assert self.proc.stdout is not None  # Popen(stdout=PIPE)
         ready, _, _ = select.select([self.proc.stdout], [], [], _READY_TIMEOUT)
         line = self.proc.stdout.readline().decode().strip() if ready else ""
         try:
@@ -332,18 +366,19 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(_STOP_TIMEOUT)
-        self.proc.stdout.close()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         self.stderr.close()
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 
 # -- measuring ---------------------------------------------------------------------
-def _one_run(proc: ServerProcess, load: Load, plan: Plan, duration: float, mib: int) -> dict:
+def _one_run(proc: ServerProcess, load: Load, plan: Plan, duration: float, mib: int) -> Json:
     from pysock.bench import loadgen
 
     switched = proc.switches()
@@ -355,7 +390,7 @@ def _one_run(proc: ServerProcess, load: Load, plan: Plan, duration: float, mib: 
                              duration=duration, timeout=plan.timeout, spin=load.spin)
     cpu = proc.cpu_seconds() - before
     ctx = switches_between(switched, proc.switches())
-    run = {"ok": r.ok, "requests": r.requests, "bad": r.bad, "lost": r.lost, "late": r.late,
+    run: Json = {"ok": r.ok, "requests": r.requests, "bad": r.bad, "lost": r.lost, "late": r.late,
            "failed": r.failed, "seconds": r.seconds, "mb_s": r.mb_per_s, "cpu_s": cpu}
     if load.stream:
         run["cpu_ms_per_mib"] = cpu * 1e3 / (r.bytes_in / (1 << 20)) if r.bytes_in else None
@@ -374,7 +409,7 @@ def strace_available() -> bool:
     return shutil.which("strace") is not None
 
 
-def traced_run(proc: ServerProcess, load: Load, plan: Plan, mib: int) -> dict:
+def traced_run(proc: ServerProcess, load: Load, plan: Plan, mib: int) -> Json:
     """One more run with the server under strace -c -f (every thread, those
     that end included): its system calls per request (per MiB for a
     stream), in all and by call.  Tracing slows the server many times
@@ -406,8 +441,8 @@ def traced_run(proc: ServerProcess, load: Load, plan: Plan, mib: int) -> dict:
     return {"per_unit": sum(calls.values()) / units, "calls": {k: n / units for k, n in top}}
 
 
-def _new_entry(server: BenchServer, load: Load) -> dict:
-    entry = {"server": server.name, "backend": server.backend, "model": server.model(load.proto),
+def _new_entry(server: BenchServer, load: Load) -> Json:
+    entry: Json = {"server": server.name, "backend": server.backend, "model": server.model(load.proto),
              "load": load.name, "runs": [], "status": "ok"}
     if server.model(load.proto) is None:
         entry["status"] = "n/a"
@@ -416,13 +451,13 @@ def _new_entry(server: BenchServer, load: Load) -> dict:
     return entry
 
 
-def _give_up(entry: dict, exc: Exception, say: Callable[[str], None]) -> None:
+def _give_up(entry: Json, exc: Exception, say: Callable[[str], None]) -> None:
     entry["status"] = "error"
     entry["error"] = str(exc)
     say(f"  {entry['server']:<16} error: {exc}")
 
 
-def _finish(entry: dict) -> None:
+def _finish(entry: Json) -> None:
     if entry["status"] != "ok":
         return
     entry["failed_runs"] = sum(1 for r in entry["runs"] if not r.get("ok"))
@@ -431,8 +466,8 @@ def _finish(entry: dict) -> None:
         entry["status"] = "failed"
 
 
-def measure_load(servers: Sequence[BenchServer], load: Load, plan: Plan, cpus: tuple,
-                 say: Callable[[str], None]) -> list[dict]:
+def measure_load(servers: Sequence[BenchServer], load: Load, plan: Plan, cpus: Cpus,
+                 say: Callable[[str], None]) -> list[Json]:
     """Every server under one load: a process each, a warm-up each, then
     plan.reps rounds in which the servers take turns (run 1 of each, run 2
     of each, ...).  Only one server is under load at a time; taking turns
@@ -449,7 +484,7 @@ def measure_load(servers: Sequence[BenchServer], load: Load, plan: Plan, cpus: t
                     live.append((server, entry, ServerProcess(server, load.proto, cpus[0])))
                 except (PysockError, OSError) as exc:
                     _give_up(entry, exc, say)
-        for server, entry, proc in live:
+        for _, entry, proc in live:
             try:
                 _one_run(proc, load, plan, plan.warmup, min(mib, 16))
             except OSError as exc:
@@ -485,24 +520,24 @@ def measure_load(servers: Sequence[BenchServer], load: Load, plan: Plan, cpus: t
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during a load; entries holds what was measured of it."""
 
-    def __init__(self, entries: list[dict]) -> None:
+    def __init__(self, entries: list[Json]) -> None:
         super().__init__()
         self.entries = entries
 
 
-def measure(server: BenchServer, load: Load, plan: Plan, cpus: tuple, say: Callable[[str], None]) -> dict:
+def measure(server: BenchServer, load: Load, plan: Plan, cpus: Cpus, say: Callable[[str], None]) -> Json:
     """One server under one load (see measure_load)."""
     return measure_load([server], load, plan, cpus, say)[0]
 
 
-def _brief_calls(traced: dict, load: Load) -> str:
+def _brief_calls(traced: Json, load: Load) -> str:
     if traced["per_unit"] is None:
         return f"no count ({traced['error'][0]})"
     unit = "MiB" if load.stream else "request"
     return f"{traced['per_unit']:.3g} system calls per {unit}"
 
 
-def _brief(run: dict, load: Load) -> str:
+def _brief(run: Json, load: Load) -> str:
     if "error" in run:
         return f"FAILED: {run['error']}"
     status = "" if run["ok"] else f"  FAILED: {run['bad']} bad, {run['failed']} dropped"
@@ -513,7 +548,7 @@ def _brief(run: dict, load: Load) -> str:
     return f"{run['rps']:.0f} req/s, server CPU {cpu_text}, lost {run['lost']}{status}"
 
 
-def run_bench(servers: list, loads: list, plan: Plan, say: Callable[[str], None]) -> dict:
+def run_bench(servers: list[BenchServer], loads: list[Load], plan: Plan, say: Callable[[str], None]) -> Json:
     cpus = cpu_pair()
     mask = affinity.get()
     if cpus[1] is not None:
@@ -521,7 +556,7 @@ def run_bench(servers: list, loads: list, plan: Plan, say: Callable[[str], None]
         say(f"server on CPU {cpus[0]}, load generator on CPU {cpus[1]}")
     else:
         say("one CPU: server and load generator share it (not pinned)")
-    results: list[dict] = []
+    results: list[Json] = []
     done: list[Load] = []
     interrupted = False
     try:
@@ -543,14 +578,14 @@ def run_bench(servers: list, loads: list, plan: Plan, say: Callable[[str], None]
     return {"machine": machine(), "pinned": {"server": cpus[0], "loadgen": cpus[1]},
             "plan": asdict(plan), "baseline": BASELINE, "interrupted": interrupted,
             "servers": [asdict(s) for s in servers],
-            "loads": [dict(asdict(l), description=l.describe(plan)) for l in done],
+            "loads": [dict(asdict(load), description=load.describe(plan)) for load in done],
             "results": results}
 
 
 EXIT_INTERRUPTED = 130
 
 
-def main(args, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def main(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """The bench command: measure, print the table (or JSON, CSV, Markdown),
     maybe compare with a saved run and plot.  Returns 1 when a run failed (a
     bad reply or a dropped connection), 130 after Ctrl-C (what was measured

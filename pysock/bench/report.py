@@ -9,15 +9,17 @@ import io
 import json
 import os
 import statistics
-from typing import Callable, Optional
+from typing import Any, Callable
 
 from pysock.errors import PysockError
+
+Json = dict[str, Any]  # a report, or a part of one, as saved with --json
 
 FIGURES = ("rps", "p50_us", "p99_us", "mb_s", "cpu_us_per_req", "cpu_ms_per_mib", "ctx_per_req", "ctx_per_mib",
            "lost")
 
 
-def medians(runs: list[dict]) -> dict:
+def medians(runs: list[Json]) -> Json:
     """The median of each figure over the runs that did not fail, and how
     far the server's CPU cost strayed from its median (half the range, as
     a fraction of the median): a measure of the noise."""
@@ -34,7 +36,7 @@ def medians(runs: list[dict]) -> dict:
     return out
 
 
-def add_ratios(results: list[dict], baseline: str) -> None:
+def add_ratios(results: list[Json], baseline: str) -> None:
     """Each entry's medians as ratios to the baseline server's under the same load."""
     base = {e["load"]: e.get("median", {}) for e in results if e["server"] == baseline and e["status"] == "ok"}
     for entry in results:
@@ -45,38 +47,38 @@ def add_ratios(results: list[dict], baseline: str) -> None:
                           if k not in ("lost", "cpu_spread", "ctx_per_req", "ctx_per_mib") and ref.get(k)}
 
 
-def _fmt(value: Optional[float], digits: int = 0) -> str:
+def _fmt(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
-def _ratio(entry: dict, key: str) -> str:
+def _ratio(entry: Json, key: str) -> str:
     r = entry.get("ratio", {}).get(key)
     return "" if r is None else f"x{r:.2f}"
 
 
-def _spread(entry: dict) -> str:
+def _spread(entry: Json) -> str:
     spread = entry.get("median", {}).get("cpu_spread")
     return "" if spread is None else f"+-{spread * 100:.0f}%"
 
 
-def _status(entry: dict) -> str:
+def _status(entry: Json) -> str:
     if entry["status"] != "ok":
-        return entry["status"] + (f" ({entry['error']})" if entry.get("error") else "")
+        return str(entry["status"]) + (f" ({entry['error']})" if entry.get("error") else "")
     failed = entry.get("failed_runs", 0)
     return f"{failed}/{len(entry['runs'])} runs FAILED" if failed else "ok"
 
 
-def _calls(entry: dict) -> str:
+def _calls(entry: Json) -> str:
     """System calls per request (per MiB) from the traced run, or '-'."""
     per = entry.get("syscalls", {}).get("per_unit")
     return "-" if per is None else f"{per:.3g}"
 
 
-def _small(value: Optional[float]) -> str:
+def _small(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
-def table(report: dict) -> str:
+def table(report: Json) -> str:
     """The comparison as text: one block per load, ratios to the C backend.
     ctx/req: the server threads' context switches per request (from /proc);
     sys/req: its system calls per request, from a traced run (--syscalls)."""
@@ -118,7 +120,7 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def c_verdict(report: dict) -> Optional[str]:
+def c_verdict(report: Json) -> str | None:
     """Whether the C backend spent less server CPU per request than every
     Python model on every ping-pong load measured; None if nothing to compare."""
     losses, compared = [], 0
@@ -136,7 +138,7 @@ def c_verdict(report: dict) -> Optional[str]:
     return f"C spends less server CPU per request than every Python model on every ping-pong load ({compared} compared)"
 
 
-def failed_runs(report: dict) -> int:
+def failed_runs(report: Json) -> int:
     return sum(1 for e in report["results"] for r in e["runs"] if not r.get("ok"))
 
 
@@ -148,7 +150,7 @@ def check_plot_available() -> None:
                           "(or pip install 'pysock-echo[plot]')")
 
 
-def plot(report: dict, path: str) -> None:
+def plot(report: Json, path: str) -> None:
     """Grouped bars: server CPU per request and requests/s per ping-pong
     load, MB/s for the streams; one colour per server."""
     import matplotlib
@@ -157,8 +159,8 @@ def plot(report: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     servers = [s["name"] for s in report["servers"]]
-    pingpong = [l["name"] for l in report["loads"] if not l["mib"]]
-    streams = [l["name"] for l in report["loads"] if l["mib"]]
+    pingpong = [load["name"] for load in report["loads"] if not load["mib"]]
+    streams = [load["name"] for load in report["loads"] if load["mib"]]
     panels = [("cpu_us_per_req", "server CPU per request (us, lower is better)", pingpong),
               ("rps", "requests/s (higher is better)", pingpong),
               ("mb_s", "stream MB/s (higher is better)", streams)]
@@ -169,7 +171,7 @@ def plot(report: dict, path: str) -> None:
         for i, server in enumerate(servers):
             values = []
             for load in loads:
-                e = next((e for e in report["results"] if e["server"] == server and e["load"] == load), {})
+                e: Json = next((e for e in report["results"] if e["server"] == server and e["load"] == load), {})
                 values.append(e.get("median", {}).get(key, 0.0))
             ax.bar([x + i * width for x in range(len(loads))], values, width, label=server)
         ax.set_xticks([x + width * (len(servers) - 1) / 2 for x in range(len(loads))])
@@ -189,7 +191,7 @@ COLUMNS = ("load", "server", "status", "rps", "p50_us", "p99_us", "cpu_us_per_re
            "lost", "cpu_spread", "ctx_per_req", "ctx_per_mib", "syscalls_per_unit")
 
 
-def rows(report: dict) -> list[dict]:
+def rows(report: Json) -> list[Json]:
     """One flat row per server and load: the medians, as measured."""
     out = []
     for e in report["results"]:
@@ -200,7 +202,7 @@ def rows(report: dict) -> list[dict]:
     return out
 
 
-def as_csv(report: dict) -> str:
+def as_csv(report: Json) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -208,23 +210,23 @@ def as_csv(report: dict) -> str:
     return buf.getvalue().rstrip("\n")
 
 
-def as_markdown(report: dict) -> str:
+def as_markdown(report: Json) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in rows(report):
         lines.append("| " + " | ".join(_cell(row[k]) for k in COLUMNS) + " |")
     return "\n".join(lines)
 
 
-def _cell(value) -> str:
+def _cell(value: object) -> str:
     if value is None:
         return "-"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-FORMATS: dict[str, Callable[[dict], str]] = {"table": table, "csv": as_csv, "markdown": as_markdown}
+FORMATS: dict[str, Callable[[Json], str]] = {"table": table, "csv": as_csv, "markdown": as_markdown}
 
 
-def load_report(path: str) -> dict:
+def load_report(path: str) -> Json:
     """A report saved with --json, for --compare."""
     try:
         with open(path) as f:
@@ -236,7 +238,7 @@ def load_report(path: str) -> dict:
     return report
 
 
-def compare(report: dict, old: dict) -> str:
+def compare(report: Json, old: Json) -> str:
     """Each server and load measured in both runs: requests/s (MB/s for a
     stream) and server CPU per request, now against then."""
     then = {(e["server"], e["load"]): e.get("median", {}) for e in old["results"]}

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import warnings
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from pysock import __version__
 from pysock.cli import bench, chat, layout, resolve, send, serve, talk
@@ -34,15 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _sigterm(signum, frame) -> None:
+def _sigterm(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: object = None, line: str | None = None) -> None:
     print(f"pysock: warning: {message}", file=sys.stderr, flush=True)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     try:
         args = build_parser().parse_args(argv)
@@ -53,7 +54,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         signal.signal(signal.SIGTERM, _sigterm)
         signal.signal(signal.SIGHUP, _sigterm)  # the terminal went away: end as cleanly
     try:
-        return args.func(args)
+        return int(args.func(args))
     except BrokenPipeError:  # stdout closed early (| head): what was wanted was printed
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 0

@@ -3,17 +3,20 @@ from __future__ import annotations
 
 import argparse
 
-from pysock.cli.common import UsageError, seconds
+from pysock.cli.common import Subparsers, UsageError, seconds
 from pysock.errors import PysockError
 
-def add_parser(sub) -> None:
+
+def add_parser(sub: Subparsers) -> None:
     p = sub.add_parser("bench", help="measure the C backend against the pure-Python twins",
                        description="Run each server in its own process under the same loads from the C "
                                    "load generator; print medians, each as a ratio to the C backend. "
                                    "Progress goes to stderr. Exit 1 if a run got a bad reply.")
     p.add_argument("--quick", action="store_true", help="short runs, one each (under 30 s): a smoke test")
-    p.add_argument("--servers", metavar="LIST", help="comma-separated servers (default: all but those --list marks 'only when named')")
-    p.add_argument("--loads", metavar="LIST", help="comma-separated loads (default: all but those --list marks 'only when named')")
+    p.add_argument("--servers", metavar="LIST",
+                   help="comma-separated servers (default: all but those --list marks 'only when named')")
+    p.add_argument("--loads", metavar="LIST",
+                   help="comma-separated loads (default: all but those --list marks 'only when named')")
     p.add_argument("--list", action="store_true", help="list the servers and loads, and exit")
     p.add_argument("--reps", type=int, default=None, help="measured runs per server and load (default 5)")
     p.add_argument("--duration", type=seconds, default=None, help="seconds per ping-pong run (default 1)")
@@ -44,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
                   + ("" if s.default else " (only when named)")
                   + (f"; {s.missing()}" if s.missing() else ""))
         for load in measure.LOADS:
-            print(f"load   {load.name:<16} {load.describe(measure.FULL)}" + ("" if load.default else " (only when named)"))
+            print(f"load   {load.name:<16} {load.describe(measure.FULL)}"
+                  + ("" if load.default else " (only when named)"))
         return 0
     for name in ("reps", "duration", "stream_mib"):
         value = getattr(args, name)

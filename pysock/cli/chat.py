@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import argparse
 
-from pysock.cli.common import Parser, UsageError, add_bind_option, count, peer_address, port_number, seconds
+from pysock.cli.common import Parser, Subparsers, UsageError, add_bind_option, count, peer_address, port_number, seconds
 from pysock.config import DEFAULT_PORT
 
-def add_parser(sub) -> None:
+
+def add_parser(sub: Subparsers) -> None:
     p = sub.add_parser("chat", help="the UDP chat room: serve it, or join it",
                        description="The tutorials' UDP chat room.")
     room = p.add_subparsers(dest="chat_command", metavar="serve|join", parser_class=Parser)

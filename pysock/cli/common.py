@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import TYPE_CHECKING
 
 from pysock.config import DEFAULT_HOST
-from pysock.urls import parse_url
+from pysock.urls import Address, parse_url
+
+if TYPE_CHECKING:  # what add_subparsers() returns, each command's add_parser() takes
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+else:
+    Subparsers = argparse._SubParsersAction
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -67,7 +73,7 @@ def add_bind_option(p: argparse.ArgumentParser) -> None:
                    help=f"address to bind (default {DEFAULT_HOST}; 0.0.0.0 for every interface)")
 
 
-def url_arg(text: str) -> tuple:
+def url_arg(text: str) -> tuple[str, Address]:
     """(scheme, address) from a URL as pysock serve prints it; a usage error
     saying what is wrong otherwise."""
     try:
@@ -76,7 +82,7 @@ def url_arg(text: str) -> tuple:
         raise UsageError(str(exc)) from None
 
 
-def host_port(host: str, port: str) -> tuple:
+def host_port(host: str, port: str) -> tuple[str, int]:
     """(host, port) from HOST PORT as typed ([::1] as printed, too)."""
     try:
         return host_arg(host), port_number(port)
@@ -84,13 +90,13 @@ def host_port(host: str, port: str) -> tuple:
         raise UsageError(str(exc)) from None
 
 
-def peer_address(words: list, proto: str, usage: str, host_optional: bool = False) -> tuple:
+def peer_address(words: list[str], proto: str, usage: str, host_optional: bool = False) -> tuple[str, int]:
     """(host, port) from what a user typed: HOST PORT ([HOST] PORT with
     host_optional), or one URL as pysock serve prints it (proto://HOST:PORT,
     brackets and all)."""
     if len(words) == 1 and "://" in words[0]:
         scheme, address = url_arg(words[0])
-        if scheme != proto:
+        if scheme != proto or isinstance(address, str):
             raise UsageError(f"{words[0]} is not a {proto}:// address")
         return address
     if not (len(words) == 2 or (host_optional and len(words) == 1)):

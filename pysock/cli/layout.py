@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-from typing import Optional
 
-from pysock.cli.common import UsageError, port_number
+from pysock.cli.common import Subparsers, UsageError, port_number
 
 # The filled example's address (pysock.lessons.layout has the same; importing it
 # here would load the C extension just to print --help).
@@ -13,7 +12,7 @@ EXAMPLE_HOST = "127.0.0.1"
 EXAMPLE_PORT = 12000
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: Subparsers) -> None:
     p = sub.add_parser("layout", help="show the socket structs (sockaddr_in ... msghdr, epoll_event, "
                                       "io_uring_sqe) as C laid them out",
                        description="Every member's offset, size and alignment, every padding hole, as "
@@ -46,7 +45,7 @@ def _is_host(text: str) -> bool:
     return _is_address(text) or "." in text or text == "localhost"
 
 
-def old_form(names: list[str]) -> Optional[tuple[str, int]]:
+def old_form(names: list[str]) -> tuple[str, int] | None:
     """`pysock layout HOST [PORT]`, the form before struct names, kept
     working: a host (see _is_host), or anything followed by a port number."""
     if len(names) == 2 and names[1].isdigit():

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 
+from pysock.cli.common import Subparsers
 
-def add_parser(sub) -> None:
+
+def add_parser(sub: Subparsers) -> None:
     p = sub.add_parser("resolve", help="resolve a name into a struct hostent in C, beside Python's answers",
                        description="Fill a struct hostent with gethostbyname_r in C and print every field, "
                                    "then what socket.gethostbyname_ex and socket.getaddrinfo say, and "

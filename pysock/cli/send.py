@@ -6,11 +6,12 @@ import argparse
 import os
 import sys
 
-from pysock.cli.common import UsageError, host_port, seconds, url_arg
-from pysock.urls import format_url
+from pysock.cli.common import Subparsers, UsageError, host_port, seconds, url_arg
 from pysock.errors import ReplyError
+from pysock.urls import Address, format_url
 
-def add_parser(sub) -> None:
+
+def add_parser(sub: Subparsers) -> None:
     p = sub.add_parser("send", help="send a message to an echo server and print the reply",
                        usage="pysock send [-h] [-u] [-t TIMEOUT] (HOST PORT | URL | --unix PATH) [MESSAGE ...]",
                        description="With a MESSAGE, send it and print the reply. Without one, "
@@ -26,7 +27,7 @@ def add_parser(sub) -> None:
 PROMPT = "Input lowercase sentence:"
 
 
-def send_target(args: argparse.Namespace):
+def send_target(args: argparse.Namespace) -> tuple[Address, list[str]]:
     """The server's address, and the message words that follow it.  A URL
     (what pysock serve prints) also sets the protocol: udp:// means -u."""
     if args.unix is not None:
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         raise OSError(exc.errno, f"{format_url(proto, address)}: {exc.strerror}") from None
 
 
-def _converse(address, proto: str, message: list, timeout: float) -> int:
+def _converse(address: Address, proto: str, message: list[str], timeout: float) -> int:
     from pysock import client
 
     if message:

@@ -6,10 +6,16 @@ import json
 import os
 import sys
 import threading
+from typing import TYPE_CHECKING, Any
 
-from pysock.cli.common import UsageError, add_bind_option, count, port_number
+from pysock.cli.common import Subparsers, UsageError, add_bind_option, count, port_number
 from pysock.config import BACKENDS, DEFAULT_HOST, DEFAULT_PORT, MODELS, TRANSFORMS, ServerConfig
-from pysock.faults import TCP_ONLY, from_pairs, not_for, with_seed
+from pysock.faults import TCP_ONLY, Faults, from_pairs, not_for, with_seed
+
+if TYPE_CHECKING:
+    from pysock.engines.base import Stats
+    from pysock.server import Server
+
 
 def add_server_options(p: argparse.ArgumentParser) -> None:
     """The echo server's options: where, which backend and model, limits."""
@@ -31,12 +37,14 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
     limits.add_argument("--idle-timeout", type=float, default=ServerConfig.idle_timeout, metavar="S",
                         help=f"close a connection silent this long, 0: never (default {ServerConfig.idle_timeout:g})")
     limits.add_argument("--send-timeout", type=float, default=ServerConfig.send_timeout, metavar="S",
-                        help=f"cut off a client that leaves its echo unread this long (default {ServerConfig.send_timeout:g})")
+                        help="cut off a client that leaves its echo unread this long "
+                             f"(default {ServerConfig.send_timeout:g})")
     limits.add_argument("--max-unsent", type=int, default=ServerConfig.max_unsent, metavar="BYTES",
-                        help=f"stop reading from a client with this much unread echo, until it reads (default {ServerConfig.max_unsent})")
+                        help="stop reading from a client with this much unread echo, until it reads "
+                             f"(default {ServerConfig.max_unsent})")
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: Subparsers) -> None:
     p = sub.add_parser("serve", help="run the echo server (TCP and UDP, or AF_UNIX)",
                        description="Serve until Ctrl-C. Prints one ready line per socket: tcp://HOST:PORT, "
                                    "udp://HOST:PORT, unix://PATH.")
@@ -65,7 +73,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def server_options(args: argparse.Namespace, proto: str) -> dict:
+def server_options(args: argparse.Namespace, proto: str) -> dict[str, Any]:
     """The Server keyword arguments the shared options ask for.  --model
     applies to each protocol that offers it (a C UDP server has one loop)."""
     options = {"transform": args.transform, "backend": args.backend, "workers": args.workers,
@@ -89,7 +97,7 @@ def check_model(args: argparse.Namespace, protos: list[str]) -> None:
 DGRAM_SUFFIX = ".dgram"  # serve --unix PATH: the datagram socket's path when both are served
 
 
-def serve_targets(args: argparse.Namespace) -> list[tuple[str, dict]]:
+def serve_targets(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
     """(proto, where) for each server the serve command opens."""
     protos = [p for p in ("tcp", "udp") if getattr(args, p)] or ["tcp", "udp"]
     if args.unix is None:
@@ -102,7 +110,7 @@ def serve_targets(args: argparse.Namespace) -> list[tuple[str, dict]]:
     return [("tcp", {"path": args.unix}), ("udp", {"path": args.unix + DGRAM_SUFFIX})]
 
 
-def fault_options(args: argparse.Namespace, protos: list[str]) -> dict:
+def fault_options(args: argparse.Namespace, protos: list[str]) -> dict[str, Faults]:
     """--fault options, as each protocol's Faults (one seed for all): a
     fault goes to the servers it applies to, and must apply to one."""
     faults = with_seed(from_pairs(args.fault))
@@ -123,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     targets = serve_targets(args)
     check_model(args, [proto for proto, _ in targets])
     faults = fault_options(args, [proto for proto, _ in targets])
-    servers = []
+    servers: list[Server] = []
     try:
         for proto, where in targets:
             srv = Server(proto=proto, **where, **server_options(args, proto), faults=faults.get(proto))
@@ -150,7 +158,7 @@ def log_line(text: str) -> None:
         print(f"pysock: {text}", file=sys.stderr, flush=True)
 
 
-def log_datagrams(srv, ended: threading.Event, last) -> None:
+def log_datagrams(srv: Server, ended: threading.Event, last: Stats) -> None:
     """serve -v for a datagram server: each second that had any, how many
     (last: the counters before the ready line, so none is missed)."""
     while not ended.wait(1.0):
@@ -162,11 +170,11 @@ def log_datagrams(srv, ended: threading.Event, last) -> None:
         last = now
 
 
-def counters(stats) -> str:
+def counters(stats: Stats) -> str:
     return ", ".join(f"{name} {value}" for name, value in stats.__dict__.items())
 
 
-def ready_line(srv, as_json: bool) -> str:
+def ready_line(srv: Server, as_json: bool) -> str:
     """The ready line: the URL, or the same as JSON for scripts."""
     if not as_json:
         return srv.url
@@ -176,14 +184,19 @@ def ready_line(srv, as_json: bool) -> str:
                        "pid": os.getpid()})
 
 
-def run_until_signal(servers: list, ready_json: bool = False, verbose: bool = False) -> None:
+def _set_when_done(srv: Server, ended: threading.Event) -> None:
+    srv.wait()
+    ended.set()
+
+
+def run_until_signal(servers: list[Server], ready_json: bool = False, verbose: bool = False) -> None:
     """Start the servers, print their ready lines, and wait for Ctrl-C,
     SIGTERM or SIGHUP, or for a server whose loop failed (stop_all then
     reports it)."""
     ended = threading.Event()
     for srv in servers:
         srv.start()
-        threading.Thread(target=lambda s=srv: s.wait() and ended.set(), daemon=True,
+        threading.Thread(target=_set_when_done, args=(srv, ended), daemon=True,
                          name=f"pysock watch {srv.url}").start()
     for srv in servers:
         if verbose and srv.config.proto == "udp":
@@ -193,7 +206,7 @@ def run_until_signal(servers: list, ready_json: bool = False, verbose: bool = Fa
     ended.wait()
 
 
-def stop_all(servers: list) -> None:
+def stop_all(servers: list[Server]) -> None:
     """Stop every server, then raise the first failure any of them had."""
     failures = []
     for srv in servers:

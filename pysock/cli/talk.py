@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import argparse
 
-from pysock.cli.common import UsageError, add_bind_option, peer_address, port_number, seconds
+from pysock.cli.common import Subparsers, UsageError, add_bind_option, peer_address, port_number, seconds
 from pysock.config import DEFAULT_PORT
 
-def add_parser(sub) -> None:
+
+def add_parser(sub: Subparsers) -> None:
     p = sub.add_parser("talk", help="two-way talk over TCP: --listen on one side, HOST PORT on the other",
                        usage="pysock talk [-h] (--listen [PORT] [-b ADDR] | HOST PORT | URL)",
                        description="Send each line of stdin to the peer and print the peer's, at once, "

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["make_engine"]
 
 
-def make_engine(cfg: "ServerConfig", on_event: OnEvent = None) -> Engine:
+def make_engine(cfg: ServerConfig, on_event: OnEvent = None) -> Engine:
     """The engine cfg asks for, bound (and listening) at once."""
     if cfg.backend == "python":
         from pysock.engines import twins

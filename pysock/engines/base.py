@@ -77,7 +77,7 @@ class Engine(Protocol):
     def stats(self) -> Stats:
         """The counters now."""
 
-    def set_faults(self, faults: "Optional[Faults]") -> None:
+    def set_faults(self, faults: Faults | None) -> None:
         """From any thread: the faults for data received from now on."""
 
     def close(self) -> None:

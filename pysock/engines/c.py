@@ -6,13 +6,13 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from typing import Optional
+from typing import Any, Callable
 
 from pysock._core import check, ffi, lib
 from pysock.config import ServerConfig, millis
 from pysock.engines.base import STATS_FIELDS, ConnEvent, OnEvent, Stats
-from pysock.urls import Address
 from pysock.faults import Faults
+from pysock.urls import Address
 
 _FAMILY = {"inet": "AF_INET", "inet6": "AF_INET6", "unix": "AF_UNIX"}
 _SOCKTYPE = {"tcp": "SOCK_STREAM", "udp": "SOCK_DGRAM"}
@@ -31,7 +31,7 @@ def _micros(seconds: float) -> int:
     return round(seconds * 1_000_000)
 
 
-def c_faults(faults: Faults):
+def c_faults(faults: Faults) -> Any:
     """faults as the C library's ps_faults (0 is off)."""
     f = ffi.new("ps_faults *")
     f.latency_us = _micros(faults.latency)
@@ -55,7 +55,7 @@ class EventReader:
     thread that turns each into a ConnEvent for on_event.  It ends when the
     write end is closed (after the server is)."""
 
-    def __init__(self, on_event) -> None:
+    def __init__(self, on_event: Callable[[ConnEvent], None]) -> None:
         self.on_event = on_event
         self.read_fd, self.write_fd = os.pipe2(os.O_CLOEXEC)
         os.set_blocking(self.write_fd, False)  # a full log drops a record, never stalls a loop
@@ -77,7 +77,7 @@ class EventReader:
                 pending = pending[whole:]
 
     @staticmethod
-    def _event(e) -> ConnEvent:
+    def _event(e: Any) -> ConnEvent:
         return ConnEvent(kind=_KINDS.get(e.kind, "?"), conn=e.conn, peer=ffi.string(e.peer).decode(),
                          why=_WHY.get(e.why, ""), bytes_in=e.bytes_in, bytes_out=e.bytes_out)
 
@@ -91,7 +91,7 @@ class CEngine:
     address, serve, wake, stats, close."""
 
     def __init__(self, cfg: ServerConfig, on_event: OnEvent = None) -> None:
-        self._keep = []  # C strings must outlive the ps_config that points at them
+        self._keep: list[Any] = []  # C strings must outlive the ps_config that points at them
         self._events = EventReader(on_event) if on_event is not None else None
         c = ffi.new("ps_config *")
         c.family = getattr(lib, _FAMILY[cfg.family])
@@ -101,7 +101,7 @@ class CEngine:
         c.path = self._cstr(cfg.path) if cfg.path else ffi.NULL
         c.backlog = cfg.backlog
         c.transform = getattr(lib, _TRANSFORM[cfg.transform])
-        c.model = getattr(lib, _MODEL[cfg.model])
+        c.model = getattr(lib, _MODEL[cfg.model or ""])  # validated(): never None
         c.v6only = 1 if cfg.ipv6_only else 0
         c.workers = cfg.workers
         c.spin_us = cfg.spin_us
@@ -123,7 +123,7 @@ class CEngine:
         self._srv = out[0]
         self.address = self._sockname(cfg)
 
-    def _cstr(self, s: str):
+    def _cstr(self, s: str) -> Any:
         p = ffi.new("char[]", s.encode())
         self._keep.append(p)
         return p
@@ -146,7 +146,7 @@ class CEngine:
     def wake(self) -> None:
         check(lib.ps_server_stop(self._srv), "cannot wake the server")
 
-    def set_faults(self, faults: Optional[Faults]) -> None:
+    def set_faults(self, faults: Faults | None) -> None:
         lib.ps_server_set_faults(self._srv, ffi.NULL if faults is None else c_faults(faults))
 
     def stats(self) -> Stats:

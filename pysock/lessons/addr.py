@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 from pysock._core import check, ffi, lib
 
@@ -23,9 +24,9 @@ class HostEntry:
     addresses: list[str]
 
 
-def _strings(array) -> list[str]:
+def _strings(array: Any) -> list[str]:
     """A NULL-terminated char ** as a list of str."""
-    out = []
+    out: list[str] = []
     i = 0
     while array[i] != ffi.NULL:
         out.append(ffi.string(array[i]).decode())
@@ -33,8 +34,8 @@ def _strings(array) -> list[str]:
     return out
 
 
-def _addresses(he) -> list[str]:
-    out = []
+def _addresses(he: Any) -> list[str]:
+    out: list[str] = []
     i = 0
     while he.h_addr_list[i] != ffi.NULL:
         raw = ffi.buffer(he.h_addr_list[i], he.h_length)[:]
@@ -70,7 +71,7 @@ def sockaddr_in(host: str, port: int) -> bytes:
     rc = lib.ps_sockaddr_in(sa, host.encode(), port)
     if rc < 0:
         check(rc, f"cannot fill sockaddr_in for {host}:{port}")
-    return ffi.buffer(sa)[:]
+    return bytes(ffi.buffer(sa))
 
 
 def sockaddr_in6(host: str, port: int) -> bytes:
@@ -79,4 +80,4 @@ def sockaddr_in6(host: str, port: int) -> bytes:
     rc = lib.ps_sockaddr_in6(sa, host.encode(), port)
     if rc < 0:
         check(rc, f"cannot fill sockaddr_in6 for {host}:{port}")
-    return ffi.buffer(sa)[:]
+    return bytes(ffi.buffer(sa))

@@ -17,7 +17,7 @@ import socket
 import struct
 import sys
 from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from typing import Any
 
 from pysock._core import check, ffi, lib
 
@@ -65,11 +65,11 @@ class CStruct:
         return out
 
 
-def _text(p) -> str:
-    return ffi.string(p).decode()
+def _text(p: Any) -> str:
+    return str(ffi.string(p).decode())
 
 
-def _c_member(m) -> CMember:
+def _c_member(m: Any) -> CMember:
     ctype = _text(m.type)
     if m.count != 1:
         ctype = f"{ctype}[{m.count}]"
@@ -277,7 +277,7 @@ def _ctypes_name(t: Any) -> str:
         return f"{_ctypes_name(t._type_)} * {t._length_}"
     if issubclass(t, ctypes._Pointer):
         return f"POINTER({_ctypes_name(t._type_)})"
-    return t.__name__
+    return str(t.__name__)
 
 
 @dataclass(frozen=True)
@@ -287,7 +287,7 @@ class PyMember:
     spelling: str
     offset: int
     size: int
-    align: Optional[int]  # the struct module has no notion of it
+    align: int | None  # the struct module has no notion of it
 
 
 def ctypes_members(cls: type[ctypes.Structure]) -> dict[str, PyMember]:
@@ -315,7 +315,7 @@ def struct_members(name: str) -> dict[str, PyMember]:
 # -- the comparison ---------------------------------------------------------
 
 
-def _agrees(c: CMember, py: Optional[PyMember]) -> bool:
+def _agrees(c: CMember, py: PyMember | None) -> bool:
     if py is None:
         return False
     same = (py.offset, py.size) == (c.offset, c.size)
@@ -327,9 +327,9 @@ class Row:
     """One C member beside its ctypes and struct counterparts."""
 
     c: CMember
-    ctypes: Optional[PyMember]
+    ctypes: PyMember | None
     ctypes_agrees: bool
-    struct: Optional[PyMember]
+    struct: PyMember | None
     struct_agrees: bool
 
 
@@ -453,7 +453,7 @@ def filled_sockaddr_in(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> Ex
 # -- output -------------------------------------------------------------------
 
 
-def machine() -> dict:
+def machine() -> dict[str, Any]:
     import platform
 
     return {"machine": platform.machine(), "byteorder": sys.byteorder,
@@ -510,7 +510,7 @@ def _example_text(ex: Example) -> list[str]:
     return lines
 
 
-def render_text(comps: list[Comparison], ex: Optional[Example]) -> str:
+def render_text(comps: list[Comparison], ex: Example | None) -> str:
     m = machine()
     lines = [f"Struct layouts as pysock's C library was compiled on this machine: "
              f"{m['machine']}, {m['byteorder']}-endian, {m['pointer_size']}-byte pointers.",
@@ -523,7 +523,7 @@ def render_text(comps: list[Comparison], ex: Optional[Example]) -> str:
     return "\n".join(lines).rstrip("\n")
 
 
-def _comparison_json(comp: Comparison) -> dict:
+def _comparison_json(comp: Comparison) -> dict[str, Any]:
     c = comp.c
     members = []
     for r in comp.rows:
@@ -562,7 +562,8 @@ def find_structs(names: list[str]) -> list[str]:
     """The full names of the structs asked for ("msghdr" or "struct msghdr"),
     in the order asked; ValueError names any this build does not know."""
     known = struct_names()
-    out, unknown = [], []
+    out: list[str] = []
+    unknown: list[str] = []
     for name in names:
         full = name if name.startswith("struct ") else f"struct {name}"
         (out if full in known else unknown).append(full)
@@ -574,7 +575,7 @@ def find_structs(names: list[str]) -> list[str]:
 
 
 def report(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, as_json: bool = False,
-           names: Optional[list[str]] = None, example: bool = True) -> str:
+           names: list[str] | None = None, example: bool = True) -> str:
     """What ``pysock layout`` prints: every struct, or just those named (in
     that order); the text shows the filled sockaddr_in when example is set,
     the JSON always (its schema is one)."""
@@ -582,8 +583,9 @@ def report(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, as_json: bool = F
     if names:
         by_name = {comp.c.name: comp for comp in comps}
         comps = [by_name[n] for n in find_structs(names)]
-    filled = filled_sockaddr_in(host, port) if as_json or example else None
-    return render_json(comps, filled) if as_json else render_text(comps, filled)
+    if as_json:
+        return render_json(comps, filled_sockaddr_in(host, port))
+    return render_text(comps, filled_sockaddr_in(host, port) if example else None)
 
 
 def sockaddr_in_many(host: str, first_port: int, count: int) -> list[bytes]:

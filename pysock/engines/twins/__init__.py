@@ -15,7 +15,7 @@ from pysock.config import ServerConfig
 from pysock.engines.base import OnEvent
 from pysock.engines.twins.common import TwinEngine
 
-__all__ = ["make_engine", "TwinEngine"]
+__all__ = ["TwinEngine", "make_engine"]
 
 
 def make_engine(cfg: ServerConfig, on_event: OnEvent = None) -> TwinEngine:

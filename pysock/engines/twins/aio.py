@@ -9,16 +9,26 @@ loop's timers."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import struct
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, cast
 
 from pysock import transform
 from pysock.config import ServerConfig
 from pysock.engines.base import OnEvent
+from pysock.engines.twins.common import (
+    ACCEPT_BACKOFF,
+    BUFSIZE,
+    EXHAUSTED,
+    STOP_GRACE,
+    ConnInfo,
+    Counters,
+    TwinEngine,
+    reply_room,
+)
 from pysock.faults import NO_FAULTS, RST, TcpShaper, UdpShaper
-from pysock.engines.twins.common import ACCEPT_BACKOFF, BUFSIZE, EXHAUSTED, STOP_GRACE, ConnInfo, Counters, TwinEngine, reply_room
 
 # Connections taken per wake-up of the listening socket, so that a flood of
 # them cannot starve the connections already open.
@@ -33,6 +43,11 @@ def _loop_factory(model: str) -> Callable[[], asyncio.AbstractEventLoop]:
     return asyncio.new_event_loop
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class Acceptor:
     """Takes connections off the listening socket and hands each to an
     EchoProtocol.  asyncio's own server (loop.create_server) answers EMFILE
@@ -40,11 +55,11 @@ class Acceptor:
     serve again once descriptors were free; this one backs off
     ACCEPT_BACKOFF seconds, as the C loops do, and counts every failure."""
 
-    def __init__(self, engine: "AsyncioEngine", loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, engine: AsyncioEngine, loop: asyncio.AbstractEventLoop) -> None:
         self.engine = engine
         self.loop = loop
         self.fd = engine.sock.fileno()
-        self.retry: Optional[asyncio.TimerHandle] = None
+        self.retry: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         self.retry = None
@@ -70,11 +85,13 @@ class Acceptor:
                 continue  # ECONNABORTED, EPROTO, EPERM: that client only
             conn.setblocking(False)
             info = self.engine.conn_info(peer)
+            # partial, not a lambda: the task runs after this loop has taken
+            # the next connection, and each protocol must get its own info.
             task = self.loop.create_task(
-                self.loop.connect_accepted_socket(lambda: EchoProtocol(self.engine, info), conn))
+                self.loop.connect_accepted_socket(functools.partial(EchoProtocol, self.engine, info), conn))
             task.add_done_callback(self._connected)
 
-    def _connected(self, task: asyncio.Task) -> None:
+    def _connected(self, task: asyncio.Task[Any]) -> None:
         if not task.cancelled() and task.exception() is not None:
             self.engine.counters.add("errors")
 
@@ -89,42 +106,45 @@ class EchoProtocol(asyncio.BufferedProtocol):
     in reply_room(): asyncio's own reads of 256 KiB would let one read of
     newlines pin 30 times that in a stamped reply."""
 
-    def __init__(self, engine: "AsyncioEngine", info: ConnInfo) -> None:
+    def __init__(self, engine: AsyncioEngine, info: ConnInfo) -> None:
         self.engine = engine
         self.info = info
         self.why = ""  # set when we end it: idle, slow, stop
         self.counters: Counters = engine.counters
-        self.transport: Optional[asyncio.Transport] = None
+        self.transport: asyncio.Transport  # from connection_made
+        self.served = False  # accepted under max_conns: counted in active
+        self.idle_timeout = engine.cfg.idle_timeout or 0.0
         self.xf = transform.make(engine.cfg.transform)
         self.loop = asyncio.get_running_loop()
         self.last_read = self.loop.time()
-        self.idle_timer: Optional[asyncio.TimerHandle] = None
-        self.slow_timer: Optional[asyncio.TimerHandle] = None
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.slow_timer: asyncio.TimerHandle | None = None
         self.ended_by_us = False
         # Under faults: the shaper, its next release, and whether it holds
         # max_unsent (reading paused for it).
-        self.shaper: Optional[TcpShaper] = None
-        self.release_timer: Optional[asyncio.TimerHandle] = None
+        self.shaper: TcpShaper | None = None
+        self.release_timer: asyncio.TimerHandle | None = None
         self.held_back = False
         self.eof = False
         self.closing = False
 
     # -- asyncio's callbacks -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # a stream's
         self.counters.add("accepted")
         if self.counters.get("active") >= self.engine.cfg.max_conns:
             self.counters.add("rejected")
             self.engine.event("rejected", self.info)
-            transport.abort()
+            self.transport.abort()
             return
-        self.transport = transport  # type: ignore[assignment]
+        self.served = True
         self.counters.add("active")
         self.engine.event("open", self.info)
         self.engine.conns.add(self)
         high = min(self.engine.cfg.max_unsent, BUFSIZE)
         self.transport.set_write_buffer_limits(high=high, low=high // 4)
-        if self.engine.cfg.idle_timeout:
-            self.idle_timer = self.loop.call_later(self.engine.cfg.idle_timeout, self._check_idle)
+        if self.idle_timeout:
+            self.idle_timer = self.loop.call_later(self.idle_timeout, self._check_idle)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.engine.rbuf[: self.xf.read_max(reply_room(self.engine.cfg))]
@@ -167,7 +187,7 @@ class EchoProtocol(asyncio.BufferedProtocol):
     def _release(self) -> None:
         """Send what the shaper lets go now, then wait for its next time."""
         self.release_timer = None
-        if self.transport is None or self.transport.is_closing() or self.shaper is None:
+        if not self.served or self.transport.is_closing() or self.shaper is None:
             return
         faults = self.engine.faults or NO_FAULTS
         while True:
@@ -222,8 +242,8 @@ class EchoProtocol(asyncio.BufferedProtocol):
         if not self.transport.is_closing() and not self.held_back:
             self.transport.resume_reading()
 
-    def connection_lost(self, exc: Optional[Exception]) -> None:
-        if self.transport is None:
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.served:
             return  # rejected: never counted as active
         self._cancel(self.idle_timer)
         self._cancel(self.slow_timer)
@@ -238,9 +258,9 @@ class EchoProtocol(asyncio.BufferedProtocol):
     def _check_idle(self) -> None:
         if self.slow_timer is not None or (self.shaper is not None and self.shaper.busy()):
             # not idle: its echo is stuck (see _too_slow), or a fault holds it
-            self.idle_timer = self.loop.call_later(self.engine.cfg.idle_timeout, self._check_idle)
+            self.idle_timer = self.loop.call_later(self.idle_timeout, self._check_idle)
             return
-        silent_until = self.last_read + self.engine.cfg.idle_timeout
+        silent_until = self.last_read + self.idle_timeout
         if self.loop.time() < silent_until:
             self.idle_timer = self.loop.call_at(silent_until, self._check_idle)
             return
@@ -265,7 +285,7 @@ class EchoProtocol(asyncio.BufferedProtocol):
             self.transport.close()  # sends what is buffered first
 
     @staticmethod
-    def _cancel(timer: Optional[asyncio.TimerHandle]) -> None:
+    def _cancel(timer: asyncio.TimerHandle | None) -> None:
         if timer is not None:
             timer.cancel()
 
@@ -273,23 +293,23 @@ class EchoProtocol(asyncio.BufferedProtocol):
 class EchoDatagramProtocol(asyncio.DatagramProtocol):
     """Each datagram, transformed, back to its sender."""
 
-    def __init__(self, engine: "AsyncioEngine") -> None:
+    def __init__(self, engine: AsyncioEngine) -> None:
         self.engine = engine
         self.counters: Counters = engine.counters
         self.name = engine.cfg.transform
-        self.transport: Optional[asyncio.DatagramTransport] = None
+        self.transport: asyncio.DatagramTransport  # from connection_made, before any datagram
         self.loop = asyncio.get_running_loop()
         self.shaper = UdpShaper(engine.cfg.max_unsent)
-        self.timer: Optional[asyncio.TimerHandle] = None
+        self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
-    def connection_lost(self, exc: Optional[Exception]) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
             self.timer.cancel()
 
-    def datagram_received(self, data: bytes, addr) -> None:
+    def datagram_received(self, data: bytes, addr: Any) -> None:
         data = data[:BUFSIZE]  # a longer unix datagram is cut, as C's recv cuts it
         self.counters.add("datagrams")
         self.counters.add("bytes_in", len(data))
@@ -312,7 +332,7 @@ class EchoDatagramProtocol(asyncio.DatagramProtocol):
         else:
             self.counters.add("errors")
 
-    def _reply(self, reply: bytes, addr) -> None:
+    def _reply(self, reply: bytes, addr: Any) -> None:
         if reply and not isinstance(addr, bytes):
             self.transport.sendto(reply, addr)
             self.counters.add("bytes_out", len(reply))
@@ -324,7 +344,7 @@ class EchoDatagramProtocol(asyncio.DatagramProtocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if self.transport is None or self.transport.is_closing():
+        if self.transport.is_closing():
             return
         while True:
             taken = self.shaper.pop(time.monotonic())
@@ -335,7 +355,7 @@ class EchoDatagramProtocol(asyncio.DatagramProtocol):
         if due is not None:
             self.timer = self.loop.call_later(max(0.0, due - time.monotonic()), self._send_due)
 
-    def _send_directly(self, reply: bytes, addr) -> None:
+    def _send_directly(self, reply: bytes, addr: Any) -> None:
         # asyncio's (and uvloop's) sendto() silently drops an empty datagram,
         # and uvloop's takes no abstract unix address: send those ourselves.
         try:
@@ -353,10 +373,10 @@ class AsyncioEngine(TwinEngine):
 
     def __init__(self, cfg: ServerConfig, on_event: OnEvent = None) -> None:
         super().__init__(cfg, on_event)
-        self._new_loop = _loop_factory(cfg.model)
+        self._new_loop = _loop_factory(cfg.model or "asyncio")  # validated(): never None
         self.rbuf = memoryview(bytearray(BUFSIZE))  # every connection reads here, one at a time
         self.conns: set[EchoProtocol] = set()
-        self._all_gone: Optional[asyncio.Event] = None
+        self._all_gone: asyncio.Event | None = None
 
     def forget(self, conn: EchoProtocol) -> None:
         self.conns.discard(conn)
@@ -379,7 +399,7 @@ class AsyncioEngine(TwinEngine):
 
     async def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
         woken = loop.create_future()
-        loop.add_reader(self.wake_fd, lambda: woken.done() or woken.set_result(None))
+        loop.add_reader(self.wake_fd, _resolve, woken)
         try:
             if self.cfg.proto == "udp":
                 await self._serve_udp(loop, woken)
@@ -388,7 +408,7 @@ class AsyncioEngine(TwinEngine):
         finally:
             loop.remove_reader(self.wake_fd)
 
-    async def _serve_udp(self, loop: asyncio.AbstractEventLoop, woken: asyncio.Future) -> None:
+    async def _serve_udp(self, loop: asyncio.AbstractEventLoop, woken: asyncio.Future[None]) -> None:
         transport, _ = await loop.create_datagram_endpoint(lambda: EchoDatagramProtocol(self), sock=self.sock)
         try:
             await woken
@@ -396,7 +416,7 @@ class AsyncioEngine(TwinEngine):
             transport.close()
             await asyncio.sleep(0)  # let the transport finish closing
 
-    async def _serve_tcp(self, loop: asyncio.AbstractEventLoop, woken: asyncio.Future) -> None:
+    async def _serve_tcp(self, loop: asyncio.AbstractEventLoop, woken: asyncio.Future[None]) -> None:
         acceptor = Acceptor(self, loop)
         acceptor.start()
         try:

@@ -13,33 +13,41 @@ import socket
 import struct
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from pysock import transform
-from pysock.config import millis
+from pysock.config import ServerConfig, millis
 from pysock.engines.base import OnEvent
+from pysock.engines.twins.common import (
+    ACCEPT_BACKOFF,
+    BUFSIZE,
+    EXHAUSTED,
+    STOP_GRACE,
+    UDP_SEND_WAIT,
+    ConnInfo,
+    TwinEngine,
+    reply_room,
+)
 from pysock.faults import NO_FAULTS, RST, TcpShaper, UdpShaper
-from pysock.engines.twins.common import (ACCEPT_BACKOFF, BUFSIZE, EXHAUSTED, STOP_GRACE, UDP_SEND_WAIT, ConnInfo, TwinEngine,
-                                 reply_room)
 
 _IN = select.POLLIN
 _OUT = select.POLLOUT
 
 
-def _poller(*pairs: tuple) -> "select.poll":
+def _poller(*pairs: tuple[Any, int]) -> select.poll:
     p = select.poll()
     for fd, events in pairs:
         p.register(fd, events)
     return p
 
 
-def send_all(engine: TwinEngine, sock: socket.socket, data: bytes, info: ConnInfo) -> Optional[str]:
+def send_all(engine: TwinEngine, sock: socket.socket, data: bytes, info: ConnInfo) -> str | None:
     """Send all of data; None once sent, or why the connection is over: the
     client read nothing for send_timeout ("slow", counted in slow_closed) or
     the send failed ("error").  A stop leaves STOP_GRACE to finish this echo."""
     counters = engine.counters
     view = memoryview(data)
-    deadline: Optional[float] = None
+    deadline: float | None = None
     waiting = _poller((sock, _OUT), (engine.wake_fd, _IN))
     watching_wake = True
     while view:
@@ -149,7 +157,7 @@ class Shaped:
                     return why
         return "stop"
 
-    def _read(self) -> Optional[str]:
+    def _read(self) -> str | None:
         cfg = self.engine.cfg
         try:
             data = self.sock.recv(self.xf.read_max(min(reply_room(cfg), cfg.max_unsent - self.shaper.cost())))
@@ -168,7 +176,7 @@ class Shaped:
         self.shaper.push(self.engine.faults or NO_FAULTS, reply, time.monotonic())
         return None
 
-    def _release(self) -> Optional[str]:
+    def _release(self) -> str | None:
         """Send what is due; why the connection ends, if it does."""
         faults = self.engine.faults or NO_FAULTS
         while True:
@@ -219,7 +227,7 @@ class _TCPEngine(TwinEngine):
             if taken is not None:
                 handle(*taken)
 
-    def _accept(self) -> Optional[tuple]:
+    def _accept(self) -> tuple[socket.socket, ConnInfo] | None:
         """The next connection, ready to serve, and its ConnInfo; None if
         there was none, it failed, or it was over max_conns (closed at once)."""
         try:
@@ -276,7 +284,7 @@ class ThreadsTCP(_TCPEngine):
     accept loop runs in serve()'s thread and joins every thread it started
     before returning."""
 
-    def __init__(self, cfg, on_event: OnEvent = None) -> None:
+    def __init__(self, cfg: ServerConfig, on_event: OnEvent = None) -> None:
         super().__init__(cfg, on_event)
         self._threads: set[threading.Thread] = set()
         self._threads_lock = threading.Lock()
@@ -317,7 +325,7 @@ class ThreadsTCP(_TCPEngine):
             thread.join()
 
 
-def _ms_until(when: Optional[float]) -> Optional[int]:
+def _ms_until(when: float | None) -> int | None:
     """A poll() timeout until a monotonic time, rounded up; None: no limit."""
     return None if when is None else max(0, int((when - time.monotonic()) * 1000 + 0.999))
 
@@ -369,7 +377,7 @@ class LoopUDP(TwinEngine):
             else:
                 self.counters.add("errors")
 
-    def _send(self, reply: bytes, peer) -> bool:
+    def _send(self, reply: bytes, peer: Any) -> bool:
         """A full send buffer drains at loopback speed: wait for it briefly
         instead of dropping the reply."""
         for attempt in range(2):

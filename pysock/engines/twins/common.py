@@ -6,13 +6,13 @@ import errno
 import os
 import socket
 import threading
-from typing import Optional
+from typing import Any
 
 from pysock.config import ServerConfig
 from pysock.engines.base import ACCEPT_BACKOFF, BUFSIZE, STATS_FIELDS, STOP_GRACE, ConnEvent, OnEvent, Stats
-from pysock.urls import Address
 from pysock.errors import ResolveError
 from pysock.faults import Faults
+from pysock.urls import Address
 
 UDP_SEND_WAIT = 0.1      # seconds a UDP reply waits for a full send buffer
 # accept() failures that say "out of something", not "this one client".
@@ -60,7 +60,7 @@ class Counters:
 class ConnInfo:
     """What the log says of one connection: its number, its peer, its bytes."""
 
-    __slots__ = ("conn", "peer", "bytes_in", "bytes_out")
+    __slots__ = ("bytes_in", "bytes_out", "conn", "peer")
 
     def __init__(self, conn: int, peer: str) -> None:
         self.conn = conn
@@ -69,7 +69,7 @@ class ConnInfo:
         self.bytes_out = 0
 
 
-def peer_name(peer) -> str:
+def peer_name(peer: Any) -> str:
     """"127.0.0.1:50112" or "[::1]:50112", as C's log names a peer; "" over AF_UNIX."""
     if not isinstance(peer, tuple):
         return ""
@@ -77,8 +77,9 @@ def peer_name(peer) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _bind_address(cfg: ServerConfig, family: int, socktype: int, where: str) -> Address:
-    if family == socket.AF_UNIX:
+def _bind_address(cfg: ServerConfig, family: int, socktype: int, where: str) -> Any:
+    """What bind() takes: a path, (host, port) or IPv6's (host, port, flow, scope)."""
+    if cfg.path is not None:
         return cfg.path
     try:
         infos = socket.getaddrinfo(cfg.host, cfg.port, family, socktype)
@@ -126,26 +127,26 @@ class TwinEngine:
         self.on_event = on_event
         self.counters = Counters()
         self.stopping = False
-        self.faults: Optional[Faults] = None  # read afresh for each reply
+        self.faults: Faults | None = None  # read afresh for each reply
         self.sock = open_socket(cfg)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self.wake_fd = self._wake_r.fileno()
-        self.address: Address = cfg.path if cfg.family == "unix" else self.sock.getsockname()[:2]
+        self.address: Address = cfg.path if cfg.path is not None else tuple(self.sock.getsockname()[:2])
 
     def serve(self) -> None:
         raise NotImplementedError
 
-    def set_faults(self, faults: Optional[Faults]) -> None:
+    def set_faults(self, faults: Faults | None) -> None:
         """From any thread: the faults for data received from now on."""
         self.faults = faults
 
-    def conn_info(self, peer) -> "ConnInfo":
+    def conn_info(self, peer: Any) -> ConnInfo:
         """A connection just accepted: its number (from 1) and its peer."""
         return ConnInfo(self.counters.add("conns"), peer_name(peer))
 
-    def event(self, kind: str, info: "ConnInfo", why: str = "") -> None:
+    def event(self, kind: str, info: ConnInfo, why: str = "") -> None:
         """Tell the log (if the server keeps one) what became of a connection."""
         if self.on_event is not None:
             self.on_event(ConnEvent(kind, info.conn, info.peer, why, info.bytes_in, info.bytes_out))
