@@ -412,6 +412,11 @@ def test_memory_a_client_can_pin_is_bounded(tcp_options, name, many_descriptors)
             # grows with the segment size), so the echo reaches max_unsent
             # after a few KiB instead of 4 MiB per connection.
             c.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+            # And a small send buffer keeps what the flood leaves in this
+            # side's kernel small: tests run side by side, and the whole
+            # machine's TCP memory has a pressure limit (tcp_mem) past which
+            # every connection stalls.
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32768)
             c.connect(server.address)
             conns.append(c)
         flood_until_the_server_stops_reading(server, conns, unit * 65536)
