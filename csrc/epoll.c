@@ -10,7 +10,9 @@
  *
  * Timers cost O(1) per event: each connection sits on one of two lists,
  * kept in time order by moving a connection to the tail whenever its clock
- * restarts, so a loop turn looks only at the two heads.
+ * restarts, so a loop turn looks only at the two heads.  The lists, the
+ * stop and the shaped list below are the event loops' skeleton (evloop.c:
+ * ps__evloop), shared with uring.c; this file is what epoll does in a turn.
  *   idle     nothing unsent; closed idle_ms after its last read;
  *   pending  echo unsent; cut off send_timeout_ms after its echo began to
  *            wait or its client last took a whole buffer (PS_BUFSIZE) of
@@ -56,25 +58,13 @@ struct econn {
 };
 
 struct ps__loop {
-    ps__worker *w;
+    ps__evloop ev;       /* first: timers, draining, faults (evloop.c) */
     int ep;
     int listening;       /* the listening socket is in the epoll set */
-    int64_t accept_at;   /* accepting paused until then (0: not paused) */
-    int draining;        /* stopping: finishing echoes, then closing */
-    int64_t grace_end;
-    int nconns;
-    ps__tlist idle, pending;
-    ps__shaping faults;  /* its view of the server's, its shaped connections */
     char listen_tag, wake_tag;  /* their addresses mark the two non-connection fds */
-    struct epoll_event ev[MAX_EVENTS];
+    struct epoll_event ev_ready[MAX_EVENTS];
     unsigned char buf[PS_BUFSIZE];
 };
-
-/* The connection a timer list's entry belongs to. */
-static econn *conn_of(ps__timer *t)
-{
-    return (econn *)t;
-}
 
 static void restart(ps__tlist *l, econn *c, int64_t now)
 {
@@ -101,7 +91,7 @@ static int conn_open(ps__loop *l, int fd, const ps__conninfo *ci, int64_t now)
         return -ENOMEM;
     c->fd = fd;
     c->events = EPOLLIN;
-    ps__xf_init(&c->xf, l->w->srv->cfg.transform);
+    ps__xf_init(&c->xf, l->ev.w->srv->cfg.transform);
     rc = epoll_set(l, EPOLL_CTL_ADD, fd, c->events, c);
     if (rc < 0) {
         free(c);
@@ -109,10 +99,10 @@ static int conn_open(ps__loop *l, int fd, const ps__conninfo *ci, int64_t now)
     }
     c->t.since = now;
     c->info = *ci;
-    ps__timer_push(&l->idle, &c->t);
-    l->nconns++;
-    PS_ADD(l->w->stats.active, 1);
-    ps__conn_event(l->w->srv, &c->info, PS_EV_OPEN, 0);
+    ps__timer_push(&l->ev.idle, &c->t);
+    l->ev.nconns++;
+    PS_ADD(l->ev.w->stats.active, 1);
+    ps__conn_event(l->ev.w->srv, &c->info, PS_EV_OPEN, 0);
     return 0;
 }
 
@@ -122,7 +112,7 @@ static int conn_open(ps__loop *l, int fd, const ps__conninfo *ci, int64_t now)
  * outside the batch. */
 static void conn_close(ps__loop *l, econn *c, int why)
 {
-    ps__conn_event(l->w->srv, &c->info, PS_EV_CLOSE, why);
+    ps__conn_event(l->ev.w->srv, &c->info, PS_EV_CLOSE, why);
     ps__timer_remove(&c->t);
     if (c->sh != NULL) {
         ps__timer_remove(&c->sh->link);
@@ -136,17 +126,8 @@ static void conn_close(ps__loop *l, econn *c, int why)
     ps__xf_free(&c->xf);
     ps__buf_free(&c->out);
     free(c);
-    l->nconns--;
-    PS_SUB(l->w->stats.active, 1);
-}
-
-static void close_list(ps__loop *l, ps__tlist *which, uint64_t *counter, int why)
-{
-    while (which->head != NULL) {
-        if (counter != NULL)
-            PS_ADD(*counter, 1);
-        conn_close(l, conn_of(which->head), why);
-    }
+    l->ev.nconns--;
+    PS_SUB(l->ev.w->stats.active, 1);
 }
 
 /* -- echo: reading, queueing, sending ------------------------------------ */
@@ -164,7 +145,7 @@ static size_t held(const econn *c)
 
 static int reading(const ps__loop *l, const econn *c)
 {
-    return !c->eof && !c->ending && !l->draining && held(c) < l->w->srv->cfg.max_unsent;
+    return !c->eof && !c->ending && !l->ev.draining && held(c) < l->ev.w->srv->cfg.max_unsent;
 }
 
 /* Tell epoll what c waits for now: input unless it has too much echo
@@ -186,7 +167,7 @@ static int watch(ps__loop *l, econn *c)
  * and one read's reply fits in the PS_BUFSIZE beyond it (read_size). */
 static size_t unsent_limit(const ps__loop *l)
 {
-    return l->w->srv->cfg.max_unsent + PS_BUFSIZE;
+    return l->ev.w->srv->cfg.max_unsent + PS_BUFSIZE;
 }
 
 /* Keep n bytes the socket did not take, after what is already waiting;
@@ -218,14 +199,14 @@ static int conn_put(ps__loop *l, econn *c, const unsigned char *p, size_t n, int
         if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
             return -errno;
         if (k > 0) {
-            PS_ADD(l->w->stats.bytes_out, (uint64_t)k);
+            PS_ADD(l->ev.w->stats.bytes_out, (uint64_t)k);
             c->info.out += (uint64_t)k;
             p += k;
             n -= (size_t)k;
         }
         if (n == 0)
             return 0;
-        restart(&l->pending, c, now);  /* this echo begins to wait */
+        restart(&l->ev.pending, c, now);  /* this echo begins to wait */
     }
     return queue(l, c, p, n);
 }
@@ -245,7 +226,7 @@ static int flush(ps__loop *l, econn *c, int64_t now)
 
     if (k < 0)
         return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
-    PS_ADD(l->w->stats.bytes_out, (uint64_t)k);
+    PS_ADD(l->ev.w->stats.bytes_out, (uint64_t)k);
     c->info.out += (uint64_t)k;
     c->off += (size_t)k;
     c->t.taken += (size_t)k;
@@ -254,9 +235,9 @@ static int flush(ps__loop *l, econn *c, int64_t now)
         if (ps__shape_busy(c->sh))
             ps__timer_remove(&c->t);  /* its shaper's turn: no clock runs */
         else
-            restart(&l->idle, c, now);
+            restart(&l->ev.idle, c, now);
     } else if (c->t.taken >= PS_BUFSIZE) {
-        restart(&l->pending, c, now);
+        restart(&l->ev.pending, c, now);
     }
     return 0;
 }
@@ -266,7 +247,7 @@ static int flush(ps__loop *l, econn *c, int64_t now)
  * nothing, c's idle clock starts again (if nothing waits unsent either). */
 static int release(ps__loop *l, econn *c, int64_t now)
 {
-    const ps_faults *f = ps__shaping_seen(&l->faults);
+    const ps_faults *f = ps__shaping_seen(&l->ev.faults);
     int64_t us = ps__now_us();
     const unsigned char *p = NULL;
     size_t n;
@@ -276,8 +257,8 @@ static int release(ps__loop *l, econn *c, int64_t now)
         rc = conn_put(l, c, p, n, now);
         ps__shape_took(c->sh, f, n, us);
     }
-    if (rc == 0 && ps__shaping_released(&l->faults, c->sh, &c->ending) && c->t.on == NULL && unsent(c) == 0)
-        restart(&l->idle, c, now);
+    if (rc == 0 && ps__shaping_released(&l->ev.faults, c->sh, &c->ending) && c->t.on == NULL && unsent(c) == 0)
+        restart(&l->ev.idle, c, now);
     return rc;
 }
 
@@ -285,7 +266,7 @@ static int release(ps__loop *l, econn *c, int64_t now)
  * overtake) goes to c's shaper, and what is due at once goes out. */
 static int shape(ps__loop *l, econn *c, const unsigned char *p, size_t n, int64_t now)
 {
-    int rc = ps__shaping_push(&l->faults, &c->sh, c, &c->t, &l->idle, p, n);
+    int rc = ps__shaping_push(&l->ev.faults, &c->sh, c, &c->t, &l->ev.idle, p, n);
 
     return rc < 0 ? rc : release(l, c, now);
 }
@@ -299,7 +280,7 @@ static int conn_reply(ps__loop *l, econn *c, ssize_t m, const unsigned char *out
 
     if (m < 0)
         rc = (int)m;
-    else if (ps__faults(l->w->srv, &l->faults.view) != NULL || ps__shape_busy(c->sh))
+    else if (ps__faults(l->ev.w->srv, &l->ev.faults.view) != NULL || ps__shape_busy(c->sh))
         rc = shape(l, c, out, (size_t)m, now);
     else
         rc = conn_put(l, c, out, (size_t)m, now);
@@ -341,10 +322,10 @@ static int on_readable(ps__loop *l, econn *c, int64_t now)
     ssize_t n = recv(c->fd, l->buf, read_size(l, c), 0);
 
     if (n > 0) {
-        PS_ADD(l->w->stats.bytes_in, (uint64_t)n);
+        PS_ADD(l->ev.w->stats.bytes_in, (uint64_t)n);
         c->info.in += (uint64_t)n;
-        if (c->t.on == &l->idle)
-            restart(&l->idle, c, now);
+        if (c->t.on == &l->ev.idle)
+            restart(&l->ev.idle, c, now);
         return conn_feed(l, c, l->buf, (size_t)n, now);
     }
     if (n == 0) {
@@ -362,15 +343,15 @@ static void settle(ps__loop *l, econn *c, int rc)
         conn_close(l, c, PS_WHY_FAULT);
         return;
     }
-    if (rc == 0 && unsent(c) == 0 && (l->draining || (c->eof && !ps__shape_busy(c->sh)))
-        && (l->draining || !ps__shaping_delay_close(&l->faults, &c->sh, c, &c->t))) {
+    if (rc == 0 && unsent(c) == 0 && (l->ev.draining || (c->eof && !ps__shape_busy(c->sh)))
+        && (l->ev.draining || !ps__shaping_delay_close(&l->ev.faults, &c->sh, c, &c->t))) {
         conn_close(l, c, c->eof ? PS_WHY_EOF : PS_WHY_STOP);
         return;
     }
     if (rc == 0)
         rc = watch(l, c);
     if (rc < 0) {
-        PS_ADD(l->w->stats.errors, 1);
+        PS_ADD(l->ev.w->stats.errors, 1);
         conn_close(l, c, PS_WHY_ERROR);
     }
 }
@@ -382,7 +363,7 @@ static void on_conn_event(ps__loop *l, econn *c, uint32_t events, int64_t now)
     int rc = 0;
 
     if (events & EPOLLERR) {
-        PS_ADD(l->w->stats.errors, 1);  /* reset or unreachable: no echo can arrive */
+        PS_ADD(l->ev.w->stats.errors, 1);  /* reset or unreachable: no echo can arrive */
         conn_close(l, c, PS_WHY_ERROR);
         return;
     }
@@ -400,7 +381,7 @@ static int set_listening(ps__loop *l, int on)
 
     if (on == l->listening)
         return 0;
-    rc = epoll_set(l, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, l->w->fd, EPOLLIN, &l->listen_tag);
+    rc = epoll_set(l, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, l->ev.w->fd, EPOLLIN, &l->listen_tag);
     if (rc == 0)
         l->listening = on;
     return rc;
@@ -412,7 +393,7 @@ static int set_listening(ps__loop *l, int on)
  * accepting for a while rather than spin. */
 static void accept_some(ps__loop *l, int64_t now)
 {
-    ps__worker *w = l->w;
+    ps__worker *w = l->ev.w;
     ps__conninfo ci;
     int i, fd = -1, rc;
 
@@ -421,7 +402,7 @@ static void accept_some(ps__loop *l, int64_t now)
         if (rc == PS__REJECTED)
             continue;
         if (rc == PS__EXHAUSTED && set_listening(l, 0) == 0)
-            l->accept_at = now + PS__ACCEPT_BACKOFF_MS;
+            l->ev.accept_at = now + PS__ACCEPT_BACKOFF_MS;
         if (rc != PS__TAKEN)
             return;
         if (conn_open(l, fd, &ci, now) < 0) {
@@ -431,117 +412,52 @@ static void accept_some(ps__loop *l, int64_t now)
     }
 }
 
-/* -- timers -------------------------------------------------------------- */
-static int64_t earliest(int64_t a, int64_t b)
+/* -- the skeleton's operations (evloop.c: ps__evloop) ---------------------- */
+static ps__loop *loop_of(ps__evloop *ev)
 {
-    return a < b ? a : b;
+    return (ps__loop *)ev;  /* ev is its first member */
 }
 
-/* Release what is due; a close_delay that is over closes. */
-static void expire_shaped(ps__loop *l, int64_t now)
+static void op_close(ps__evloop *ev, void *conn, int why)
 {
-    int64_t us = ps__now_us();
-    ps__timer *t, *next;
-    ps__shaper *sh;
-    econn *c;
-
-    for (t = l->faults.shaped.head; t != NULL; t = next) {
-        next = t->next;
-        sh = (ps__shaper *)t;
-        c = sh->owner;
-        if (ps__shape_due(sh) > us)
-            continue;
-        if (sh->close_at > 0 && sh->data.len == sh->off) {
-            conn_close(l, c, PS_WHY_EOF);
-            continue;
-        }
-        settle(l, c, release(l, c, now));
-    }
+    conn_close(loop_of(ev), conn, why);
 }
 
-/* How long epoll_wait may sleep: until the first deadline, -1 if none. */
-static int next_timeout(const ps__loop *l, int64_t now)
+static void op_release(ps__evloop *ev, void *conn, int64_t now)
 {
-    const ps_config *cfg = &l->w->srv->cfg;
-    int64_t t = INT64_MAX;
-
-    if (l->draining)
-        t = l->grace_end;
-    t = earliest(t, ps__timer_due(&l->idle, cfg->idle_ms));
-    t = earliest(t, ps__timer_due(&l->pending, cfg->send_timeout_ms));
-    t = earliest(t, ps__shaping_due_ms(&l->faults));
-    if (l->accept_at > 0)
-        t = earliest(t, l->accept_at);
-    if (t == INT64_MAX)
-        return -1;
-    return t <= now ? 0 : (int)earliest(t - now, 1 << 30);
+    settle(loop_of(ev), conn, release(loop_of(ev), conn, now));
 }
 
-static void expire(ps__loop *l, int64_t now)
+static int op_quiet(const void *conn)
 {
-    const ps_config *cfg = &l->w->srv->cfg;
-
-    while (now >= ps__timer_due(&l->idle, cfg->idle_ms)) {
-        PS_ADD(l->w->stats.idle_closed, 1);
-        conn_close(l, conn_of(l->idle.head), PS_WHY_IDLE);
-    }
-    while (now >= ps__timer_due(&l->pending, cfg->send_timeout_ms)) {
-        PS_ADD(l->w->stats.slow_closed, 1);
-        conn_close(l, conn_of(l->pending.head), PS_WHY_SLOW);
-    }
-    if (l->faults.shaped.head != NULL)
-        expire_shaped(l, now);
-    if (l->accept_at > 0 && now >= l->accept_at && !l->draining) {
-        if (set_listening(l, 1) == 0)
-            l->accept_at = 0;
-        else
-            l->accept_at = now + PS__ACCEPT_BACKOFF_MS;
-    }
+    return unsent(conn) == 0;
 }
 
-/* -- stopping ------------------------------------------------------------ */
-/* What shapers hold is dropped; a connection with nothing unsent closes
- * now, the others (on pending) get the grace to take their echo. */
-static void close_shaped(ps__loop *l)
+static void op_settle_drain(ps__evloop *ev, void *conn)
 {
-    econn *c;
-
-    while (l->faults.shaped.head != NULL) {
-        c = ((ps__shaper *)l->faults.shaped.head)->owner;
-        ps__timer_remove(&c->sh->link);
-        if (unsent(c) == 0)
-            conn_close(l, c, PS_WHY_STOP);
-        else
-            c->sh->close_at = 0;
-    }
+    settle(loop_of(ev), conn, 0);
 }
 
-/* Stop accepting and reading; connections with nothing unsent close now,
- * the others get PS__STOP_GRACE_MS to take their echo.  The wake pipe
- * leaves the set: it stays readable and would wake every turn. */
-static void begin_drain(ps__loop *l, int64_t now)
+/* The wake pipe leaves the set too: it stays readable and would wake
+ * every turn. */
+static void op_stop_accepting(ps__evloop *ev)
 {
-    econn *c, *next;
+    ps__loop *l = loop_of(ev);
 
-    l->draining = 1;
-    l->grace_end = now + PS__STOP_GRACE_MS;
-    l->accept_at = 0;
     set_listening(l, 0);
-    epoll_set(l, EPOLL_CTL_DEL, l->w->srv->wake[0], 0, NULL);
-    close_shaped(l);
-    close_list(l, &l->idle, NULL, PS_WHY_STOP);
-    for (c = conn_of(l->pending.head); c != NULL; c = next) {
-        next = conn_of(c->t.next);
-        settle(l, c, 0);
-    }
+    epoll_set(l, EPOLL_CTL_DEL, l->ev.w->srv->wake[0], 0, NULL);
 }
 
-/* -- the loop ------------------------------------------------------------ */
+static int op_accept_again(ps__evloop *ev)
+{
+    return set_listening(loop_of(ev), 1);
+}
+
 /* One look at what is ready, without sleeping: a count, 0, or -errno. */
 static int poll_events(void *arg)
 {
     ps__loop *l = arg;
-    int n = epoll_wait(l->ep, l->ev, MAX_EVENTS, 0);
+    int n = epoll_wait(l->ep, l->ev_ready, MAX_EVENTS, 0);
 
     return n < 0 ? -errno : n;
 }
@@ -551,17 +467,11 @@ static int poll_events(void *arg)
  * ps_server_serve); one that comes while spinning waits for it. */
 static int wait_events(ps__loop *l, int timeout_ms)
 {
-    int spin_us = l->w->srv->cfg.spin_us;
-    int n;
+    int n = ps__spin(l->ev.w->srv, timeout_ms, poll_events, l);
 
-    if (spin_us > 0 && timeout_ms != 0) {
-        if (timeout_ms > 0 && (int64_t)timeout_ms * 1000 < spin_us)
-            spin_us = timeout_ms * 1000;
-        n = ps__spin(l->w->srv, spin_us, poll_events, l);
-        if (n != 0)
-            return n;
-    }
-    n = epoll_pwait(l->ep, l->ev, MAX_EVENTS, timeout_ms, l->w->sigmask);
+    if (n != 0)
+        return n;
+    n = epoll_pwait(l->ep, l->ev_ready, MAX_EVENTS, timeout_ms, l->ev.w->sigmask);
     return n < 0 ? -errno : n;
 }
 
@@ -575,30 +485,27 @@ static void handle(ps__loop *l, struct epoll_event *e, int64_t now)
         on_conn_event(l, e->data.ptr, e->events, now);
 }
 
-/* Every piece of state lives in the loop, so a return on a signal (-EINTR)
- * loses nothing: calling again goes on with the next turn. */
+static int op_turn(ps__evloop *ev, int timeout_ms)
+{
+    ps__loop *l = loop_of(ev);
+    int64_t now;
+    int i, n = wait_events(l, timeout_ms);
+
+    if (n < 0)
+        return n;
+    now = ps__now_ms();
+    for (i = 0; i < n; i++)
+        handle(l, &l->ev_ready[i], now);
+    return 0;
+}
+
+static const ps__evops epoll_ops = {
+    op_turn, op_close, op_release, op_quiet, op_settle_drain, op_stop_accepting, op_accept_again, NULL, NULL,
+};
+
 static int serve(ps__worker *w)
 {
-    ps__loop *l = w->loop;
-    int64_t now;
-    int i, n;
-
-    for (;;) {
-        now = ps__now_ms();
-        if (!l->draining && ps__stopping(w->srv))
-            begin_drain(l, now);
-        if (l->draining && (l->nconns == 0 || now >= l->grace_end)) {
-            close_list(l, &l->pending, &w->stats.slow_closed, PS_WHY_SLOW);  /* grace is over */
-            return 0;
-        }
-        n = wait_events(l, next_timeout(l, now));
-        if (n < 0)
-            return n;
-        now = ps__now_ms();
-        for (i = 0; i < n; i++)
-            handle(l, &l->ev[i], now);
-        expire(l, now);
-    }
+    return ps__evloop_run(&w->loop->ev);
 }
 
 static int open_loop(ps__worker *w)
@@ -608,7 +515,7 @@ static int open_loop(ps__worker *w)
 
     if (l == NULL)
         return -ENOMEM;
-    l->w = w;
+    ps__evloop_init(&l->ev, w, &epoll_ops);
     w->loop = l;
     l->ep = epoll_create1(EPOLL_CLOEXEC);
     if (l->ep < 0)
@@ -625,9 +532,9 @@ static void free_loop(ps__worker *w)
 
     if (l == NULL)
         return;
-    close_shaped(l);
-    close_list(l, &l->idle, NULL, PS_WHY_STOP);
-    close_list(l, &l->pending, NULL, PS_WHY_STOP);
+    ps__evloop_close_shaped(&l->ev);
+    ps__evloop_close_list(&l->ev, &l->ev.idle, NULL, PS_WHY_STOP);
+    ps__evloop_close_list(&l->ev, &l->ev.pending, NULL, PS_WHY_STOP);
     if (l->ep >= 0)
         close(l->ep);
     free(l);

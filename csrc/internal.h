@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/un.h>
 
 #include "pysock.h"
 
@@ -31,6 +32,9 @@
 #endif
 #endif
 #endif
+
+/* What sun_path holds, its terminating NUL included (108 bytes on Linux). */
+#define PS__SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path))
 
 /* Counters are bumped by serving threads and read by Python at any time. */
 #define PS_ADD(field, n) __atomic_add_fetch(&(field), (n), __ATOMIC_RELAXED)
@@ -140,7 +144,7 @@ struct ps_server {
     ps_config cfg;
     const ps__model *model;  /* chosen once, in ps_server_open */
     char host[256];      /* cfg.host and cfg.path point here */
-    char path[108];
+    char path[PS__SUN_PATH_MAX];
     int wake[2];         /* a pipe: one byte in wake[1] wakes every poller */
     int stopping;
     uint64_t conns;      /* connections accepted: the last one's number */
@@ -299,6 +303,59 @@ ps__dgram *ps__ushape_pop(ps__ushaper *u, int64_t now);
 void ps__ushape_send(ps__ushaper *u, int fd, ps_stats *stats);
 void ps__ushape_free(ps__ushaper *u);
 
+/* -- the event loops' skeleton (evloop.c) ---------------------------------
+ * epoll.c and uring.c wait for different things (readiness, completions)
+ * but keep their connections the same way: on an idle or a pending timer
+ * list (ps__timer, embedded first in each connection), or on the shaped
+ * list while a fault holds their replies; a stop drains them, then the
+ * loop returns.  ps__evloop is that shared state, embedded first in each
+ * model's loop; ps__evloop_run is the loop itself, calling the model only
+ * through its ps__evops:
+ *   turn            wait at most timeout_ms (-1: no limit), then handle
+ *                   what came: 0, or -errno (-EINTR: a signal, for Python)
+ *   close           the loop is done with connection conn (why: PS_WHY_*)
+ *   release         conn's shaper is due: hand on what it lets go, settle
+ *   quiet           conn has nothing unsent and nothing in flight
+ *   settle_drain    a stop began: conn closes, or gets the grace
+ *   stop_accepting  a stop began: no new connection or datagram
+ *   accept_again    the back-off after running out of descriptors is over:
+ *                   0, or < 0 to try again after another back-off
+ *   due, expire     the model's own timers (NULL: none): the first due
+ *                   time in ms (INT64_MAX: none), and what is due at now
+ * A connection pointer is its timer's (the first member). */
+typedef struct ps__evloop ps__evloop;
+typedef struct ps__evops {
+    int (*turn)(ps__evloop *l, int timeout_ms);
+    void (*close)(ps__evloop *l, void *conn, int why);
+    void (*release)(ps__evloop *l, void *conn, int64_t now);
+    int (*quiet)(const void *conn);
+    void (*settle_drain)(ps__evloop *l, void *conn);
+    void (*stop_accepting)(ps__evloop *l);
+    int (*accept_again)(ps__evloop *l);
+    int64_t (*due)(const ps__evloop *l);
+    void (*expire)(ps__evloop *l, int64_t now);
+} ps__evops;
+
+struct ps__evloop {
+    ps__worker *w;
+    const ps__evops *ops;
+    int64_t accept_at;   /* accepting paused until then (0: not paused) */
+    int draining;        /* stopping: finishing echoes, then closing */
+    int64_t grace_end;
+    int nconns;          /* connections open (not yet closed by the loop) */
+    int inflight;        /* operations the kernel still holds (uring); a stop waits for them */
+    ps__tlist idle, pending;
+    ps__shaping faults;  /* its view of the server's faults, its shaped connections */
+};
+
+void ps__evloop_init(ps__evloop *l, ps__worker *w, const ps__evops *ops);
+/* Serve until a stop has drained every connection: 0, or a turn's -errno. */
+int ps__evloop_run(ps__evloop *l);
+/* Close every connection on list, counting each in *counter (if not NULL). */
+void ps__evloop_close_list(ps__evloop *l, ps__tlist *list, uint64_t *counter, int why);
+/* Drop what shapers hold: a quiet connection closes, the others keep their grace. */
+void ps__evloop_close_shaped(ps__evloop *l);
+
 /* What every serving loop uses (loop.c). */
 int ps__wait(int fd, short events, int wake_fd, int timeout_ms, const sigset_t *mask);
 int ps__stopping(const ps_server *s);
@@ -337,9 +394,11 @@ int ps__accepted(ps__worker *w, int fd, ps__conninfo *ci);
 void ps__conn_event(const ps_server *s, const ps__conninfo *ci, int kind, int why);
 
 /* ps__spin: call attempt(arg) until it finds something (non-zero: a count
- * or -errno), spin_us microseconds pass, or the server stops; its last
- * result.  Busy-polling before a sleep buys a faster answer with a core. */
-int ps__spin(const ps_server *s, int64_t spin_us, int (*attempt)(void *), void *arg);
+ * or -errno), the server's spin_us pass (no longer than timeout_ms, the
+ * wait it precedes; -1: no limit), or the server stops; its last result.
+ * Busy-polling before a sleep buys a faster answer with a core.  0 at once
+ * without spin_us, or for a wait of 0. */
+int ps__spin(const ps_server *s, int timeout_ms, int (*attempt)(void *), void *arg);
 
 /* A serving model: how a worker's loop waits and serves.  server.c picks
  * one when the server opens (ps_server_open) and from then on calls only

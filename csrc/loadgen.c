@@ -28,6 +28,9 @@
 #include "loadgen.h"
 #include "pysock.h"
 
+/* ps_load.path must hold what sun_path holds, no more and no less. */
+typedef char ps__path_fits[sizeof(((ps_load *)0)->path) == sizeof(((struct sockaddr_un *)0)->sun_path) ? 1 : -1];
+
 #define HDR 16                   /* 4 hex digits of socket id, 12 of sequence */
 #define SLACK 4096               /* request offsets into the pool: 0..SLACK-1 */
 #define PERIOD 65521             /* the pool repeats with this (prime) period */
@@ -238,6 +241,8 @@ static int fill_address(lg_run *r)
     if (cfg->family == AF_UNIX) {
         struct sockaddr_un *sun = (struct sockaddr_un *)&r->addr;
 
+        /* ps_load's path (loadgen.h, read by cffi, which takes no sizeof
+         * there) is as large as sun_path: checked where this file begins. */
         if (cfg->path[0] == '\0' || memchr(cfg->path, '\0', sizeof cfg->path) == NULL)
             return -EINVAL;
         sun->sun_family = AF_UNIX;

@@ -190,11 +190,16 @@ int ps__accept(ps__worker *w, int *out, ps__conninfo *ci)
     return rc;
 }
 
-int ps__spin(const ps_server *s, int64_t spin_us, int (*attempt)(void *), void *arg)
+int ps__spin(const ps_server *s, int timeout_ms, int (*attempt)(void *), void *arg)
 {
-    int64_t end = ps__now_us() + spin_us;
+    int64_t spin_us = s->cfg.spin_us, end;
     int n;
 
+    if (timeout_ms >= 0 && (int64_t)timeout_ms * 1000 < spin_us)
+        spin_us = (int64_t)timeout_ms * 1000;
+    if (spin_us <= 0)
+        return 0;
+    end = ps__now_us() + spin_us;
     do
         n = attempt(arg);
     while (n == 0 && ps__now_us() < end && !ps__stopping(s));

@@ -54,7 +54,7 @@ static int check_config(const ps_config *cfg)
     if (cfg->transform < PS_XF_UPPER || cfg->transform > PS_XF_STAMP)
         return -EINVAL;
     if (cfg->family == AF_UNIX)
-        return cfg->path != NULL && strlen(cfg->path) < 108 && cfg->workers <= 1 ? 0 : -EINVAL;
+        return cfg->path != NULL && strlen(cfg->path) < PS__SUN_PATH_MAX && cfg->workers <= 1 ? 0 : -EINVAL;
     if (cfg->family != AF_INET && cfg->family != AF_INET6)
         return -EINVAL;
     return cfg->host != NULL && strlen(cfg->host) < 256 ? 0 : -EINVAL;

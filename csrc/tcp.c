@@ -105,8 +105,8 @@ static ssize_t recv_spin(ps__conn *c, unsigned char *buf, size_t len)
     ps_server *s = c->srv;
     recv_try t = {c->fd, buf, len, 0, 0};
 
-    if (!try_recv(&t) && s->cfg.spin_us > 0)
-        ps__spin(s, s->cfg.spin_us, try_recv, &t);
+    if (!try_recv(&t))
+        ps__spin(s, -1, try_recv, &t);
     errno = t.err;
     return t.n;
 }

@@ -276,8 +276,8 @@ static int serve(ps__worker *w)
         if (shaping(w->batch))
             send_due(w);
         n = recv_batch(w);
-        if (n == 0 && s->cfg.spin_us > 0)  /* keep asking that long before sleeping */
-            n = ps__spin(s, s->cfg.spin_us, try_recv_batch, w);
+        if (n == 0)  /* with spin_us, keep asking that long before sleeping */
+            n = ps__spin(s, -1, try_recv_batch, w);
         if (n > 0) {
             answer(w, n);
             continue;

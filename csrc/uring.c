@@ -77,21 +77,14 @@ typedef struct uconn {
 } uconn;
 
 struct ps__uring {
-    ps__worker *w;
+    ps__evloop ev;       /* first: timers, draining, faults, what is in flight (evloop.c) */
     ps__ring ring;
     ps__bufring bufs;
     int started;         /* the loop's own operations are armed */
     int accepting;       /* the multishot accept (TCP) or recvmsg (UDP) is armed */
     int waking;          /* the poll on the wake pipe is armed */
-    int64_t accept_at;   /* accepting paused until then (0: not paused) */
-    int draining;
-    int64_t grace_end;
-    int nconns;          /* connections open (not yet closed by the loop) */
     int lent;            /* provided buffers a send is reading from */
-    int ops;             /* operations in flight, the loop's and its connections' */
-    ps__tlist idle, pending;
     ps__tlist closing;   /* closed, waiting for operations in flight */
-    ps__shaping faults;  /* its view of the server's, its shaped connections */
     ps__ushaper *dgram_shaper;     /* UDP under faults; NULL until the first */
     struct msghdr dgram_msg;       /* UDP: what the multishot recvmsg fills */
     struct msghdr reply[NBUFS];    /* UDP: each buffer's reply */
@@ -120,13 +113,13 @@ static struct io_uring_sqe *prep(ps__uring *u, int opcode, int fd, uint64_t data
     e->opcode = (uint8_t)opcode;
     e->fd = fd;
     e->user_data = data;
-    u->ops++;
+    u->ev.inflight++;
     return e;
 }
 
 static int arm_wake(ps__uring *u)
 {
-    struct io_uring_sqe *e = prep(u, IORING_OP_POLL_ADD, u->w->srv->wake[0], OP_WAKE);
+    struct io_uring_sqe *e = prep(u, IORING_OP_POLL_ADD, u->ev.w->srv->wake[0], OP_WAKE);
 
     if (e == NULL)
         return -EBUSY;
@@ -140,7 +133,7 @@ static int arm_wake(ps__uring *u)
 
 static int arm_accept(ps__uring *u)
 {
-    struct io_uring_sqe *e = prep(u, IORING_OP_ACCEPT, u->w->fd, OP_ACCEPT);
+    struct io_uring_sqe *e = prep(u, IORING_OP_ACCEPT, u->ev.w->fd, OP_ACCEPT);
 
     if (e == NULL)
         return -EBUSY;
@@ -152,7 +145,7 @@ static int arm_accept(ps__uring *u)
 
 static int arm_dgram_recv(ps__uring *u)
 {
-    struct io_uring_sqe *e = prep(u, IORING_OP_RECVMSG, u->w->fd, OP_DGRAM_RECV);
+    struct io_uring_sqe *e = prep(u, IORING_OP_RECVMSG, u->ev.w->fd, OP_DGRAM_RECV);
 
     if (e == NULL)
         return -EBUSY;
@@ -205,14 +198,14 @@ static size_t held(const uconn *c)
 
 static int reading(const ps__uring *u, const uconn *c)
 {
-    return !c->eof && !c->ending && !u->draining && held(c) < u->w->srv->cfg.max_unsent;
+    return !c->eof && !c->ending && !u->ev.draining && held(c) < u->ev.w->srv->cfg.max_unsent;
 }
 
 /* As epoll.c: reading stops at max_unsent, and one read's reply fits in
  * the PS_BUFSIZE beyond it. */
 static size_t unsent_limit(const ps__uring *u)
 {
-    return u->w->srv->cfg.max_unsent + PS_BUFSIZE;
+    return u->ev.w->srv->cfg.max_unsent + PS_BUFSIZE;
 }
 
 /* The provided buffer c's send read from goes back to the kernel. */
@@ -248,14 +241,14 @@ static void maybe_free(ps__uring *u, uconn *c)
  * the operations in flight), its memory goes when they are back. */
 static void conn_close(ps__uring *u, uconn *c, int why)
 {
-    ps__conn_event(u->w->srv, &c->info, PS_EV_CLOSE, why);
+    ps__conn_event(u->ev.w->srv, &c->info, PS_EV_CLOSE, why);
     ps__timer_remove(&c->t);
     ps__timer_push(&u->closing, &c->t);
     if (c->sh != NULL)
         ps__timer_remove(&c->sh->link);
     c->closed = 1;
-    u->nconns--;
-    PS_SUB(u->w->stats.active, 1);
+    u->ev.nconns--;
+    PS_SUB(u->ev.w->stats.active, 1);
     if (c->ending == PS__END_RST)
         ps__reset(c->fd);   /* its receive in flight ends too */
     else if (c->ending == PS__END_FIN)
@@ -263,15 +256,6 @@ static void conn_close(ps__uring *u, uconn *c, int why)
     if (c->ending != PS__END_RST && (c->recving || c->sendin))
         shutdown(c->fd, SHUT_RDWR);
     maybe_free(u, c);
-}
-
-static void close_list(ps__uring *u, ps__tlist *which, uint64_t *counter, int why)
-{
-    while (which->head != NULL) {
-        if (counter != NULL)
-            PS_ADD(*counter, 1);
-        conn_close(u, conn_of(which->head), why);
-    }
 }
 
 static uconn *conn_open(ps__uring *u, int fd, const ps__conninfo *ci, int64_t now)
@@ -283,11 +267,11 @@ static uconn *conn_open(ps__uring *u, int fd, const ps__conninfo *ci, int64_t no
     c->fd = fd;
     c->info = *ci;
     c->t.since = now;
-    ps__xf_init(&c->xf, u->w->srv->cfg.transform);
-    ps__timer_push(&u->idle, &c->t);
-    u->nconns++;
-    PS_ADD(u->w->stats.active, 1);
-    ps__conn_event(u->w->srv, &c->info, PS_EV_OPEN, 0);
+    ps__xf_init(&c->xf, u->ev.w->srv->cfg.transform);
+    ps__timer_push(&u->ev.idle, &c->t);
+    u->ev.nconns++;
+    PS_ADD(u->ev.w->stats.active, 1);
+    ps__conn_event(u->ev.w->srv, &c->info, PS_EV_OPEN, 0);
     return c;
 }
 
@@ -350,7 +334,7 @@ static int start_send(ps__uring *u, uconn *c, const unsigned char *p, size_t n, 
     }
     c->slen = n;
     c->off = 0;
-    ps__timer_restart(&u->pending, &c->t, now);  /* this echo begins to wait */
+    ps__timer_restart(&u->ev.pending, &c->t, now);  /* this echo begins to wait */
     return arm_send(u, c);
 }
 
@@ -377,7 +361,7 @@ static int conn_put(ps__uring *u, uconn *c, const unsigned char *p, size_t n, in
  * in flight either). */
 static int release(ps__uring *u, uconn *c, int64_t now)
 {
-    const ps_faults *f = ps__shaping_seen(&u->faults);
+    const ps_faults *f = ps__shaping_seen(&u->ev.faults);
     int64_t us = ps__now_us();
     const unsigned char *p = NULL;
     size_t n;
@@ -387,9 +371,9 @@ static int release(ps__uring *u, uconn *c, int64_t now)
         rc = conn_put(u, c, p, n, -1, now);
         ps__shape_took(c->sh, f, n, us);
     }
-    if (rc == 0 && ps__shaping_released(&u->faults, c->sh, &c->ending) && c->t.on == NULL
+    if (rc == 0 && ps__shaping_released(&u->ev.faults, c->sh, &c->ending) && c->t.on == NULL
         && unsent(c) == 0 && !c->sendin)
-        ps__timer_restart(&u->idle, &c->t, now);
+        ps__timer_restart(&u->ev.idle, &c->t, now);
     return rc;
 }
 
@@ -397,7 +381,7 @@ static int release(ps__uring *u, uconn *c, int64_t now)
  * what is due at once goes out. */
 static int shape(ps__uring *u, uconn *c, const unsigned char *p, size_t n, int64_t now)
 {
-    int rc = ps__shaping_push(&u->faults, &c->sh, c, &c->t, &u->idle, p, n);
+    int rc = ps__shaping_push(&u->ev.faults, &c->sh, c, &c->t, &u->ev.idle, p, n);
 
     return rc < 0 ? rc : release(u, c, now);
 }
@@ -408,7 +392,7 @@ static int conn_reply(ps__uring *u, uconn *c, ssize_t m, const unsigned char *ou
 
     if (m < 0)
         rc = (int)m;
-    else if (ps__faults(u->w->srv, &u->faults.view) != NULL || ps__shape_busy(c->sh))
+    else if (ps__faults(u->ev.w->srv, &u->ev.faults.view) != NULL || ps__shape_busy(c->sh))
         rc = shape(u, c, out, (size_t)m, now);  /* copied: the caller gives buf back */
     else
         rc = conn_put(u, c, out, (size_t)m, buf, now);
@@ -426,15 +410,15 @@ static void settle(ps__uring *u, uconn *c, int rc)
         conn_close(u, c, PS_WHY_FAULT);
         return;
     }
-    if (done && (u->draining || (c->eof && !ps__shape_busy(c->sh)))
-        && (u->draining || !ps__shaping_delay_close(&u->faults, &c->sh, c, &c->t))) {
+    if (done && (u->ev.draining || (c->eof && !ps__shape_busy(c->sh)))
+        && (u->ev.draining || !ps__shaping_delay_close(&u->ev.faults, &c->sh, c, &c->t))) {
         conn_close(u, c, c->eof ? PS_WHY_EOF : PS_WHY_STOP);
         return;
     }
     if (rc == 0 && !c->recving && reading(u, c))
         rc = arm_recv(u, c);
     if (rc < 0) {
-        PS_ADD(u->w->stats.errors, 1);
+        PS_ADD(u->ev.w->stats.errors, 1);
         conn_close(u, c, PS_WHY_ERROR);
     }
 }
@@ -445,10 +429,10 @@ static int on_data(ps__uring *u, uconn *c, unsigned buf, size_t n, int64_t now)
     const unsigned char *out = NULL;
     ssize_t m;
 
-    PS_ADD(u->w->stats.bytes_in, (uint64_t)n);
+    PS_ADD(u->ev.w->stats.bytes_in, (uint64_t)n);
     c->info.in += (uint64_t)n;
-    if (c->t.on == &u->idle)
-        ps__timer_restart(&u->idle, &c->t, now);
+    if (c->t.on == &u->ev.idle)
+        ps__timer_restart(&u->ev.idle, &c->t, now);
     m = ps__xf_feed(&c->xf, data, n, &out);
     return conn_reply(u, c, m, out, out == data ? (int)buf : -1, now);
 }
@@ -470,7 +454,7 @@ static void on_recv(ps__uring *u, uconn *c, int res, unsigned flags, int64_t now
 
     c->recving = 0;
     c->more = res > 0 && (flags & IORING_CQE_F_SOCK_NONEMPTY);
-    if (c->closed || (u->draining && res >= 0)) {
+    if (c->closed || (u->ev.draining && res >= 0)) {
         /* the rest of a closed connection, or of one that stopped reading */
     } else if (res > 0) {
         rc = on_data(u, c, id, (size_t)res, now);
@@ -503,7 +487,7 @@ static int next_send(ps__uring *u, uconn *c, int64_t now)
         if (ps__shape_busy(c->sh))
             ps__timer_remove(&c->t);    /* its shaper's turn: no clock runs */
         else
-            ps__timer_restart(&u->idle, &c->t, now);
+            ps__timer_restart(&u->ev.idle, &c->t, now);
         return 0;
     }
     done = c->sending;
@@ -526,12 +510,12 @@ static void on_send(ps__uring *u, uconn *c, int res, int64_t now)
         return;
     }
     if (res >= 0) {
-        PS_ADD(u->w->stats.bytes_out, (uint64_t)res);
+        PS_ADD(u->ev.w->stats.bytes_out, (uint64_t)res);
         c->info.out += (uint64_t)res;
         c->off += (size_t)res;
         c->t.taken += (size_t)res;
         if (c->t.taken >= PS_BUFSIZE)
-            ps__timer_restart(&u->pending, &c->t, now);
+            ps__timer_restart(&u->ev.pending, &c->t, now);
         rc = next_send(u, c, now);
     }
     settle(u, c, rc);
@@ -546,26 +530,26 @@ static void on_accept(ps__uring *u, int res, unsigned flags, int64_t now)
 
     if (!(flags & IORING_CQE_F_MORE)) {
         u->accepting = 0;   /* multishot ended: armed again below or after a pause */
-        u->ops--;
+        u->ev.inflight--;
     }
     if (res < 0) {
-        if (ps__accept_failed(u->w, -res) == PS__EXHAUSTED)
-            u->accept_at = now + PS__ACCEPT_BACKOFF_MS;
-    } else if (u->draining) {
+        if (ps__accept_failed(u->ev.w, -res) == PS__EXHAUSTED)
+            u->ev.accept_at = now + PS__ACCEPT_BACKOFF_MS;
+    } else if (u->ev.draining) {
         close(res);         /* came in as the stop began: refused like the backlog's */
-    } else if (ps__accepted(u->w, res, &ci) == PS__TAKEN) {
+    } else if (ps__accepted(u->ev.w, res, &ci) == PS__TAKEN) {
         c = conn_open(u, res, &ci, now);
         rc = c != NULL ? arm_recv(u, c) : -ENOMEM;
         if (c == NULL) {
-            PS_ADD(u->w->stats.errors, 1);
+            PS_ADD(u->ev.w->stats.errors, 1);
             close(res);
         } else if (rc < 0) {
-            PS_ADD(u->w->stats.errors, 1);
+            PS_ADD(u->ev.w->stats.errors, 1);
             conn_close(u, c, PS_WHY_ERROR);
         }
     }
-    if (!u->accepting && !u->draining && u->accept_at == 0 && arm_accept(u) < 0)
-        u->accept_at = now + PS__ACCEPT_BACKOFF_MS;
+    if (!u->accepting && !u->ev.draining && u->ev.accept_at == 0 && arm_accept(u) < 0)
+        u->ev.accept_at = now + PS__ACCEPT_BACKOFF_MS;
 }
 
 /* -- datagrams ----------------------------------------------------------- */
@@ -587,9 +571,9 @@ static void dgram_reply(ps__uring *u, unsigned id, const struct io_uring_recvmsg
     msg->msg_namelen = o->namelen;
     msg->msg_iov = &u->reply_iov[id];
     msg->msg_iovlen = 1;
-    e = prep(u, IORING_OP_SENDMSG, u->w->fd, OP_DGRAM_SEND | (uint64_t)id << 8);
+    e = prep(u, IORING_OP_SENDMSG, u->ev.w->fd, OP_DGRAM_SEND | (uint64_t)id << 8);
     if (e == NULL) {
-        PS_ADD(u->w->stats.errors, 1);
+        PS_ADD(u->ev.w->stats.errors, 1);
         ps__bufring_put(&u->bufs, id);
         return;
     }
@@ -607,15 +591,15 @@ static void dgram_shape(ps__uring *u, const ps_faults *f, const struct io_uring_
 
     if (u->dgram_shaper == NULL) {
         if ((u->dgram_shaper = malloc(sizeof *u->dgram_shaper)) == NULL) {
-            PS_ADD(u->w->stats.errors, 1);
+            PS_ADD(u->ev.w->stats.errors, 1);
             return;
         }
-        ps__ushape_init(u->dgram_shaper, u->w->srv->cfg.max_unsent);
+        ps__ushape_init(u->dgram_shaper, u->ev.w->srv->cfg.max_unsent);
     }
     memset(&peer, 0, sizeof peer);
     memcpy(&peer, o + 1, plen);
     if (ps__ushape_push(u->dgram_shaper, f, out, m, &peer, plen, ps__now_us()) < 0)
-        PS_ADD(u->w->stats.errors, 1);
+        PS_ADD(u->ev.w->stats.errors, 1);
 }
 
 static void on_dgram(ps__uring *u, int res, unsigned flags)
@@ -629,28 +613,28 @@ static void on_dgram(ps__uring *u, int res, unsigned flags)
 
     if (!(flags & IORING_CQE_F_MORE)) {
         u->accepting = 0;   /* out of buffers, or cancelled: armed again if serving */
-        u->ops--;
+        u->ev.inflight--;
     }
     if (res < 0 || !(flags & IORING_CQE_F_BUFFER)) {
         if (res < 0 && res != -ENOBUFS && res != -ECANCELED)
-            PS_ADD(u->w->stats.errors, 1);
+            PS_ADD(u->ev.w->stats.errors, 1);
         return;
     }
     o = (const struct io_uring_recvmsg_out *)ps__bufring_data(&u->bufs, id);
     n = o->payloadlen < u->bufs.size - DGRAM_HEAD ? o->payloadlen : u->bufs.size - DGRAM_HEAD;
-    PS_ADD(u->w->stats.datagrams, 1);
-    PS_ADD(u->w->stats.bytes_in, (uint64_t)n);
-    if (u->draining) {
+    PS_ADD(u->ev.w->stats.datagrams, 1);
+    PS_ADD(u->ev.w->stats.bytes_in, (uint64_t)n);
+    if (u->ev.draining) {
         ps__bufring_put(&u->bufs, id);
         return;
     }
     m = ps__xf_datagram(&u->dgram_xf, (unsigned char *)o + DGRAM_HEAD, n, &out);
     if (m < 0) {
-        PS_ADD(u->w->stats.errors, 1);
+        PS_ADD(u->ev.w->stats.errors, 1);
         ps__bufring_put(&u->bufs, id);
         return;
     }
-    f = ps__faults(u->w->srv, &u->faults.view);
+    f = ps__faults(u->ev.w->srv, &u->ev.faults.view);
     if (f != NULL) {
         dgram_shape(u, f, o, out, (size_t)m);
         ps__bufring_put(&u->bufs, id);
@@ -662,11 +646,11 @@ static void on_dgram(ps__uring *u, int res, unsigned flags)
 
 static void on_dgram_sent(ps__uring *u, int res, unsigned id)
 {
-    u->ops--;
+    u->ev.inflight--;
     if (res >= 0)
-        PS_ADD(u->w->stats.bytes_out, (uint64_t)res);
+        PS_ADD(u->ev.w->stats.bytes_out, (uint64_t)res);
     else
-        PS_ADD(u->w->stats.errors, 1);  /* no address (an unbound unix sender), ICMP, ... */
+        PS_ADD(u->ev.w->stats.errors, 1);  /* no address (an unbound unix sender), ICMP, ... */
     ps__bufring_put(&u->bufs, id);
 }
 
@@ -675,7 +659,7 @@ static void on_conn(ps__uring *u, uint64_t data, int res, unsigned flags, int64_
 {
     uconn *c = (uconn *)(uintptr_t)(data & ~(uint64_t)7);
 
-    u->ops--;
+    u->ev.inflight--;
     if ((data & 7) == OP_RECV)
         on_recv(u, c, res, flags, now);
     else
@@ -687,10 +671,10 @@ static void on_loop_op(ps__uring *u, uint64_t data, int res, unsigned flags, int
     switch (data & 0xff) {
     case OP_WAKE & 0xff:
         u->waking = 0;      /* the next turn sees the stop flag */
-        u->ops--;
+        u->ev.inflight--;
         break;
     case OP_CANCEL & 0xff:
-        u->ops--;
+        u->ev.inflight--;
         break;
     case OP_ACCEPT & 0xff:
         on_accept(u, res, flags, now);
@@ -725,123 +709,75 @@ static int reap(ps__uring *u, int64_t now)
     return n;
 }
 
-/* -- timers and stopping ------------------------------------------------- */
-static int64_t earliest(int64_t a, int64_t b)
+/* -- the skeleton's operations (evloop.c: ps__evloop) ---------------------- */
+static ps__uring *uring_of(ps__evloop *ev)
 {
-    return a < b ? a : b;
+    return (ps__uring *)ev;  /* ev is its first member */
 }
 
-/* When the first shaped reply, datagram or delayed close is due, in ms
- * rounded up so that the loop never wakes before it. */
-static int64_t shaped_due(const ps__uring *u)
+static void op_close(ps__evloop *ev, void *conn, int why)
 {
-    int64_t due = ps__shaping_due_ms(&u->faults);
-    int64_t dgram = u->dgram_shaper != NULL ? ps__ushape_due(u->dgram_shaper) : INT64_MAX;
-
-    return dgram == INT64_MAX ? due : earliest(due, (dgram + 999) / 1000);
+    conn_close(uring_of(ev), conn, why);
 }
 
-/* Release what is due; a close_delay that is over closes; datagrams due go. */
-static void expire_shaped(ps__uring *u, int64_t now)
+static void op_release(ps__evloop *ev, void *conn, int64_t now)
 {
-    int64_t us = ps__now_us();
-    ps__timer *t, *next;
-    ps__shaper *sh;
-    uconn *c;
-
-    if (u->dgram_shaper != NULL)
-        ps__ushape_send(u->dgram_shaper, u->w->fd, &u->w->stats);
-    for (t = u->faults.shaped.head; t != NULL; t = next) {
-        next = t->next;
-        sh = (ps__shaper *)t;
-        c = sh->owner;
-        if (ps__shape_due(sh) > us)
-            continue;
-        if (sh->close_at > 0 && sh->data.len == sh->off) {
-            conn_close(u, c, PS_WHY_EOF);
-            continue;
-        }
-        settle(u, c, release(u, c, now));
-    }
+    settle(uring_of(ev), conn, release(uring_of(ev), conn, now));
 }
 
-/* What shapers hold is dropped at a stop; a connection with nothing
- * unsent closes now, the others get the grace (they are on pending). */
-static void close_shaped(ps__uring *u)
+static int op_quiet(const void *conn)
 {
-    uconn *c;
+    const uconn *c = conn;
 
-    while (u->faults.shaped.head != NULL) {
-        c = ((ps__shaper *)u->faults.shaped.head)->owner;
-        ps__timer_remove(&c->sh->link);
-        c->sh->close_at = 0;
-        if (unsent(c) == 0 && !c->sendin)
-            conn_close(u, c, PS_WHY_STOP);
-    }
+    return unsent(c) == 0 && !c->sendin;
 }
 
-/* The first deadline: stop's grace, a connection's timer, accepting again. */
-static int64_t next_deadline(const ps__uring *u)
+/* Its receive ends too: shutting the reading side down completes it. */
+static void op_settle_drain(ps__evloop *ev, void *conn)
 {
-    const ps_config *cfg = &u->w->srv->cfg;
-    int64_t t = INT64_MAX;
+    uconn *c = conn;
 
-    if (u->draining)
-        t = u->nconns > 0 ? u->grace_end : u->grace_end + PS__STOP_GRACE_MS;
-    t = earliest(t, ps__timer_due(&u->idle, cfg->idle_ms));
-    t = earliest(t, ps__timer_due(&u->pending, cfg->send_timeout_ms));
-    if (u->accept_at > 0)
-        t = earliest(t, u->accept_at);
-    t = earliest(t, shaped_due(u));
-    return t;
+    if (c->recving)
+        shutdown(c->fd, SHUT_RD);
+    settle(uring_of(ev), c, 0);
 }
 
-static void expire(ps__uring *u, int64_t now)
+static void op_stop_accepting(ps__evloop *ev)
 {
-    const ps_config *cfg = &u->w->srv->cfg;
+    ps__uring *u = uring_of(ev);
 
-    while (now >= ps__timer_due(&u->idle, cfg->idle_ms)) {
-        PS_ADD(u->w->stats.idle_closed, 1);
-        conn_close(u, conn_of(u->idle.head), PS_WHY_IDLE);
-    }
-    while (now >= ps__timer_due(&u->pending, cfg->send_timeout_ms)) {
-        PS_ADD(u->w->stats.slow_closed, 1);
-        conn_close(u, conn_of(u->pending.head), PS_WHY_SLOW);
-    }
-    if (u->faults.shaped.head != NULL || u->dgram_shaper != NULL)
-        expire_shaped(u, now);
-    if (u->accept_at > 0 && now >= u->accept_at && !u->draining) {
-        u->accept_at = 0;
-        if (!u->accepting && arm_accept(u) < 0)
-            u->accept_at = now + PS__ACCEPT_BACKOFF_MS;
-    }
-}
-
-/* Stop accepting and reading; connections with nothing unsent close now,
- * the others get PS__STOP_GRACE_MS to take their echo (their receive ends:
- * shutting the reading side down completes it). */
-static void begin_drain(ps__uring *u, int64_t now)
-{
-    uconn *c, *next;
-
-    u->draining = 1;
-    u->grace_end = now + PS__STOP_GRACE_MS;
-    u->accept_at = 0;
     if (u->accepting)
-        cancel(u, u->w->srv->cfg.socktype == SOCK_STREAM ? OP_ACCEPT : OP_DGRAM_RECV);
+        cancel(u, u->ev.w->srv->cfg.socktype == SOCK_STREAM ? OP_ACCEPT : OP_DGRAM_RECV);
     if (u->waking)
         cancel(u, OP_WAKE);
-    close_shaped(u);
-    close_list(u, &u->idle, NULL, PS_WHY_STOP);
-    for (c = conn_of(u->pending.head); c != NULL; c = next) {
-        next = conn_of(c->t.next);
-        if (c->recving)
-            shutdown(c->fd, SHUT_RD);
-        settle(u, c, 0);
-    }
 }
 
-/* -- the loop ------------------------------------------------------------ */
+static int op_accept_again(ps__evloop *ev)
+{
+    ps__uring *u = uring_of(ev);
+
+    return u->accepting ? 0 : arm_accept(u);
+}
+
+/* When the first delayed datagram is due, in ms rounded up so that the
+ * loop never wakes before it. */
+static int64_t op_due(const ps__evloop *ev)
+{
+    const ps__uring *u = (const ps__uring *)ev;
+    int64_t due = u->dgram_shaper != NULL ? ps__ushape_due(u->dgram_shaper) : INT64_MAX;
+
+    return due == INT64_MAX ? due : (due + 999) / 1000;
+}
+
+static void op_expire(ps__evloop *ev, int64_t now)
+{
+    ps__uring *u = uring_of(ev);
+
+    (void)now;
+    if (u->dgram_shaper != NULL)
+        ps__ushape_send(u->dgram_shaper, u->ev.w->fd, &u->ev.w->stats);
+}
+
 static int try_complete(void *arg)
 {
     ps__uring *u = arg;
@@ -852,33 +788,48 @@ static int try_complete(void *arg)
     return ps__ring_cqe(&u->ring) != NULL;
 }
 
-/* Submit what this turn asked for and wait for a completion, the first
- * deadline or a signal; with spin_us, look without sleeping that long
- * first.  -EINTR for a signal. */
-static int wait_completion(ps__uring *u, int64_t now)
+/* Submit what this turn asked for and wait for a completion, timeout_ms
+ * or a signal; with spin_us, look without sleeping that long first.
+ * -EINTR for a signal. */
+static int wait_completion(ps__uring *u, int timeout_ms)
 {
-    int64_t due = next_deadline(u), spin_us = u->w->srv->cfg.spin_us;
-    int timeout = due == INT64_MAX ? -1 : due <= now ? 0 : (int)earliest(due - now, 1 << 30);
-    int n;
+    int64_t due = ps__now_ms() + timeout_ms;
+    int n = ps__spin(u->ev.w->srv, timeout_ms, try_complete, u);
 
-    if (spin_us > 0 && timeout != 0) {
-        if (timeout > 0 && (int64_t)timeout * 1000 < spin_us)
-            spin_us = (int64_t)timeout * 1000;
-        n = ps__spin(u->w->srv, spin_us, try_complete, u);
-        if (n != 0)
-            return n < 0 ? n : 0;
-    }
-    n = ps__ring_wait(&u->ring, timeout, u->w->sigmask);
+    if (n != 0)
+        return n < 0 ? n : 0;
+    n = ps__ring_wait(&u->ring, timeout_ms, u->ev.w->sigmask);
     if (n == -ETIME || n == -EBUSY)
         return 0;           /* the deadline; or completions to reap first */
     if (n < 0)
         return n;
     /* A wait that submitted reports the count, not the signal that ended
      * it: nothing completed before the deadline means a signal came. */
-    if (ps__ring_cqe(&u->ring) == NULL && (timeout < 0 || ps__now_ms() < due))
+    if (ps__ring_cqe(&u->ring) == NULL && (timeout_ms < 0 || ps__now_ms() < due))
         return -EINTR;
     return 0;
 }
+
+/* Wait, then run what completed (even after a signal: it has happened);
+ * a datagram socket's multishot receive ends when buffers run out, and is
+ * armed again. */
+static int op_turn(ps__evloop *ev, int timeout_ms)
+{
+    ps__uring *u = uring_of(ev);
+    int rc = wait_completion(u, timeout_ms);
+
+    reap(u, ps__now_ms());
+    if (rc < 0)
+        return rc;
+    if (!u->accepting && !u->ev.draining && u->ev.w->srv->cfg.socktype == SOCK_DGRAM && arm_dgram_recv(u) < 0)
+        return -EBUSY;
+    return 0;
+}
+
+static const ps__evops uring_ops = {
+    op_turn, op_close, op_release, op_quiet, op_settle_drain, op_stop_accepting, op_accept_again, op_due,
+    op_expire,
+};
 
 static int start(ps__uring *u)
 {
@@ -889,47 +840,15 @@ static int start(ps__uring *u)
     u->started = 1;
     rc = arm_wake(u);
     if (rc == 0)
-        rc = u->w->srv->cfg.socktype == SOCK_STREAM ? arm_accept(u) : arm_dgram_recv(u);
+        rc = u->ev.w->srv->cfg.socktype == SOCK_STREAM ? arm_accept(u) : arm_dgram_recv(u);
     return rc;
 }
 
-/* Done stopping: every connection closed and nothing in flight (or, should
- * the kernel keep something, a second grace passed: closing the ring ends it). */
-static int drained(const ps__uring *u, int64_t now)
-{
-    return u->nconns == 0 && (u->ops == 0 || now >= u->grace_end + PS__STOP_GRACE_MS);
-}
-
-/* All state lives in u: a return on a signal (-EINTR) loses nothing, and
- * calling again goes on with the next turn. */
 static int serve(ps__worker *w)
 {
-    ps__uring *u = w->uring;
-    int64_t now;
-    int rc = start(u);
+    int rc = start(w->uring);
 
-    if (rc < 0)
-        return rc;
-    for (;;) {
-        now = ps__now_ms();
-        if (!u->draining && ps__stopping(w->srv))
-            begin_drain(u, now);
-        if (u->draining && now >= u->grace_end) {  /* grace is over */
-            close_list(u, &u->idle, NULL, PS_WHY_STOP);
-            close_list(u, &u->pending, &w->stats.slow_closed, PS_WHY_SLOW);
-        }
-        if (u->draining && drained(u, now))
-            return 0;
-        rc = wait_completion(u, now);
-        now = ps__now_ms();
-        reap(u, now);
-        if (rc < 0)
-            return rc;
-        if (!u->accepting && !u->draining && w->srv->cfg.socktype == SOCK_DGRAM &&
-            arm_dgram_recv(u) < 0)
-            return -EBUSY;
-        expire(u, now);
-    }
+    return rc < 0 ? rc : ps__evloop_run(&w->uring->ev);
 }
 
 static int open_uring(ps__worker *w)
@@ -940,7 +859,7 @@ static int open_uring(ps__worker *w)
 
     if (u == NULL)
         return -ENOMEM;
-    u->w = w;
+    ps__evloop_init(&u->ev, w, &uring_ops);
     w->uring = u;
     ps__xf_init(&u->dgram_xf, w->srv->cfg.transform);
     u->dgram_msg.msg_namelen = NAME_ROOM;
@@ -956,9 +875,9 @@ static void free_uring(ps__worker *w)
 
     if (u == NULL)
         return;
-    close_shaped(u);
-    close_list(u, &u->idle, NULL, PS_WHY_STOP);
-    close_list(u, &u->pending, NULL, PS_WHY_STOP);
+    ps__evloop_close_shaped(&u->ev);
+    ps__evloop_close_list(&u->ev, &u->ev.idle, NULL, PS_WHY_STOP);
+    ps__evloop_close_list(&u->ev, &u->ev.pending, NULL, PS_WHY_STOP);
     ps__ring_close(&u->ring);  /* the kernel ends what is still in flight */
     while (u->closing.head != NULL) {
         uconn *c = conn_of(u->closing.head);
