@@ -247,3 +247,13 @@ def test_the_package_exports_exactly_its_lazy_names():
     assert sorted(pysock.__all__) == sorted(pysock._EXPORTS)
     for name in pysock.__all__:
         assert getattr(pysock, name).__name__ == name
+
+
+def test_importing_bench_or_the_cli_loads_no_c_and_probes_nothing():
+    """pysock bench's modules load the C extension (and ask the kernel about
+    io_uring) when a run needs them, not when they are imported: --help,
+    --list's parsing and a python-backend run start without them."""
+    code = ("import sys, pysock.bench.measure, pysock.bench.report, pysock.cli\n"
+            "print('pysock._pysock' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), timeout=30)
+    assert out.stdout.strip() == "False", out.stderr

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
 import json
 import os
 import platform
@@ -32,7 +33,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional, Protocol, TextIO, TypeVar
+from typing import Any, Callable, Optional, Protocol, TextIO, TypeVar
 
 from pysock.bench import affinity
 from pysock.bench.report import (
@@ -50,11 +51,16 @@ from pysock.config import default_model, model_available, uring_refused
 from pysock.errors import ConfigError, PysockError
 from pysock.urls import parse_url
 
+# A model of "the backend as it comes": its default, found out when a run
+# needs it (so that importing this module loads no C and probes no kernel).
+AS_IT_COMES = "default"
+
 
 @dataclass(frozen=True)
 class BenchServer:
     """A server to measure: a backend, its model per protocol (None: it
-    does not serve that protocol), and any further ``pysock serve`` options."""
+    does not serve that protocol; AS_IT_COMES: the backend's default), and
+    any further ``pysock serve`` options."""
 
     name: str
     backend: str
@@ -65,13 +71,14 @@ class BenchServer:
     python: str | None = None  # another interpreter (--python): its path; None: this one
 
     def model(self, proto: str) -> str | None:
-        return self.tcp if proto == "tcp" else self.udp
+        model = self.tcp if proto == "tcp" else self.udp
+        return default_model(self.backend, proto) if model == AS_IT_COMES else model
 
     def missing(self) -> str | None:
         """Why it cannot run here (an optional package), or None."""
         if self.python is not None:
             return None  # checked when the interpreter was added (interpreter_servers)
-        for model in (self.tcp, self.udp):
+        for model in (self.model("tcp"), self.model("udp")):
             if model is not None and not model_available(model):
                 return f"{model} is not installed"
             if self.backend == "c" and model == "uring" and uring_refused() is not None:
@@ -80,7 +87,7 @@ class BenchServer:
 
 
 SERVERS = (
-    BenchServer("c", "c", tcp=default_model("c", "tcp"), udp="loop"),  # the C backend as it comes
+    BenchServer("c", "c", tcp=AS_IT_COMES, udp="loop"),  # the C backend as it comes
     BenchServer("c-threads", "c", tcp="threads", udp=None),
     BenchServer("c-epoll", "c", tcp="epoll", udp=None, default=False),
     BenchServer("c-uring", "c", tcp="uring", udp="uring"),
@@ -117,6 +124,20 @@ def child_env() -> dict[str, str]:
     return env
 
 
+@functools.cache
+def _probe(path: str, command: str) -> dict[str, Any]:
+    """What the interpreter at path is and can run (asked once per run:
+    checking --python and measuring both need it)."""
+    out = None
+    try:
+        out = subprocess.run([path, "-c", _PROBE], capture_output=True, text=True, timeout=60, env=child_env())
+        info: dict[str, Any] = json.loads(out.stdout)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        said = out.stderr.strip().splitlines()[-1:] if out is not None else []
+        raise ConfigError(f"{command} does not run as a Python: {said[0] if said else exc}") from None
+    return info
+
+
 def interpreter_servers(command: str, chosen: Sequence[BenchServer] = SERVERS) -> list[BenchServer]:
     """The chosen servers another interpreter (a command on PATH, or a path)
     can run: the Python twins, and the C ones if pysock's extension is built
@@ -124,13 +145,7 @@ def interpreter_servers(command: str, chosen: Sequence[BenchServer] = SERVERS) -
     path = shutil.which(command)
     if path is None:
         raise ConfigError(f"no interpreter {command!r} on PATH")
-    env = child_env()
-    try:
-        out = subprocess.run([path, "-c", _PROBE], capture_output=True, text=True, timeout=60, env=env)
-        info = json.loads(out.stdout)
-    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
-        said = out.stderr.strip().splitlines()[-1:] if "out" in locals() else []
-        raise ConfigError(f"{command} does not run as a Python: {said[0] if said else exc}") from None
+    info = _probe(path, command)
     if not info["twins"]:
         raise ConfigError(f"{command} cannot import pysock.engines.twins (a Python 3.9 or later is needed)")
     label = f"{'pypy' if info['impl'] == 'PyPy' else 'cpython'}-{'.'.join(info['version'].split('.')[:2])}"

@@ -33,7 +33,7 @@ def add_parser(sub: Subparsers) -> None:
                         "extension is built for it), e.g. pypy3 or python3.13; repeatable")
     p.add_argument("--syscalls", action="store_true",
                    help="also count each server's system calls per request: one more run per server and "
-                        "load under strace -f, not timed (needs strace)"),
+                        "load under strace -f, not timed (needs strace)")
     p.set_defaults(func=run)
 
 
@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         for s in measure.SERVERS:
             options = f"; {' '.join(s.options)}" if s.options else ""
-            print(f"server {s.name:<16} {s.backend} backend; tcp: {s.tcp or '-'}, udp: {s.udp or '-'}{options}"
+            print(f"server {s.name:<16} {s.backend} backend; tcp: {s.model('tcp') or '-'}, "
+                  f"udp: {s.model('udp') or '-'}{options}"
                   + ("" if s.default else " (only when named)")
                   + (f"; {s.missing()}" if s.missing() else ""))
         for load in measure.LOADS:
