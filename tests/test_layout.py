@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import platform
 import re
 import shutil
 import socket
@@ -376,3 +377,19 @@ def test_every_struct_agrees_with_pahole(name, debug_object):
     ours = sorted({b for m in c.members for b in range(m.offset, m.offset + m.size)})
     assert covered == ours  # together they cover the same bytes: no member missed
     assert seen["holes"] == [(h.offset, h.size) for h in c.holes()]
+
+
+def test_a_packed_struct_says_so_and_why():
+    """A member off its type's alignment is shown with the reason, in text
+    and JSON; on x86-64, glibc's epoll_event is packed (data at offset 4)."""
+    comps = {c.c.name: c for c in layout.comparisons()}
+    assert comps["struct msghdr"].c.packed() == []
+    text = layout.report(names=["epoll_event", "msghdr"], example=False)
+    doc = json.loads(layout.report(names=["epoll_event"], as_json=True))
+    epoll = comps.get("struct epoll_event")
+    if epoll is None or platform.machine() != "x86_64":
+        assert "packed:" not in text.split("struct msghdr")[1]
+        return
+    assert [m.name for m in epoll.c.packed()] == ["data"]
+    assert "packed: data at offset 4 (its type aligns to 8)" in text and "EPOLL_PACKED" in text
+    assert doc["structs"][0]["packed"] == ["data"]

@@ -50,6 +50,11 @@ class CStruct:
     align: int
     members: list[CMember]
 
+    def packed(self) -> list[CMember]:
+        """The members the compiler placed off their type's alignment: the
+        struct is packed (aligned to less than its members need)."""
+        return [m for m in self.members if m.offset % m.align]
+
     def holes(self) -> list[Hole]:
         """Every gap between members, and the tail padding, if any."""
         out = []
@@ -493,9 +498,24 @@ def _struct_text(comp: Comparison) -> list[str]:
                      f"{r.ctypes.spelling if r.ctypes else '(missing)':<26}"
                      f"{r.struct.spelling if r.struct else '(missing)':<7}{_agree_word(r)}")
     lines.append(f"  padding holes: {_hole_text(c.holes())}")
+    if c.packed():
+        lines.append(f"  packed: {_packed_text(c)}")
     lines.append(f"  total: C {c.size}, ctypes {comp.ctypes_class} {comp.ctypes_size} ({_yes(comp.ctypes_agrees)}), "
                  f"struct '{comp.struct_format}' {comp.struct_size} ({_yes(comp.struct_agrees)})")
     return lines
+
+
+# Why a system header packs a struct, where the lesson knows.
+_WHY_PACKED = {
+    "struct epoll_event": "the kernel packs it on x86-64 (EPOLL_PACKED) so that 32-bit and 64-bit "
+                          "programs pass it the same 12 bytes, and glibc follows",
+}
+
+
+def _packed_text(c: CStruct) -> str:
+    where = ", ".join(f"{m.name} at offset {m.offset} (its type aligns to {m.align})" for m in c.packed())
+    why = _WHY_PACKED.get(c.name)
+    return f"{where}; the struct aligns to {c.align}" + (f": {why}" if why else "")
 
 
 def _example_text(ex: Example) -> list[str]:
@@ -535,7 +555,7 @@ def _comparison_json(comp: Comparison) -> dict[str, Any]:
                                         "size": r.struct.size, "agrees": r.struct_agrees}
         members.append(entry)
     return {"name": c.name, "header": c.header, "size": c.size, "align": c.align,
-            "members": members, "holes": [asdict(h) for h in c.holes()],
+            "packed": [m.name for m in c.packed()], "members": members, "holes": [asdict(h) for h in c.holes()],
             "ctypes": {"class": comp.ctypes_class, "size": comp.ctypes_size,
                        "align": comp.ctypes_align, "agrees": comp.ctypes_agrees},
             "struct": {"format": comp.struct_format, "size": comp.struct_size,
