@@ -1,6 +1,7 @@
 """The client side: one request, or a connection kept open for many."""
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 from typing import Callable
@@ -84,12 +85,23 @@ def recv_exactly(sock: socket.socket, n: int) -> bytes:
 SEND_FIRST_MAX = 64 << 10
 
 
+def shut_write(sock: socket.socket) -> None:
+    """Half-close.  A peer that has reset the connection already makes
+    shutdown() fail with ENOTCONN: that is the reset, and says so."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError as exc:
+        if exc.errno != errno.ENOTCONN:
+            raise
+        raise ConnectionResetError(errno.ECONNRESET, "the peer reset the connection") from None
+
+
 def send_while(sock: socket.socket, data: bytes, receive: Callable[[], bytes], half_close: bool = False) -> bytes:
     """Send data (then half-close, if asked) and return what receive() reads."""
     if len(data) <= SEND_FIRST_MAX:
         sock.sendall(data)
         if half_close:
-            sock.shutdown(socket.SHUT_WR)
+            shut_write(sock)
         return receive()
     failed: list[OSError] = []
 
@@ -97,7 +109,7 @@ def send_while(sock: socket.socket, data: bytes, receive: Callable[[], bytes], h
         try:
             sock.sendall(data)
             if half_close:
-                sock.shutdown(socket.SHUT_WR)
+                shut_write(sock)
         except OSError as exc:
             failed.append(exc)
 

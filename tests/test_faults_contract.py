@@ -121,6 +121,18 @@ def test_tcp_reset_after_resets(tcp_options):
         assert got == b"0123456789ABCDEFGHIJ"[:len(got)] and len(got) <= 10
 
 
+def test_tcp_request_meets_a_reset_as_a_reset(tcp_options):
+    """pysock.request half-closes after sending: when the reset has come by
+    then, that is a ConnectionResetError too (not ENOTCONN's OSError), so a
+    client that retries on resets catches it.  (60,000 bytes: sent whole
+    into the socket before the reset comes, often enough, and still sent
+    before the reply is read.)"""
+    with tcp_server(tcp_options, pysock.Faults(reset_after=100)) as srv:
+        for _ in range(20):
+            with pytest.raises(ConnectionResetError):
+                pysock.request(b"r" * 60000, srv.address, timeout=SLACK)
+
+
 def test_tcp_stall_receives_and_never_answers(tcp_options):
     with tcp_server(tcp_options, pysock.Faults(stall=True)) as srv, connect(srv, timeout=0.3) as s:
         s.sendall(b"hello")
