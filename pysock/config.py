@@ -11,6 +11,7 @@ import math
 import os
 import re
 import socket
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from pysock.errors import ConfigError
@@ -92,10 +93,7 @@ class ServerConfig:
     def from_options(cls, **options: object) -> ServerConfig:
         """A checked configuration from keyword options; an unknown keyword
         is a ConfigError that lists the known ones."""
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise ConfigError(f"unknown server option{'s' if len(unknown) > 1 else ''} "
-                              f"{', '.join(map(repr, unknown))}: the options are {', '.join(OPTIONS)}")
+        check_known(options, OPTIONS)
         return cls(**options).validated()  # type: ignore[arg-type]
 
     def validated(self) -> ServerConfig:
@@ -124,6 +122,14 @@ class ServerConfig:
     def url(self, host: str, port: int) -> str:
         """The ready line: tcp://HOST:PORT, udp://[::1]:PORT, unix://PATH."""
         return format_url(self.proto, self.path if self.path is not None else (host, port))
+
+
+def check_known(options: Iterable[str], known: Sequence[str]) -> None:
+    """ConfigError for keywords not among known, listing the known ones."""
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown server option{'s' if len(unknown) > 1 else ''} "
+                          f"{', '.join(map(repr, unknown))}: the options are {', '.join(known)}")
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

@@ -6,14 +6,18 @@ The serving itself is an engine's (pysock.engines.base): the C library
 configuration.  Stats and ReflectionWarning are importable from here too."""
 from __future__ import annotations
 
+import inspect
+import os
 import signal
 import threading
+import time
 import warnings
+import weakref
 from typing import Callable
 
-from pysock.config import DEFAULT_HOST, ServerConfig, is_loopback
+from pysock.config import DEFAULT_HOST, ServerConfig, check_known, is_loopback
 from pysock.engines import make_engine
-from pysock.engines.base import Stats
+from pysock.engines.base import ConnEvent, Stats
 from pysock.errors import ConfigError, ReflectionWarning, ServerError
 from pysock.faults import Faults, with_seed
 from pysock.unixpath import Identity, bind_claimed, release
@@ -64,8 +68,9 @@ class Server:
           tutorials' timestamp server: "at <ctime> :" before each line).
         backend: "c" (the compiled library) or "python" (the pure-Python twins).
         model: how it waits for clients; None: the first this build can run
-          (C TCP: "epoll", "threads"; Python TCP: "threads", "loop",
-          "asyncio", "uvloop"; UDP: "loop", and the asyncio models).
+          (C TCP: "epoll", "uring", "threads"; C UDP: "loop", "uring";
+          Python TCP: "threads", "loop", "asyncio", "uvloop"; Python UDP:
+          "loop", "asyncio", "uvloop").
         workers: serving threads, each with its own socket on the port.
         spin_us: busy-poll this many microseconds before sleeping.
         max_conns: open connections at most; the next is closed at once.
@@ -83,35 +88,47 @@ class Server:
         Raises ConfigError for a bad option (before any engine runs),
         ResolveError for a host that does not resolve, OSError for a port
         or path in use.  docs/contract.md says what every engine does."""
-        if unknown:
-            ServerConfig.from_options(**unknown)  # raises ConfigError listing the known options
+        check_known(unknown, _OPTIONS)
+        if log is not None and not callable(log):
+            raise ConfigError(f"log must be callable (it is called with each line), not {log!r}")
         self.config = ServerConfig(
             host=host, port=port, proto=proto, family=family, path=path, transform=transform,
             backend=backend, model=model, workers=workers, spin_us=spin_us, backlog=backlog,
             max_conns=max_conns, idle_timeout=idle_timeout, send_timeout=send_timeout,
             max_unsent=max_unsent, ipv6_only=ipv6_only).validated()
         self._faults = self._checked_faults(faults)
-        self._path_id: Identity | None = None
-        on_event = None if log is None else (lambda event: log(f"{self.url} {event.describe()}"))
-        if self.config.path is not None:
-            # Claimed, bound and listening under the directory's lock: exactly one owner.
-            self._engine, self._path_id = bind_claimed(self.config.path,
-                                                       lambda: make_engine(self.config, on_event))
-        else:
-            self._engine = make_engine(self.config, on_event)
-        if self._faults is not None:
-            self._engine.set_faults(self._faults)
-        if self.config.proto == "udp" and not is_loopback(self.host):
-            warnings.warn(f"UDP echo on {self.url} answers anyone who can reach it, and any spoofed "
-                          "sender: it can be used to reflect traffic at others", ReflectionWarning, stacklevel=2)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._started = False
         self._done = threading.Event()
-        self._closed = False
-        self._close_when_done = False
+        self._closing = False
+        self._closed = threading.Event()
+        self._close_when_done: float | None = None  # stop()'s timeout, when the loop closes by itself
         self._failure: Exception | None = None
         self._final_stats: Stats | None = None
+        self._pid = os.getpid()
+        lines = _Lines(log) if log is not None else None
+        path_id: Identity | None = None
+        if self.config.path is not None:
+            # Claimed, bound and listening under the directory's lock: exactly one owner.
+            self._engine, path_id = bind_claimed(self.config.path, lambda: make_engine(self.config, lines))
+        else:
+            self._engine = make_engine(self.config, lines)
+        self._release_path = weakref.finalize(self, _release_path, self.config.path, path_id, self._pid)
+        self._release_path.atexit = False
+        try:  # nothing below may leave the port (or path) taken
+            if lines is not None:
+                lines.url = self.url
+            if self._faults is not None:
+                self._engine.set_faults(self._faults)
+            if self.config.proto == "udp" and not is_loopback(self.host):
+                warnings.warn(f"UDP echo on {self.url} answers anyone who can reach it, and any spoofed "
+                              "sender: it can be used to reflect traffic at others", ReflectionWarning,
+                              stacklevel=2)
+        except BaseException:
+            self._engine.close(0)
+            self._release_path()
+            raise
 
     # -- what it is ---------------------------------------------------------
     @property
@@ -149,7 +166,7 @@ class Server:
         None turns them off.  A seed of None draws a fresh one (see faults)."""
         checked = self._checked_faults(faults)
         with self._lock:
-            if self._closed:
+            if self._closing:
                 raise RuntimeError(f"{self!r} is stopped: it has no faults to set")
             self._engine.set_faults(checked)
             self._faults = checked
@@ -190,7 +207,9 @@ class Server:
 
     def _begin(self, thread: threading.Thread) -> None:
         with self._lock:
-            if self._closed:
+            if os.getpid() != self._pid:
+                raise RuntimeError(f"{self!r} was made in another process (before a fork): it serves there")
+            if self._closing:
                 raise RuntimeError(f"{self!r} is stopped; a server serves once: make a new one")
             if self._started:
                 raise RuntimeError(f"{self!r} is already serving")
@@ -212,47 +231,68 @@ class Server:
             self._engine.wake()  # after an exception, connection threads end too
             with self._lock:
                 self._done.set()
-                if self._close_when_done:
-                    self._close()
+                timeout = self._close_when_done
+            if timeout is not None:
+                self._close(time.monotonic() + timeout)
 
     def stop(self, timeout: float = 1.0) -> None:
-        """Stop serving and close.  Safe from any thread, more than once.
-        New clients are refused at once; an echo in flight gets 100 ms.
-        Returns within ``timeout`` or raises TimeoutError (the server then
-        closes by itself once its loop ends).  Raises ServerError if the
-        loop had failed on its own."""
+        """Stop serving and close.  Safe from any thread, more than once,
+        from the log too.  New clients are refused at once; an echo in
+        flight gets 100 ms; the log gets the lines of the connections the
+        stop closes.  Returns within ``timeout`` or raises TimeoutError (the
+        server then closes by itself once its loop ends).  Raises
+        ServerError if the loop had failed on its own.  In a child of the
+        process that made the server (after fork()), it lets go of the
+        server without touching it: the parent's sockets stay as they are."""
+        deadline = time.monotonic() + timeout
         with self._lock:
-            if self._closed:
+            closing, started = self._closing, self._started
+            if not closing and os.getpid() != self._pid:
+                self._disown()
                 return
-            if not self._started:
-                self._close()
-                return
-            self._engine.wake()  # under the lock: another thread's stop() may be closing it
-            if threading.current_thread() is self._thread and not self._done.is_set():
-                self._close_when_done = True  # the loop ends, then closes, by itself
-                return
-        if not self._done.wait(timeout):
+            if not closing and started:
+                self._engine.wake()  # under the lock: another thread's stop() may be closing it
+                if threading.current_thread() is self._thread and not self._done.is_set():
+                    self._close_when_done = timeout  # the loop ends, then closes, by itself
+                    return
+        if closing:  # another thread is closing it: wait for that, as long as we may
+            self._closed.wait(max(0.0, deadline - time.monotonic()))
+            return
+        if started and not self._done.wait(timeout):
             with self._lock:
                 if not self._done.is_set():
-                    self._close_when_done = True
+                    self._close_when_done = timeout
                     raise TimeoutError(f"{self!r} did not stop within {timeout} s; it will close "
                                        "once its loop ends")
-        with self._lock:
-            self._close()
+        self._close(deadline)
         self._raise_failure()
 
     def close(self) -> None:
         """Alias of stop(): release the socket."""
         self.stop()
 
-    def _close(self) -> None:
-        """Under the lock, once the loop has ended (or never ran)."""
-        if not self._closed:
+    def _close(self, deadline: float) -> None:
+        """Once the loop has ended (or never ran): close the engine, give its
+        log until deadline, give the path back.  Not under the lock: the
+        log may read stats meanwhile."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
             self._final_stats = self._engine.stats()
-            self._engine.close()
-            if self.config.path is not None:
-                release(self.config.path, self._path_id)
-            self._closed = True
+        try:
+            self._engine.close(max(0.0, deadline - time.monotonic()))
+            self._release_path()
+        finally:
+            self._closed.set()
+
+    def _disown(self) -> None:
+        """Under the lock, in a child after fork(): let go, touching nothing."""
+        self._closing = True
+        self._final_stats = self._engine.stats()
+        self._engine.disown()
+        self._release_path.detach()
+        self._closed.set()
 
     def _raise_failure(self) -> None:
         failure, self._failure = self._failure, None  # reported once
@@ -267,9 +307,26 @@ class Server:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def __del__(self) -> None:  # a server nobody started still frees its port
-        try:
-            if not self._closed and not self._started:
-                self._close()
-        except Exception:
-            pass
+
+class _Lines:
+    """What an engine calls with each connection event: the log, with the
+    line serve -v prints.  It holds the server's URL, not the server, so a
+    server nobody keeps is freed, its log's thread with it."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log = log
+        self.url = ""  # set once bound
+
+    def __call__(self, event: ConnEvent) -> None:
+        self.log(f"{self.url} {event.describe()}")
+
+
+def _release_path(path: str | None, bound: Identity | None, pid: int) -> None:
+    """A unix server's path back, if it is still the file it bound (and
+    this is the process that bound it)."""
+    if path is not None and os.getpid() == pid:
+        release(path, bound)
+
+
+# Every keyword Server takes, for the error that lists them.
+_OPTIONS = tuple(name for name in inspect.signature(Server.__init__).parameters if name not in ("self", "unknown"))

@@ -644,8 +644,16 @@ def test_bad_sizes_are_config_errors_naming_the_range(option, value):
 
 
 def test_an_unknown_keyword_lists_the_known_ones():
-    with pytest.raises(pysock.ConfigError, match=r"unknown server option 'idle'.*idle_timeout"):
+    with pytest.raises(pysock.ConfigError, match=r"unknown server option 'idle'.*idle_timeout") as info:
         pysock.Server(idle=1)
+    for option in ("log", "faults", "max_unsent", "path"):
+        assert option in str(info.value), option
+
+
+@pytest.mark.parametrize("log", [5, "stderr"])
+def test_a_log_that_is_not_callable_is_refused(log):
+    with pytest.raises(pysock.ConfigError, match="log must be callable"):
+        pysock.Server(LOCALHOST, 0, log=log)
 
 
 @pytest.mark.parametrize("host", ["0x0", "127.1", "2130706433", "x" * 300, "a..b", "h\u00e9", "-x", " "])

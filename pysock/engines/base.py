@@ -80,5 +80,10 @@ class Engine(Protocol):
     def set_faults(self, faults: Faults | None) -> None:
         """From any thread: the faults for data received from now on."""
 
-    def close(self) -> None:
-        """Release the sockets (not while serve() runs in another thread)."""
+    def close(self, log_timeout: float | None = None) -> None:
+        """Release the sockets (not while serve() runs in another thread),
+        then end the log: waiting events get log_timeout seconds (None: as
+        long as they take), the rest are dropped.  More than once is fine."""
+
+    def disown(self) -> None:
+        """After fork(), in the child: let go, the parent's sockets untouched."""

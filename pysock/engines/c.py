@@ -1,16 +1,22 @@
 """The C engine: the one module that drives the compiled server
 (csrc/server.c) through cffi.  The serving loop runs in C with the GIL
-released; wake() writes to a pipe every C loop polls."""
+released; wake() writes to a pipe every C loop polls.
+
+The engine owns its ps_server: close() frees it, and so does a finalizer
+when an engine nobody closed is dropped (a Server never started, or one
+whose constructor failed), in the process that made it only: after
+fork() a child leaves the parent's sockets as they are."""
 from __future__ import annotations
 
 import errno
 import os
-import threading
-from typing import Any, Callable
+import weakref
+from typing import Any
 
 from pysock._core import check, ffi, lib
 from pysock.config import ServerConfig, millis
 from pysock.engines.base import STATS_FIELDS, ConnEvent, OnEvent, Stats
+from pysock.engines.log import PipeLog
 from pysock.faults import Faults
 from pysock.urls import Address
 
@@ -50,55 +56,38 @@ def c_faults(faults: Faults) -> Any:
     return f
 
 
-class EventReader:
-    """The read end of the pipe the C loops write ps_event records to, and a
-    thread that turns each into a ConnEvent for on_event.  It ends when the
-    write end is closed (after the server is)."""
+def _event(record: bytes) -> ConnEvent:
+    """A ps_event record (csrc/pysock.h) as a ConnEvent."""
+    e = ffi.from_buffer("ps_event *", record)
+    return ConnEvent(kind=_KINDS.get(e.kind, "?"), conn=e.conn, peer=ffi.string(e.peer).decode(),
+                     why=_WHY.get(e.why, ""), bytes_in=e.bytes_in, bytes_out=e.bytes_out)
 
-    def __init__(self, on_event: Callable[[ConnEvent], None]) -> None:
-        self.on_event = on_event
-        self.read_fd, self.write_fd = os.pipe2(os.O_CLOEXEC)
-        os.set_blocking(self.write_fd, False)  # a full log drops a record, never stalls a loop
-        self.thread = threading.Thread(target=self._run, name="pysock events", daemon=True)
-        self.thread.start()
 
-    def _run(self) -> None:
-        size = ffi.sizeof("ps_event")
-        pending = b""
-        with os.fdopen(self.read_fd, "rb", buffering=0) as pipe:
-            while True:
-                chunk = pipe.read(size * 64)
-                if not chunk:
-                    return
-                pending += chunk
-                whole = len(pending) - len(pending) % size
-                for at in range(0, whole, size):
-                    self.on_event(self._event(ffi.from_buffer("ps_event *", pending[at:at + size])))
-                pending = pending[whole:]
-
-    @staticmethod
-    def _event(e: Any) -> ConnEvent:
-        return ConnEvent(kind=_KINDS.get(e.kind, "?"), conn=e.conn, peer=ffi.string(e.peer).decode(),
-                         why=_WHY.get(e.why, ""), bytes_in=e.bytes_in, bytes_out=e.bytes_out)
-
-    def close(self) -> None:
-        os.close(self.write_fd)
-        self.thread.join(5)
+def _release(srv: Any, log: PipeLog | None, pid: int) -> None:
+    """Free a ps_server (its loops have returned, or never ran) and end its
+    log; in another process (after fork) leave both alone."""
+    if os.getpid() != pid:
+        return
+    lib.ps_server_close(srv)
+    if log is not None:
+        log.close(0)
 
 
 class CEngine:
     """The C library's server behind the engine interface the Server drives:
-    address, serve, wake, stats, close."""
+    address, serve, wake, stats, set_faults, close."""
 
     def __init__(self, cfg: ServerConfig, on_event: OnEvent = None) -> None:
-        self._keep: list[Any] = []  # C strings must outlive the ps_config that points at them
-        self._events = EventReader(on_event) if on_event is not None else None
+        self._log = PipeLog(on_event, ffi.sizeof("ps_event"), _event) if on_event is not None else None
         c = ffi.new("ps_config *")
+        # ps_server_open copies both strings; they live on self until it
+        # has (a local the JIT sees no more use of may be freed before).
+        self._strings = (ffi.new("char[]", cfg.host.encode()),
+                         ffi.new("char[]", cfg.path.encode()) if cfg.path else ffi.NULL)
         c.family = getattr(lib, _FAMILY[cfg.family])
         c.socktype = getattr(lib, _SOCKTYPE[cfg.proto])
-        c.host = self._cstr(cfg.host)
+        c.host, c.path = self._strings
         c.port = cfg.port
-        c.path = self._cstr(cfg.path) if cfg.path else ffi.NULL
         c.backlog = cfg.backlog
         c.transform = getattr(lib, _TRANSFORM[cfg.transform])
         c.model = getattr(lib, _MODEL[cfg.model or ""])  # validated(): never None
@@ -109,24 +98,23 @@ class CEngine:
         c.idle_ms = millis(cfg.idle_timeout)
         c.send_timeout_ms = millis(cfg.send_timeout)
         c.max_unsent = cfg.max_unsent
-        if self._events is not None:
+        if self._log is not None:
             c.log_events = 1
-            c.event_fd = self._events.write_fd
+            c.event_fd = self._log.write_fd
         out = ffi.new("ps_server **")
-        where = cfg.url(cfg.host, cfg.port)
-        try:
-            check(lib.ps_server_open(out, c), f"cannot serve {where}")
-        except BaseException:
-            if self._events is not None:
-                self._events.close()
-            raise
+        rc = lib.ps_server_open(out, c)
+        if rc < 0:
+            if self._log is not None:
+                self._log.close(0)
+            check(rc, f"cannot serve {cfg.url(cfg.host, cfg.port)}")
         self._srv = out[0]
-        self.address = self._sockname(cfg)
-
-    def _cstr(self, s: str) -> Any:
-        p = ffi.new("char[]", s.encode())
-        self._keep.append(p)
-        return p
+        self._release = weakref.finalize(self, _release, self._srv, self._log, os.getpid())
+        self._release.atexit = False  # at exit a daemon thread may still serve: the process ends it
+        try:
+            self.address = self._sockname(cfg)
+        except BaseException:
+            self.close()
+            raise
 
     def _sockname(self, cfg: ServerConfig) -> Address:
         buf = ffi.new("char[]", 256)
@@ -144,18 +132,30 @@ class CEngine:
                 return
 
     def wake(self) -> None:
-        check(lib.ps_server_stop(self._srv), "cannot wake the server")
+        if self._release.alive:
+            check(lib.ps_server_stop(self._srv), "cannot wake the server")
 
     def set_faults(self, faults: Faults | None) -> None:
-        lib.ps_server_set_faults(self._srv, ffi.NULL if faults is None else c_faults(faults))
+        if self._release.alive:
+            lib.ps_server_set_faults(self._srv, ffi.NULL if faults is None else c_faults(faults))
 
     def stats(self) -> Stats:
         s = ffi.new("ps_stats *")
-        lib.ps_server_stats(self._srv, s)
+        if self._release.alive:
+            lib.ps_server_stats(self._srv, s)
         return Stats(**{f: getattr(s, f) for f in STATS_FIELDS})
 
-    def close(self) -> None:
+    def close(self, log_timeout: float | None = None) -> None:
+        """Free the server (not while serve() runs in another thread), then
+        end the log: waiting events get log_timeout seconds (None: as long
+        as they take).  More than once is fine."""
+        if self._release.detach() is None:
+            return
         lib.ps_server_close(self._srv)
-        self._srv = ffi.NULL
-        if self._events is not None:
-            self._events.close()  # after the loops: every record is in the pipe
+        if self._log is not None:
+            self._log.close(log_timeout)
+
+    def disown(self) -> None:
+        """After fork(), in the child: let go of the server without touching
+        its sockets or threads, which are the parent's."""
+        self._release.detach()

@@ -6,10 +6,12 @@ import errno
 import os
 import socket
 import threading
+import weakref
 from typing import Any
 
 from pysock.config import ServerConfig
 from pysock.engines.base import ACCEPT_BACKOFF, BUFSIZE, STATS_FIELDS, STOP_GRACE, ConnEvent, OnEvent, Stats
+from pysock.engines.log import QueueLog
 from pysock.errors import ResolveError
 from pysock.faults import Faults
 from pysock.urls import Address
@@ -117,22 +119,41 @@ def open_socket(cfg: ServerConfig) -> socket.socket:
     return sock
 
 
+def _release(sockets: tuple[socket.socket, ...], log: QueueLog | None, pid: int) -> None:
+    """Close a twin's sockets and end its log; in another process (after
+    fork) only this process's copies of the descriptors, never a shutdown."""
+    for sock in sockets:
+        sock.close()
+    if log is not None and os.getpid() == pid:
+        log.close(0)
+
+
 class TwinEngine:
     """A bound socket, counters and a wake-up socketpair.  Subclasses
     provide serve(): serve until wake() is called, then close every
-    connection (within STOP_GRACE) before returning."""
+    connection (within STOP_GRACE) before returning.  The engine owns its
+    sockets and its log: close() releases them, and so does a finalizer
+    when an engine nobody closed is dropped."""
 
     def __init__(self, cfg: ServerConfig, on_event: OnEvent = None) -> None:
         self.cfg = cfg
-        self.on_event = on_event
+        self.log = QueueLog(on_event) if on_event is not None else None
         self.counters = Counters()
         self.stopping = False
         self.faults: Faults | None = None  # read afresh for each reply
-        self.sock = open_socket(cfg)
+        try:
+            self.sock = open_socket(cfg)
+        except BaseException:
+            if self.log is not None:
+                self.log.close(0)
+            raise
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self.wake_fd = self._wake_r.fileno()
+        self._release = weakref.finalize(self, _release, (self.sock, self._wake_r, self._wake_w), self.log,
+                                         os.getpid())
+        self._release.atexit = False  # at exit a daemon thread may still serve: the process ends it
         self.address: Address = cfg.path if cfg.path is not None else tuple(self.sock.getsockname()[:2])
 
     def serve(self) -> None:
@@ -147,9 +168,10 @@ class TwinEngine:
         return ConnInfo(self.counters.add("conns"), peer_name(peer))
 
     def event(self, kind: str, info: ConnInfo, why: str = "") -> None:
-        """Tell the log (if the server keeps one) what became of a connection."""
-        if self.on_event is not None:
-            self.on_event(ConnEvent(kind, info.conn, info.peer, why, info.bytes_in, info.bytes_out))
+        """Tell the log (if the server keeps one) what became of a
+        connection; its own thread calls it (pysock.engines.log)."""
+        if self.log is not None:
+            self.log.put(ConnEvent(kind, info.conn, info.peer, why, info.bytes_in, info.bytes_out))
 
     def wake(self) -> None:
         """Safe from any thread: a flag, the listener shut down (as
@@ -170,10 +192,21 @@ class TwinEngine:
     def stats(self) -> Stats:
         return self.counters.snapshot()
 
-    def close(self) -> None:
+    def close(self, log_timeout: float | None = None) -> None:
         """Not while serve() runs in another thread: the Server stops it
-        first.  A unix path stays: the Server, which claimed it, removes it."""
+        first.  Events waiting for the log get log_timeout seconds (None:
+        as long as they take).  A unix path stays: the Server, which
+        claimed it, removes it.  More than once is fine."""
+        if not self._release.alive:
+            return
         self.wake()
-        self.sock.close()
-        self._wake_r.close()
-        self._wake_w.close()
+        self._release.detach()
+        _release((self.sock, self._wake_r, self._wake_w), None, os.getpid())
+        if self.log is not None:
+            self.log.close(log_timeout)
+
+    def disown(self) -> None:
+        """After fork(), in the child: close this process's copies of the
+        sockets, never shutting them down (the parent still serves)."""
+        if self._release.alive:
+            self._release()
