@@ -30,14 +30,29 @@ def bind_claimed(path: str, bind: Callable[[], T]) -> tuple[T, Identity]:
     pysock servers claiming a path in the same directory wait meanwhile."""
     with _directory_locked(path):
         claim(path)
-        bound = bind()
+        try:
+            bound = bind()
+        except BaseException:  # a signal (Ctrl-C) may come after the bind itself
+            _unlink_socket(path)
+            raise
         try:
             return bound, identity(path)
-        except OSError:
+        except BaseException:
             close = getattr(bound, "close", None)
             if close is not None:
                 close()
+            _unlink_socket(path)
             raise
+
+
+def _unlink_socket(path: str) -> None:
+    """Under the directory's lock, after claim(): a socket file at path is
+    the one this bind made."""
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def claim(path: str) -> None:

@@ -1,10 +1,12 @@
 """The pysock command as a user runs it: a subprocess, real sockets."""
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 from support import UNRESOLVABLE, CliServer, cli_env, has_ipv6_loopback, run_cli, skip_without
@@ -278,3 +280,52 @@ def test_serve_verbose_logs_connections_and_datagrams():
     assert closed.endswith("closed (eof): 5 bytes in, 5 out\n")
     assert datagrams == f"pysock: udp://127.0.0.1:{port} 1 datagrams, 5 bytes in, 5 out in the last second\n"
     assert code == 0
+
+
+def serve_unix(tmp_path, name: str) -> tuple[subprocess.Popen, str]:
+    """pysock serve --unix PATH (a stream and a datagram socket), started."""
+    path = str(tmp_path / name)
+    proc = subprocess.Popen([sys.executable, "-m", "pysock", "serve", "--unix", path],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
+    return proc, path
+
+
+@pytest.mark.parametrize("round", [pytest.param(i, marks=[] if i < 3 else pytest.mark.slow) for i in range(40)])
+def test_two_quick_sigterms_end_serve_cleanly(tmp_path, round):
+    """As timeout(1) sends them: the second signal must not cut the first's
+    cleanup short (both socket files removed, the served lines printed)."""
+    proc, path = serve_unix(tmp_path, f"two{round}.sock")
+    try:
+        assert proc.stdout.readline().startswith(b"unix://") and proc.stdout.readline().startswith(b"unix://")
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert err.decode().count("pysock: served unix://") == 2, err
+    assert b"Traceback" not in err
+    assert not os.path.exists(path) and not os.path.exists(path + ".dgram")
+
+
+@pytest.mark.parametrize("delay", [pytest.param(d / 1000, marks=[] if d in (0, 60) else pytest.mark.slow)
+                                   for d in range(0, 400, 20)])
+def test_ctrl_c_at_any_moment_of_the_start_leaves_nothing_behind(tmp_path, delay):
+    """Before the handlers are installed, while the servers are being made,
+    or once they serve: no traceback, and no socket file left."""
+    proc, path = serve_unix(tmp_path, "start.sock")
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert not os.path.exists(path) and not os.path.exists(path + ".dgram")
+    if b"Traceback" in err and b"pysock/__main__.py" not in err and b"pysock/cli" not in err:
+        return  # the signal beat Python's own start (site, runpy), before pysock's entry point ran
+    assert proc.returncode in (130, -signal.SIGINT), err  # -SIGINT: before Python took the signal over
+    assert b"Traceback" not in err

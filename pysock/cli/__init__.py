@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import threading
 import warnings
 from collections.abc import Sequence
 
 from pysock import __version__
-from pysock.cli import bench, chat, layout, resolve, send, serve, talk
+from pysock.cli import bench, chat, layout, resolve, send, serve, signals, talk
 from pysock.cli.common import EXIT_RUNTIME, EXIT_SIGINT, EXIT_USAGE, Parser, UsageError
 from pysock.errors import ConfigError, PysockError
 
@@ -34,25 +33,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(0)
-
-
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                   file: object = None, line: str | None = None) -> None:
     print(f"pysock: warning: {message}", file=sys.stderr, flush=True)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, program: bool = False) -> int:
+    """Run one command; its exit code.  program: this is the process's own
+    run (python -m pysock, the pysock command), which ends when main()
+    returns: the signal handlers stay (a late signal is ignored while the
+    interpreter exits).  Otherwise the handlers from before come back."""
+    restore = signals.install() if threading.current_thread() is threading.main_thread() else None
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return EXIT_SIGINT
+    finally:
+        if restore is not None and not program:
+            restore()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     warnings.showwarning = _show_warning
     try:
-        args = build_parser().parse_args(argv)
+        with signals.deferred():  # the parser imports a little: a Ctrl-C waits until it is built
+            args = build_parser().parse_args(argv)
     except UsageError as exc:
         print(f"pysock: usage error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _sigterm)
-        signal.signal(signal.SIGHUP, _sigterm)  # the terminal went away: end as cleanly
     try:
         return int(args.func(args))
     except BrokenPipeError:  # stdout closed early (| head): what was wanted was printed

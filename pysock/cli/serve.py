@@ -9,6 +9,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from pysock.cli.common import Subparsers, UsageError, add_bind_option, count, port_number
+from pysock.cli.signals import deferred, ending
 from pysock.config import BACKENDS, DEFAULT_HOST, DEFAULT_PORT, MODELS, TRANSFORMS, ServerConfig
 from pysock.faults import TCP_ONLY, Faults, from_pairs, not_for, with_seed
 
@@ -133,19 +134,21 @@ def run(args: argparse.Namespace) -> int:
     faults = fault_options(args, [proto for proto, _ in targets])
     servers: list[Server] = []
     try:
-        for proto, where in targets:
-            srv = Server(proto=proto, **where, **server_options(args, proto), faults=faults.get(proto))
-            servers.append(srv)
-            if srv.faults is not None:
-                print(f"pysock: {srv.url} faults: {srv.faults.describe()}", file=sys.stderr, flush=True)
-            if where.get("port") == 0 and len(targets) > 1:
-                for _, later in targets:
-                    later["port"] = servers[0].port  # both protocols on the one free port
+        with deferred():  # a signal now waits until what is made can be undone
+            for proto, where in targets:
+                srv = Server(proto=proto, **where, **server_options(args, proto), faults=faults.get(proto))
+                servers.append(srv)
+                if srv.faults is not None:
+                    print(f"pysock: {srv.url} faults: {srv.faults.describe()}", file=sys.stderr, flush=True)
+                if where.get("port") == 0 and len(targets) > 1:
+                    for _, later in targets:
+                        later["port"] = servers[0].port  # both protocols on the one free port
         run_until_signal(servers, ready_json=args.ready_json, verbose=args.verbose)
     finally:
-        stop_all(servers)
-        for srv in servers:  # what each served, once stopped: one line each on stderr
-            print(f"pysock: served {srv.url}: {counters(srv.stats)}", file=sys.stderr, flush=True)
+        with ending():  # a second signal must not cut this short
+            stop_all(servers)
+            for srv in servers:  # what each served, once stopped: one line each on stderr
+                print(f"pysock: served {srv.url}: {counters(srv.stats)}", file=sys.stderr, flush=True)
     return 0
 
 
