@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import socket
 import threading
+import time
 from typing import Callable
 
 from pysock.engines.base import UDP_MAX
@@ -58,11 +59,20 @@ def connect(address: Address, proto: str = "tcp", timeout: float | None = DEFAUL
     return sock
 
 
-def recv_until_eof(sock: socket.socket) -> bytes:
-    """Everything the peer sends until it closes its side."""
+def recv_until_eof(sock: socket.socket, deadline: float | None = None) -> bytes:
+    """Everything the peer sends until it closes its side; with a deadline
+    (time.monotonic()), a ReplyError holding what came if it has not by then."""
     chunks: list[bytes] = []
     while True:
-        chunk = sock.recv(1 << 16)
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ReplyError("the reply did not end in time", b"".join(chunks))
+            sock.settimeout(left)
+        try:
+            chunk = sock.recv(1 << 16)
+        except socket.timeout:
+            raise ReplyError("the reply did not end in time", b"".join(chunks)) from None
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
@@ -119,6 +129,12 @@ def send_while(sock: socket.socket, data: bytes, receive: Callable[[], bytes], h
         reply = receive()
     finally:
         sender.join(sock.gettimeout())
+        if sender.is_alive():  # the reply ended early, or never came: the send must not block on
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # the peer has gone already
+            sender.join()
     if failed:
         raise failed[0]
     return reply
@@ -128,17 +144,22 @@ def request(data: bytes, address: Address, proto: str = "tcp", timeout: float | 
     """Send data, return the server's whole reply.
 
     TCP: send everything, half-close, read until the server closes.  UDP: one
-    datagram out, one back (data is at most 65507 bytes)."""
+    datagram out, one back (data is at most 65507 bytes).  timeout bounds
+    the whole request: past it, ReplyError (its ``partial``: what came)."""
     if proto == "udp" and len(data) > UDP_MAX:
         raise ConfigError(f"a UDP datagram holds at most {UDP_MAX} bytes, not {len(data)}")
+    deadline = None if timeout is None else time.monotonic() + timeout
     with connect(address, proto, timeout) as sock:
         try:
             if proto == "udp":
                 sock.send(data)
                 return sock.recv(1 << 16)
-            return send_while(sock, data, lambda: recv_until_eof(sock), half_close=True)
+            return send_while(sock, data, lambda: recv_until_eof(sock, deadline), half_close=True)
         except socket.timeout:
             raise ReplyError(f"no reply from {url(address, proto)} within {timeout} s") from None
+        except ReplyError as exc:
+            what = "no reply" if not exc.partial else f"the reply did not end ({len(exc.partial)} bytes came)"
+            raise ReplyError(f"{what} from {url(address, proto)} within {timeout} s", exc.partial) from None
 
 
 class LineReader:
@@ -148,15 +169,25 @@ class LineReader:
         self.sock = sock
         self.buf = bytearray()
 
-    def readline(self) -> bytes:
-        """The next line with its newline; at EOF what is left (maybe b"")."""
+    def readline(self, deadline: float | None = None) -> bytes:
+        """The next line with its newline; at EOF what is left (maybe b"").
+        With a deadline (time.monotonic()), a ReplyError holding what came
+        of the line if it has not ended by then."""
         while True:
             end = self.buf.find(b"\n")
             if end >= 0:
                 line = bytes(self.buf[: end + 1])
                 del self.buf[: end + 1]
                 return line
-            chunk = self.sock.recv(1 << 16)
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ReplyError("the reply did not end in time", bytes(self.buf))
+                self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(1 << 16)
+            except socket.timeout:
+                raise ReplyError("the reply did not end in time", bytes(self.buf)) from None
             if not chunk:
                 line = bytes(self.buf)
                 self.buf.clear()

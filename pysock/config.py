@@ -230,8 +230,16 @@ def _absolute(path: object) -> str | None:
         return None
     if isinstance(path, os.PathLike):
         path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)  # any bytes: kept as str the way os does (surrogateescape)
     if not isinstance(path, str) or not path:
         raise ConfigError(f"a unix socket needs a path, not {path!r}")
+    try:
+        raw = os.fsencode(path)
+    except UnicodeError:
+        raise ConfigError(f"unix socket path {path!r} has characters no file name can hold") from None
+    if b"\0" in raw:
+        raise ConfigError(f"unix socket path {path!r} holds a NUL byte")
     return os.path.abspath(path)
 
 
@@ -239,8 +247,8 @@ def _family(family: str, host: str, path: str | None) -> str:
     if path is not None or family == "unix":
         if path is None:
             raise ConfigError("a unix socket needs a path")
-        if len(path.encode()) > _UNIX_PATH_MAX:
-            raise ConfigError(f"unix socket path {path!r} is {len(path.encode())} bytes long; "
+        if len(os.fsencode(path)) > _UNIX_PATH_MAX:
+            raise ConfigError(f"unix socket path {path!r} is {len(os.fsencode(path))} bytes long; "
                               f"at most {_UNIX_PATH_MAX} fit in sockaddr_un")
         return "unix"
     _check_choice("family", family, FAMILIES)
@@ -261,6 +269,9 @@ def host_family(host: object) -> str:
     addresses and gethostbyname_r as names."""
     if not isinstance(host, str) or not host:
         raise ConfigError(f"host must be an IP address or a host name, not {host!r}")
+    if "%" in host:
+        raise ConfigError(f"host {host!r} names a scope (an interface after %): pysock binds addresses "
+                          f"without one (use {host.partition('%')[0]!r})")
     try:
         return "inet6" if ipaddress.ip_address(host).version == 6 else "inet"
     except ValueError:

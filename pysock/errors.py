@@ -16,7 +16,12 @@ class ResolveError(PysockError, OSError):
 
 
 class ReplyError(PysockError, OSError):
-    """A peer did not answer as an echo server must (no reply, or a short one)."""
+    """A peer did not answer as an echo server must (no reply, a short one,
+    or one that did not end in time).  ``partial`` holds what did arrive."""
+
+    def __init__(self, message: str, partial: bytes = b"") -> None:
+        super().__init__(message)
+        self.partial = partial
 
 
 class ServerError(PysockError, RuntimeError):

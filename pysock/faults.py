@@ -85,6 +85,14 @@ class Faults:
     reorder: float = 0.0
     seed: int | None = None
 
+    def __new__(cls, *args: object, **kwargs: object) -> Faults:
+        """An unknown field is a ConfigError naming the fields, as for Server."""
+        unknown = sorted(set(kwargs) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown fault{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}: "
+                              f"the fields are {', '.join(f.name for f in dataclasses.fields(cls))}")
+        return super().__new__(cls)
+
     def __post_init__(self) -> None:
         for name in _DURATIONS:
             _check_seconds(name, getattr(self, name))

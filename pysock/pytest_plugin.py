@@ -69,22 +69,46 @@ def pysock_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]
     try:
         yield make
     finally:
-        for srv in servers:
+        stop_all(servers)
+
+
+def stop_all(servers: list[Server]) -> None:
+    """Stop every server, then raise the first failure any stop() had: one
+    that fails must not leave the others serving into later tests."""
+    failures: list[Exception] = []
+    for srv in servers:
+        try:
             srv.stop(timeout=STOP_TIMEOUT)
+        except Exception as exc:
+            failures.append(exc)
+    if failures:
+        raise failures[0]
 
 
-def _marker_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+def _marker_options(request: pytest.FixtureRequest, proto: str) -> dict[str, Any]:
+    """The pysock marker's server options for a proto fixture.  Its faults
+    go to each server for the fields that server's protocol takes (a test
+    with both fixtures may set drop for UDP and slice for TCP)."""
+    from pysock.errors import ConfigError
+    from pysock.faults import Faults
+
     marker = request.node.get_closest_marker("pysock")
-    return dict(marker.kwargs) if marker else {}
+    options = dict(marker.kwargs) if marker else {}
+    if "proto" in options:
+        raise ConfigError(f"@pytest.mark.pysock(proto=...): the fixture says the protocol ({proto} for "
+                          f"pysock_{proto}_echo); use pysock_server(proto, ...) to choose it")
+    if isinstance(options.get("faults"), Faults):
+        options["faults"] = options["faults"].only_for(proto)
+    return options
 
 
 @pytest.fixture
 def pysock_tcp_echo(pysock_server: Callable[..., Server], request: pytest.FixtureRequest) -> Server:
     """A running TCP echo server (uppercase unless a pysock marker says otherwise)."""
-    return pysock_server("tcp", **_marker_options(request))
+    return pysock_server("tcp", **_marker_options(request, "tcp"))
 
 
 @pytest.fixture
 def pysock_udp_echo(pysock_server: Callable[..., Server], request: pytest.FixtureRequest) -> Server:
     """A running UDP echo server (uppercase unless a pysock marker says otherwise)."""
-    return pysock_server("udp", **_marker_options(request))
+    return pysock_server("udp", **_marker_options(request, "udp"))

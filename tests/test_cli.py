@@ -329,3 +329,62 @@ def test_ctrl_c_at_any_moment_of_the_start_leaves_nothing_behind(tmp_path, delay
         return  # the signal beat Python's own start (site, runpy), before pysock's entry point ran
     assert proc.returncode in (130, -signal.SIGINT), err  # -SIGINT: before Python took the signal over
     assert b"Traceback" not in err
+
+
+def test_send_t_bounds_the_whole_command(pysock_server_with):
+    """-t is the most the exchange takes, even against a server that sends
+    a byte now and then (bandwidth=2): what came is printed, then one line."""
+    srv = pysock_server_with(pysock.Faults(bandwidth=2))
+    start = time.monotonic()
+    result = run_cli("send", "-t", "1", "127.0.0.1", str(srv.port), "hello", timeout=20)
+    took = time.monotonic() - start
+    assert result.returncode == 1 and 1.0 <= took < 6.0, (took, result)
+    err = result.stderr.decode()
+    assert err.count("\n") == 1 and "did not end" in err
+    assert b"HELLO".startswith(result.stdout.strip()) and result.stdout.strip()
+
+
+def test_send_prints_a_whole_reply_whose_close_comes_late(pysock_server_with):
+    srv = pysock_server_with(pysock.Faults(close_delay=2))
+    result = run_cli("send", "-t", "1", "127.0.0.1", str(srv.port), "hello", timeout=20)
+    assert result.stdout == b"HELLO\n"  # it came: printed, never "no reply"
+    assert result.returncode == 1 and "did not end (5 bytes came)" in result.stderr.decode()
+
+
+def test_send_reads_while_it_sends_a_long_line(pysock_server_with):
+    """A 16 MiB stdin line is sent while its reply is read (neither side's
+    buffers fill up and stall the other)."""
+    srv = pysock_server_with(None)
+    line = b"x" * (16 << 20) + b"\n"
+    result = run_cli("send", "-t", "20", "127.0.0.1", str(srv.port), input=line, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == line.upper()
+
+
+@pytest.fixture
+def pysock_server_with(pysock_server):
+    """A TCP echo server with the faults given (or none)."""
+    return lambda faults: pysock_server("tcp", faults=faults)
+
+
+def test_a_scoped_ipv6_address_is_a_usage_error():
+    result = run_cli("serve", "0", "-b", "::1%lo")
+    assert result.returncode == 2 and result.stderr.decode().count("\n") == 1
+    assert "scope" in result.stderr.decode()
+
+
+def test_a_unix_path_of_any_bytes_serves_and_prints_one_clean_line(tmp_path):
+    """A path that is not UTF-8 and holds an escape byte: served on both
+    backends, its ready and served lines written %XX, and send takes the
+    URL back."""
+    for backend in ("c", "python"):
+        path = os.fsdecode(bytes(tmp_path) + b"/odd\xff\x1b[2J.sock")
+        with CliServer("serve", "--tcp", "--unix", path, "--backend", backend, "-v") as cli:
+            url = cli.urls[0]
+            assert url == f"unix://{tmp_path}/odd%FF%1B[2J.sock"
+            result = run_cli("send", url, "hi")
+            assert result.stdout == b"HI\n", result.stderr
+            code, err = cli.interrupt()
+        assert code == 130 and b"\x1b" not in err and b"\xff" not in err
+        assert f"served unix://{tmp_path}/odd%FF%1B[2J.sock".encode() in err
+        assert not os.path.exists(path)

@@ -116,3 +116,8 @@ def test_serve_with_faults_reports_the_seed_and_misbehaves():
     assert code in (0, 130)
     assert "faults: latency=0.2, seed=5" in err.decode()
     assert "faults: latency=0.2, drop=1.0, seed=5" in err.decode()
+
+
+def test_an_unknown_fault_is_a_config_error_naming_the_fields():
+    with pytest.raises(pysock.ConfigError, match=r"unknown fault 'latncy': the fields are latency, jitter"):
+        pysock.Faults(latncy=0.1)

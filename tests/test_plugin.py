@@ -88,3 +88,39 @@ def test_plugin_import_does_not_load_the_c_core():
     code = "import sys, pysock.pytest_plugin; print('pysock._pysock' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, env=cli_env())
     assert out.stdout.strip() == "False", out.stderr
+
+
+EDGE_TESTS = '''
+import pytest
+import pysock
+
+@pytest.mark.pysock(faults=pysock.Faults(drop=1.0, latency=0.05, seed=3))
+def test_a_udp_fault_in_the_marker_leaves_the_tcp_fixture_working(pysock_tcp_echo, pysock_udp_echo):
+    assert pysock.request(b"tcp", pysock_tcp_echo.address) == b"TCP"  # latency only
+    assert pysock_tcp_echo.faults.drop == 0.0 and pysock_udp_echo.faults.drop == 1.0
+
+@pytest.mark.pysock(proto="udp")
+def test_proto_in_the_marker_is_a_clear_error(pysock_tcp_echo):
+    pass
+
+def test_one_failing_stop_does_not_leave_the_others_serving(pysock_server, request):
+    a, b = pysock_server("tcp"), pysock_server("tcp")
+    def failing_stop(timeout=1.0):
+        raise RuntimeError("a stop that fails on purpose")
+    a.stop = failing_stop
+    request.config.cache.set("pysock/second", b.port)
+
+def test_the_second_server_has_stopped(request):
+    import socket
+    port = request.config.cache.get("pysock/second", None)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # free: the second server was stopped
+'''
+
+
+def test_marker_faults_proto_and_a_failing_stop(pytester):
+    pytester.makepyfile(test_edges=EDGE_TESTS)
+    result = pytester.runpytest_subprocess("-p", "cacheprovider", timeout=60)
+    result.assert_outcomes(passed=3, errors=2)
+    result.stdout.fnmatch_lines(["*proto=...*the fixture says the protocol (tcp for pysock_tcp_echo)*",
+                                 "*a stop that fails on purpose*"])

@@ -3,8 +3,10 @@ reply printed."""
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
+import time
 
 from pysock.cli.common import Subparsers, UsageError, host_port, seconds, url_arg
 from pysock.errors import ReplyError
@@ -66,7 +68,12 @@ def _converse(address: Address, proto: str, message: list[str], timeout: float) 
     if message:
         # Arguments as the system gave them: bytes that are not UTF-8 go as they are.
         data = os.fsencode(" ".join(message))
-        reply = client.request(data, address, proto, timeout)
+        try:
+            reply = client.request(data, address, proto, timeout)  # -t bounds it all
+        except ReplyError as exc:
+            if exc.partial:
+                _print_reply(exc.partial)  # what came, then the line that says it did not end
+            raise
         if not reply and proto == "tcp":
             raise ReplyError(f"{format_url(proto, address)} closed the connection without replying")
         _print_reply(reply)
@@ -84,8 +91,15 @@ def _converse(address: Address, proto: str, message: list[str], timeout: float) 
                 sock.send(line.rstrip(b"\n"))
                 _print_reply(sock.recv(1 << 16))
                 continue
-            sock.sendall(line if line.endswith(b"\n") else line + b"\n")
-            reply = lines.readline()
+            deadline = time.monotonic() + timeout  # -t bounds each line's exchange
+            data = line if line.endswith(b"\n") else line + b"\n"
+            try:  # a long line is sent while its reply is read: neither side's buffers fill up
+                reply = client.send_while(sock, data, functools.partial(lines.readline, deadline))
+            except ReplyError as exc:
+                if exc.partial:
+                    _print_reply(exc.partial)
+                raise ReplyError(f"{format_url(proto, address)}: the reply to a line did not end within "
+                                 f"{timeout} s") from None
             if not reply:
                 raise ReplyError(f"{format_url(proto, address)} closed the connection without replying")
             _print_reply(reply)

@@ -83,7 +83,7 @@ class CEngine:
         # ps_server_open copies both strings; they live on self until it
         # has (a local the JIT sees no more use of may be freed before).
         self._strings = (ffi.new("char[]", cfg.host.encode()),
-                         ffi.new("char[]", cfg.path.encode()) if cfg.path else ffi.NULL)
+                         ffi.new("char[]", os.fsencode(cfg.path)) if cfg.path else ffi.NULL)
         c.family = getattr(lib, _FAMILY[cfg.family])
         c.socktype = getattr(lib, _SOCKTYPE[cfg.proto])
         c.host, c.path = self._strings
@@ -117,10 +117,11 @@ class CEngine:
             raise
 
     def _sockname(self, cfg: ServerConfig) -> Address:
+        if cfg.path is not None:
+            return cfg.path  # what C bound, as given (any bytes, os.fsdecode's way)
         buf = ffi.new("char[]", 256)
         port = check(lib.ps_server_sockname(self._srv, buf, 256), "getsockname")
-        host = ffi.string(buf).decode()
-        return host if cfg.family == "unix" else (host, port)
+        return ffi.string(buf).decode(), port
 
     def serve(self) -> None:
         """Serve until woken.  A signal returns the C loop to Python, which
