@@ -137,10 +137,11 @@ static size_t unsent(const econn *c)
     return c->out.len - c->off;
 }
 
-/* What its echo holds: unsent bytes and what its shaper keeps. */
+/* The memory its echo holds: the unsent buffer and what its shaper keeps,
+ * capacities counted (what was allocated, not only what is used). */
 static size_t held(const econn *c)
 {
-    return unsent(c) + ps__shape_held(c->sh);
+    return c->out.cap + ps__shape_held(c->sh);
 }
 
 static int reading(const ps__loop *l, const econn *c)
@@ -184,7 +185,7 @@ static int queue(ps__loop *l, econn *c, const unsigned char *p, size_t n)
         c->out.len -= c->off;
         c->off = 0;
     }
-    rc = ps__buf_reserve(&c->out, n, unsent_limit(l));
+    rc = ps__buf_reserve(&c->out, n, ps__room(unsent_limit(l), ps__shape_held(c->sh)));
     return rc < 0 ? rc : ps__buf_append(&c->out, p, n);
 }
 
@@ -266,7 +267,8 @@ static int release(ps__loop *l, econn *c, int64_t now)
  * overtake) goes to c's shaper, and what is due at once goes out. */
 static int shape(ps__loop *l, econn *c, const unsigned char *p, size_t n, int64_t now)
 {
-    int rc = ps__shaping_push(&l->ev.faults, &c->sh, c, &c->t, &l->ev.idle, p, n);
+    int rc = ps__shaping_push(&l->ev.faults, &c->sh, c, &c->t, &l->ev.idle, p, n,
+                              ps__room(unsent_limit(l), c->out.cap));
 
     return rc < 0 ? rc : release(l, c, now);
 }

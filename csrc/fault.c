@@ -129,7 +129,7 @@ void ps__shaper_free(ps__shaper *sh)
 
 size_t ps__shape_held(const ps__shaper *sh)
 {
-    return sh == NULL ? 0 : sh->data.len - sh->off + sizeof(ps__rec) * nrecs(sh);
+    return sh == NULL ? 0 : sh->data.cap + sh->recs.cap;
 }
 
 int ps__shape_busy(const ps__shaper *sh)
@@ -147,12 +147,13 @@ static size_t limit_of(const ps_faults *f)
 }
 
 /* Released bytes leave the front; move what is left there once that front
- * is most of the buffer, so that it never grows past what is queued. */
-static void compact(ps__shaper *sh)
+ * is most of the buffer, or before the buffer would grow for n more bytes,
+ * so that it never grows past what is queued. */
+static void compact(ps__shaper *sh, size_t n)
 {
     size_t roff = sh->roff * sizeof(ps__rec);
 
-    if (sh->off > 0 && sh->off >= sh->data.len / 2) {
+    if (sh->off > 0 && (sh->off >= sh->data.len / 2 || sh->data.cap - sh->data.len < n)) {
         memmove(sh->data.data, sh->data.data + sh->off, sh->data.len - sh->off);
         sh->data.len -= sh->off;
         sh->off = 0;
@@ -164,7 +165,19 @@ static void compact(ps__shaper *sh)
     }
 }
 
-int ps__shape_push(ps__shaper *sh, const ps_faults *f, const unsigned char *p, size_t n, int64_t now)
+/* Room for n more bytes of data and one more record, the two buffers'
+ * capacities together never past most (unless the bytes alone need it). */
+static int reserve(ps__shaper *sh, size_t n, size_t most)
+{
+    size_t rec_room = sh->recs.cap - sh->recs.len >= sizeof(ps__rec) ? sh->recs.cap : sh->recs.cap + sizeof(ps__rec);
+    int rc = ps__buf_reserve(&sh->data, n, ps__room(most, rec_room));
+
+    if (rc == 0)
+        rc = ps__buf_reserve(&sh->recs, sizeof(ps__rec), ps__room(most, sh->data.cap));
+    return rc;
+}
+
+int ps__shape_push(ps__shaper *sh, const ps_faults *f, const unsigned char *p, size_t n, int64_t now, size_t most)
 {
     int64_t due;
     size_t limit;
@@ -181,9 +194,11 @@ int ps__shape_push(ps__shaper *sh, const ps_faults *f, const unsigned char *p, s
         return 0;
     if (n > limit - sh->kept)
         n = limit - sh->kept;
-    compact(sh);
-    if ((rc = ps__buf_append(&sh->data, p, n)) < 0)
+    compact(sh, n);
+    if ((rc = reserve(sh, n, most)) < 0)
         return rc;
+    memcpy(sh->data.data + sh->data.len, p, n);
+    sh->data.len += n;
     sh->last_due = due;
     sh->kept += n;
     if (nrecs(sh) > 0 && rec_at(sh, nrecs(sh) - 1)->due == due) {
@@ -192,11 +207,8 @@ int ps__shape_push(ps__shaper *sh, const ps_faults *f, const unsigned char *p, s
     }
     r.due = due;
     r.left = n;
-    if ((rc = ps__buf_append(&sh->recs, &r, sizeof r)) < 0) {
-        sh->data.len -= n;
-        sh->kept -= n;
-        return rc;
-    }
+    memcpy(sh->recs.data + sh->recs.len, &r, sizeof r);
+    sh->recs.len += sizeof r;
     return 0;
 }
 
@@ -221,7 +233,7 @@ size_t ps__shape_ready(const ps__shaper *sh, const ps_faults *f, int64_t now, co
     if (f->slice > 0 && n > f->slice)
         n = (size_t)f->slice;
     if (f->bandwidth > 0) {
-        pace = (size_t)(f->bandwidth * PACE_US / 1000000);
+        pace = (size_t)(f->bandwidth / (1000000 / PACE_US));  /* divided first: no overflow */
         if (pace == 0)
             pace = 1;
         if (n > pace)
@@ -282,12 +294,12 @@ static int join(ps__shaping *g, ps__shaper **shp, void *owner)
 }
 
 int ps__shaping_push(ps__shaping *g, ps__shaper **shp, void *owner, ps__timer *t, const ps__tlist *idle,
-                     const unsigned char *p, size_t n)
+                     const unsigned char *p, size_t n, size_t most)
 {
     int rc = join(g, shp, owner);
 
     if (rc == 0)
-        rc = ps__shape_push(*shp, ps__shaping_seen(g), p, n, ps__now_us());
+        rc = ps__shape_push(*shp, ps__shaping_seen(g), p, n, ps__now_us(), most);
     if (rc < 0)
         return rc;
     if (ps__shape_busy(*shp) && (*shp)->link.on == NULL) {
@@ -376,36 +388,97 @@ static ps__sender *sender_of(ps__ushaper *u, const ps_faults *f,
     return s;
 }
 
-/* Into the list by due time, after everything already there for then. */
-static void schedule(ps__ushaper *u, ps__dgram *d)
-{
-    ps__dgram **at = &u->head;
+/* What one waiting reply of n bytes counts against the limit: its bytes
+ * and PS__DGRAM_RECORD for its record, the same on every engine (the
+ * twins' pysock.faults.DGRAM_COST), so the same datagrams fit everywhere;
+ * more than the record and its heap slot take here. */
+#define PS__DGRAM_RECORD 384
+typedef char ps__record_fits[sizeof(ps__dgram) + sizeof(ps__dgram *) <= PS__DGRAM_RECORD ? 1 : -1];
 
-    while (*at != NULL && (*at)->due <= d->due)
-        at = &(*at)->next;
-    d->next = *at;
-    *at = d;
+static size_t dgram_cost(size_t n)
+{
+    return n + PS__DGRAM_RECORD;
 }
 
-/* Take d out of the list; 0 if it is not there (it went already). */
-static int unschedule(ps__ushaper *u, ps__dgram *d)
+/* -- the heap: by due, then order ---------------------------------------- */
+static int earlier(const ps__dgram *a, const ps__dgram *b)
 {
-    ps__dgram **at = &u->head;
-
-    while (*at != NULL && *at != d)
-        at = &(*at)->next;
-    if (*at == NULL)
-        return 0;
-    *at = d->next;
-    return 1;
+    return a->due < b->due || (a->due == b->due && a->order < b->order);
 }
 
+static void place(ps__ushaper *u, ps__dgram *d, size_t i)
+{
+    u->heap[i] = d;
+    d->slot = i;
+}
+
+static void sift_up(ps__ushaper *u, size_t i)
+{
+    ps__dgram *d = u->heap[i];
+
+    while (i > 0 && earlier(d, u->heap[(i - 1) / 2])) {
+        place(u, u->heap[(i - 1) / 2], i);
+        i = (i - 1) / 2;
+    }
+    place(u, d, i);
+}
+
+static void sift_down(ps__ushaper *u, size_t i)
+{
+    ps__dgram *d = u->heap[i];
+    size_t child;
+
+    for (;;) {
+        child = 2 * i + 1;
+        if (child >= u->n)
+            break;
+        if (child + 1 < u->n && earlier(u->heap[child + 1], u->heap[child]))
+            child++;
+        if (!earlier(u->heap[child], d))
+            break;
+        place(u, u->heap[child], i);
+        i = child;
+    }
+    place(u, d, i);
+}
+
+/* Into the heap, after everything already scheduled for the same time. */
+static int schedule(ps__ushaper *u, ps__dgram *d)
+{
+    ps__dgram **grown;
+
+    if (u->n == u->cap) {
+        grown = realloc(u->heap, (u->cap ? 2 * u->cap : 64) * sizeof *grown);
+        if (grown == NULL)
+            return -ENOMEM;
+        u->heap = grown;
+        u->cap = u->cap ? 2 * u->cap : 64;
+    }
+    d->order = ++u->order;
+    place(u, d, u->n++);
+    sift_up(u, d->slot);
+    return 0;
+}
+
+/* Out of the heap, wherever it is. */
+static void unschedule(ps__ushaper *u, ps__dgram *d)
+{
+    size_t i = d->slot;
+
+    u->n--;
+    if (i == u->n)
+        return;
+    place(u, u->heap[u->n], i);
+    sift_down(u, i);
+    sift_up(u, u->heap[i]->slot);
+}
+
+/* d goes at due now, after everything scheduled so far for then. */
 static void move_to(ps__ushaper *u, ps__dgram *d, int64_t due)
 {
-    if (unschedule(u, d)) {
-        d->due = due;
-        schedule(u, d);
-    }
+    unschedule(u, d);
+    d->due = due;
+    schedule(u, d);  /* cannot fail: the heap has the slot it left */
 }
 
 static ps__dgram *new_dgram(const unsigned char *p, size_t n, const struct sockaddr_storage *peer,
@@ -415,7 +488,6 @@ static ps__dgram *new_dgram(const unsigned char *p, size_t n, const struct socka
 
     if (d == NULL)
         return NULL;
-    d->next = NULL;
     d->due = due;
     memcpy(&d->peer, peer, plen);
     d->plen = plen;
@@ -424,6 +496,19 @@ static ps__dgram *new_dgram(const unsigned char *p, size_t n, const struct socka
     return d;
 }
 
+static void take_out(ps__ushaper *u, ps__dgram *d)
+{
+    int i;
+
+    u->held -= dgram_cost(d->len);
+    for (i = 0; i < u->nsenders; i++)
+        if (u->senders[i].held == d)
+            u->senders[i].held = NULL;
+}
+
+/* reorder: the reply is held back and goes right after its sender's next
+ * one, which is never held itself (so 1.0 swaps every pair), or
+ * PS__REORDER_HOLD_US after its own time if none comes. */
 int ps__ushape_push(ps__ushaper *u, const ps_faults *f, const unsigned char *p, size_t n,
                     const struct sockaddr_storage *peer, socklen_t plen, int64_t now)
 {
@@ -432,13 +517,13 @@ int ps__ushape_push(ps__ushaper *u, const ps_faults *f, const unsigned char *p, 
     double u_reorder = uniform(&s->rng), u_jitter = uniform(&s->rng);
     int64_t due;
     ps__dgram *first = NULL, *d;
-    int copies, i;
+    int copies, i, rc;
 
     if (f->stall || u_drop < f->drop)
         return 0;
     due = now + delay_us(f, u_jitter);
     copies = u_dup < f->duplicate ? 2 : 1;
-    if (u->bytes + (size_t)copies * n > u->limit)
+    if (u->held + (size_t)copies * dgram_cost(n) > u->limit)
         return -ENOBUFS;
     for (i = 0; i < copies; i++) {
         if (f->bandwidth > 0) {
@@ -447,39 +532,43 @@ int ps__ushape_push(ps__ushaper *u, const ps_faults *f, const unsigned char *p, 
         }
         if ((d = new_dgram(p, n, peer, plen, due)) == NULL)
             return -ENOMEM;
-        schedule(u, d);
-        u->bytes += n;
+        if ((rc = schedule(u, d)) < 0) {
+            free(d);
+            return rc;
+        }
+        u->held += dgram_cost(n);
         if (first == NULL)
             first = d;
     }
     if (s->held != NULL) {      /* the reply held back goes after this one */
         move_to(u, s->held, due);
         s->held = NULL;
-    }
-    if (u_reorder < f->reorder) {
+    } else if (u_reorder < f->reorder) {
         move_to(u, first, first->due + PS__REORDER_HOLD_US);
         s->held = first;
     }
     return 0;
 }
 
+int ps__ushape_busy(const ps__ushaper *u)
+{
+    return u->n > 0;
+}
+
 int64_t ps__ushape_due(const ps__ushaper *u)
 {
-    return u->head != NULL ? u->head->due : INT64_MAX;
+    return u->n > 0 ? u->heap[0]->due : INT64_MAX;
 }
 
 ps__dgram *ps__ushape_pop(ps__ushaper *u, int64_t now)
 {
-    ps__dgram *d = u->head;
-    int i;
+    ps__dgram *d;
 
-    if (d == NULL || d->due > now)
+    if (u->n == 0 || u->heap[0]->due > now)
         return NULL;
-    u->head = d->next;
-    u->bytes -= d->len;
-    for (i = 0; i < u->nsenders; i++)
-        if (u->senders[i].held == d)
-            u->senders[i].held = NULL;
+    d = u->heap[0];
+    unschedule(u, d);
+    take_out(u, d);
     return d;
 }
 
@@ -498,13 +587,13 @@ void ps__ushape_send(ps__ushaper *u, int fd, ps_stats *stats)
 
 void ps__ushape_free(ps__ushaper *u)
 {
-    ps__dgram *d, *next;
+    size_t i;
 
-    for (d = u->head; d != NULL; d = next) {
-        next = d->next;
-        free(d);
-    }
-    u->head = NULL;
-    u->bytes = 0;
+    for (i = 0; i < u->n; i++)
+        free(u->heap[i]);
+    free(u->heap);
+    u->heap = NULL;
+    u->n = u->cap = 0;
+    u->held = 0;
     u->nsenders = 0;
 }

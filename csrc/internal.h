@@ -36,6 +36,12 @@
 /* What sun_path holds, its terminating NUL included (108 bytes on Linux). */
 #define PS__SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path))
 
+/* a - b, or 0 when b is larger: room left below a limit. */
+static inline size_t ps__room(size_t a, size_t b)
+{
+    return a > b ? a - b : 0;
+}
+
 /* Counters are bumped by serving threads and read by Python at any time. */
 #define PS_ADD(field, n) __atomic_add_fetch(&(field), (n), __ATOMIC_RELAXED)
 #define PS_SUB(field, n) __atomic_sub_fetch(&(field), (n), __ATOMIC_RELAXED)
@@ -206,7 +212,11 @@ void ps__reset(int fd);
 /* One TCP connection's replies under faults (see pysock/faults.py, which
  * follows the same schedule):
  *   push   take a reply: due latency +- jitter from now, never before the
- *          last; stall drops it; limit_data/reset_after keep what they allow
+ *          last; stall drops it; limit_data/reset_after keep what they allow;
+ *          its buffers' capacities together grow no past most (unless the
+ *          reply alone needs it)
+ *   held   the memory it holds: its buffers' capacities, records included,
+ *          which a connection counts against max_unsent
  *   due    when the next piece may go (or the close after close_delay),
  *          INT64_MAX if nothing waits
  *   ready  the bytes that may go at now (slice, bandwidth), *p at them
@@ -231,7 +241,7 @@ typedef struct ps__shaper {
 } ps__shaper;
 ps__shaper *ps__shaper_new(const ps_faults *f, void *owner);
 void ps__shaper_free(ps__shaper *sh);
-int ps__shape_push(ps__shaper *sh, const ps_faults *f, const unsigned char *p, size_t n, int64_t now);
+int ps__shape_push(ps__shaper *sh, const ps_faults *f, const unsigned char *p, size_t n, int64_t now, size_t most);
 size_t ps__shape_held(const ps__shaper *sh);
 int ps__shape_busy(const ps__shaper *sh);
 int64_t ps__shape_due(const ps__shaper *sh);
@@ -259,20 +269,24 @@ typedef struct ps__shaping {
 } ps__shaping;
 const ps_faults *ps__shaping_seen(const ps__shaping *g);
 int ps__shaping_push(ps__shaping *g, ps__shaper **shp, void *owner, ps__timer *t, const ps__tlist *idle,
-                     const unsigned char *p, size_t n);
+                     const unsigned char *p, size_t n, size_t most);
 int ps__shaping_delay_close(ps__shaping *g, ps__shaper **shp, void *owner, ps__timer *t);
 int ps__shaping_released(ps__shaping *g, ps__shaper *sh, int *ending);
 int64_t ps__shaping_due_ms(const ps__shaping *g);
 
 /* One datagram socket's replies under faults: dropped, delayed, doubled
  * or held back per sender (the PS__SENDERS last heard).  Waiting replies
- * hold at most limit bytes; push returns -ENOBUFS for one beyond. */
+ * sit in a binary heap by due time, then by order of scheduling (O(log n)
+ * each, however many wait), and what they hold (each reply's record and
+ * bytes, and the heap's slots) stays within limit; push returns -ENOBUFS
+ * for one beyond. */
 #define PS__SENDERS 64
 #define PS__REORDER_HOLD_US 200000
 typedef struct ps__dgram ps__dgram;
 struct ps__dgram {
-    ps__dgram *next;
     int64_t due;
+    uint64_t order;      /* scheduled after every earlier one due at the same time */
+    size_t slot;         /* its place in the heap */
     struct sockaddr_storage peer;
     socklen_t plen;
     size_t len;
@@ -287,8 +301,10 @@ typedef struct ps__sender {
     ps__dgram *held;     /* held back for reorder */
 } ps__sender;
 typedef struct ps__ushaper {
-    ps__dgram *head;     /* by due, then in order of scheduling */
-    size_t bytes, limit;
+    ps__dgram **heap;    /* heap[0] is due first */
+    size_t n, cap;
+    size_t held, limit;  /* what the waiting replies take: records, bytes, heap slots */
+    uint64_t order;
     uint64_t pushes;
     int nsenders;
     ps__sender senders[PS__SENDERS];
@@ -297,7 +313,9 @@ void ps__ushape_init(ps__ushaper *u, size_t limit);
 int ps__ushape_push(ps__ushaper *u, const ps_faults *f, const unsigned char *p, size_t n,
                     const struct sockaddr_storage *peer, socklen_t plen, int64_t now);
 int64_t ps__ushape_due(const ps__ushaper *u);
-/* The next reply due by now, off the list (free() it once sent); NULL if none. */
+/* Whether any reply waits. */
+int ps__ushape_busy(const ps__ushaper *u);
+/* The next reply due by now, out of the heap (free() it once sent); NULL if none. */
 ps__dgram *ps__ushape_pop(ps__ushaper *u, int64_t now);
 /* Send every reply due now from fd, counting bytes_out or errors. */
 void ps__ushape_send(ps__ushaper *u, int fd, ps_stats *stats);

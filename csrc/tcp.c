@@ -155,7 +155,7 @@ static int shape(ps__conn *c, const unsigned char *p, size_t n)
 
     if (c->sh == NULL && (c->sh = ps__shaper_new(faults_seen(c), c)) == NULL)
         return failed(c, -ENOMEM);
-    rc = ps__shape_push(c->sh, faults_seen(c), p, n, ps__now_us());
+    rc = ps__shape_push(c->sh, faults_seen(c), p, n, ps__now_us(), c->srv->cfg.max_unsent);
     return rc < 0 ? failed(c, rc) : release(c);
 }
 

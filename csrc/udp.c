@@ -201,7 +201,7 @@ static int transform_batch(ps__worker *w, int n)
 /* -- faults ------------------------------------------------------------- */
 static int shaping(const ps__batch *b)
 {
-    return b->shaper != NULL && b->shaper->head != NULL;
+    return b->shaper != NULL && ps__ushape_busy(b->shaper);
 }
 
 static void send_due(ps__worker *w)

@@ -191,9 +191,10 @@ static size_t in_flight(const uconn *c)
     return c->lent ? c->slen : c->sending.cap;
 }
 
+/* ... capacities counted: what is allocated, not only what is used. */
 static size_t held(const uconn *c)
 {
-    return in_flight(c) + c->waiting.len + ps__shape_held(c->sh);
+    return in_flight(c) + c->waiting.cap + ps__shape_held(c->sh);
 }
 
 static int reading(const ps__uring *u, const uconn *c)
@@ -351,7 +352,7 @@ static int conn_put(ps__uring *u, uconn *c, const unsigned char *p, size_t n, in
     if (!c->sendin)
         return start_send(u, c, p, n, buf, now);
     /* Its capacity too stays within what the connection may hold. */
-    rc = ps__buf_reserve(&c->waiting, n, unsent_limit(u) - held(c) + c->waiting.len);
+    rc = ps__buf_reserve(&c->waiting, n, ps__room(unsent_limit(u), held(c) - c->waiting.cap));
     return rc < 0 ? rc : ps__buf_append(&c->waiting, p, n);
 }
 
@@ -381,7 +382,8 @@ static int release(ps__uring *u, uconn *c, int64_t now)
  * what is due at once goes out. */
 static int shape(ps__uring *u, uconn *c, const unsigned char *p, size_t n, int64_t now)
 {
-    int rc = ps__shaping_push(&u->ev.faults, &c->sh, c, &c->t, &u->ev.idle, p, n);
+    int rc = ps__shaping_push(&u->ev.faults, &c->sh, c, &c->t, &u->ev.idle, p, n,
+                              ps__room(unsent_limit(u), held(c) - ps__shape_held(c->sh)));
 
     return rc < 0 ? rc : release(u, c, now);
 }

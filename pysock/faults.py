@@ -13,6 +13,7 @@ this order: drop, duplicate, reorder, jitter."""
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import math
 import os
 from collections import OrderedDict, deque
@@ -33,9 +34,16 @@ REORDER_HOLD = 0.2
 # Under a bandwidth limit a reply goes out in pieces of this many seconds'
 # worth of bytes (at least one byte), so its pace is even.
 PACE = 0.02
-# What one queued reply costs beyond its bytes (its due time and end), as C
-# counts it against max_unsent.
-RECORD_COST = 16
+# What one waiting reply costs beyond its bytes, counted against
+# max_unsent: the Python objects that hold it (a list, a float, the bytes
+# object's header; CPython 3.11, x86-64: 160 bytes, rounded up).  C counts
+# its buffers' capacities instead (csrc/fault.c).
+RECORD_COST = 192
+# The same for a waiting datagram, on every engine (csrc/fault.c:
+# PS__DGRAM_RECORD), so that the same datagrams fit everywhere: more than a
+# twin's entry, reply header, heap entry and sender address take (CPython
+# 3.11, x86-64: 340 bytes), and than C's record and heap slot (184).
+DGRAM_COST = 384
 
 _DURATIONS = ("latency", "jitter", "slice_delay", "close_delay")
 _SIZES = ("bandwidth", "slice", "limit_data", "reset_after")
@@ -45,6 +53,8 @@ UDP_ONLY = _CHANCES
 
 _MAX_SECONDS = 3600.0
 _MAX_SIZE = 1 << 62
+# Faster than any loopback: past it, bandwidth only overflows (C multiplies it).
+MAX_BANDWIDTH = 1 << 40
 
 
 def not_for(proto: str) -> tuple[str, ...]:
@@ -142,8 +152,10 @@ def _check_seconds(name: str, value: object) -> None:
 def _check_size(name: str, value: object) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_SIZE:
-        raise ConfigError(f"fault {name} must be a whole number of bytes from 1 up (or None: off), not {value!r}")
+    most = MAX_BANDWIDTH if name == "bandwidth" else _MAX_SIZE
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise ConfigError(f"fault {name} must be a whole number of bytes from 1 to {most} (or None: off), "
+                          f"not {value!r}")
 
 
 def _check_chance(name: str, value: object) -> None:
@@ -242,20 +254,22 @@ class TcpShaper:
 
     def __init__(self, seed: int) -> None:
         self.rng = Rng(seed)
-        self.queue: deque[list[Any]] = deque()   # [due, bytearray]: replies in order
-        self.queued = 0
+        self.queue: deque[list[Any]] = deque()   # [due, bytes, sent]: replies in order
+        self.queued = 0                      # bytes not yet released
+        self.held = 0                        # bytes the queue's replies take in memory, sent fronts included
         self.released = 0
-        self.kept = 0                       # bytes taken in: released + queued
+        self.kept = 0                        # bytes taken in: released + queued
         self.last_due = 0.0
-        self.next_send = 0.0                # pacing: nothing goes before this
+        self.next_send = 0.0                 # pacing: nothing goes before this
 
     def busy(self) -> bool:
         """It holds a reply.  (close_delay is the engine's own timer.)"""
         return bool(self.queue)
 
     def cost(self) -> int:
-        """The memory it holds, as counted against max_unsent."""
-        return self.queued + RECORD_COST * len(self.queue)
+        """The memory it holds, as counted against max_unsent: every waiting
+        reply whole (a sent front is freed with the reply) and its record."""
+        return self.held + RECORD_COST * len(self.queue)
 
     def push(self, f: Faults, data: bytes, now: float) -> None:
         if f.stall or not data:
@@ -269,10 +283,11 @@ class TcpShaper:
         self.last_due = due
         self.kept += len(data)
         self.queued += len(data)
-        if self.queue and self.queue[-1][0] == due:
+        self.held += len(data)
+        if self.queue and self.queue[-1][0] == due and not self.queue[-1][2]:
             self.queue[-1][1] += data
         else:
-            self.queue.append([due, bytearray(data)])
+            self.queue.append([due, bytes(data), 0])
 
     def due(self) -> float | None:
         """When the next piece may go; None if it holds nothing."""
@@ -282,20 +297,22 @@ class TcpShaper:
         """The bytes that may go now (b"" if none)."""
         if not self.queue or now < self.due():  # type: ignore[operator]
             return b""
-        piece = self.queue[0][1]
-        n = len(piece)
+        piece: bytes = self.queue[0][1]
+        sent: int = self.queue[0][2]
+        n = len(piece) - sent
         if f.slice is not None:
             n = min(n, f.slice)
         if f.bandwidth is not None:
             n = min(n, max(1, int(f.bandwidth * PACE)))
-        return bytes(piece[:n])
+        return piece[sent:sent + n]
 
     def took(self, f: Faults, n: int, now: float) -> None:
         """n bytes of ready() went out at now."""
         head = self.queue[0]
-        del head[1][:n]
-        if not head[1]:
+        head[2] += n
+        if head[2] == len(head[1]):
             self.queue.popleft()
+            self.held -= len(head[1])
         self.queued -= n
         self.released += n
         wait = f.slice_delay if f.slice is not None else 0.0
@@ -318,12 +335,15 @@ def _limit(f: Faults) -> int | None:
 
 # -- UDP -------------------------------------------------------------------------
 class _Entry:
-    """A reply waiting for its time (compared by identity)."""
+    """A reply waiting for its time; moved replies leave a dead entry
+    behind in the heap (gone), which pop() skips."""
 
-    __slots__ = ("due", "order", "peer", "reply")
+    __slots__ = ("due", "gone", "order", "peer", "reply")
 
-    def __init__(self, due: float, order: int, reply: bytes, peer: object) -> None:
-        self.due, self.order, self.reply, self.peer = due, order, reply, peer
+    def __init__(self, due: float, reply: bytes, peer: object) -> None:
+        self.due, self.reply, self.peer = due, reply, peer
+        self.order = 0
+        self.gone = False
 
 
 class _Sender:
@@ -337,16 +357,19 @@ class _Sender:
 
 class UdpShaper:
     """One datagram socket's replies under faults: each is dropped, delayed,
-    duplicated or held back, per sender.  Delayed replies wait in a list
-    bounded by max_unsent bytes; a reply beyond that is dropped (push says
-    so, and the engine counts it in errors)."""
+    duplicated or held back, per sender.  Delayed replies wait in a heap by
+    due time (then in order of scheduling), so a reply costs O(log n)
+    however many wait; what they hold (each reply and its record,
+    DGRAM_COST) stays within max_unsent: a reply beyond that is dropped
+    (push says so, and the engine counts it in errors)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.senders: OrderedDict[object, _Sender] = OrderedDict()
-        self.pending: list[_Entry] = []     # by due, then by order of scheduling
+        self.heap: list[tuple[float, int, _Entry]] = []
         self.order = 0
-        self.bytes = 0
+        self.pending = 0                    # replies waiting (not counting dead heap entries)
+        self.held = 0                       # what they cost, against limit
 
     def _sender(self, peer: object, seed: int) -> _Sender:
         s = self.senders.get(peer)
@@ -359,57 +382,63 @@ class UdpShaper:
         return s
 
     def push(self, f: Faults, reply: bytes, peer: object, now: float) -> bool:
-        """Schedule reply for peer; False if it was dropped for lack of room."""
+        """Schedule reply for peer; False if it was dropped for lack of room.
+        reorder: the reply is held back, and goes right after its sender's
+        next one, which is never held itself (so 1.0 swaps every pair), or
+        REORDER_HOLD after its own time if none comes."""
         s = self._sender(peer, f.seed or 0)
         u_drop, u_dup, u_reorder, u_jitter = (s.rng.uniform() for _ in range(4))
         if f.stall or u_drop < f.drop:
             return True
         due = now + _delay(f, u_jitter)
         copies = 2 if u_dup < f.duplicate else 1
-        if self.bytes + copies * len(reply) > self.limit:
+        if self.held + copies * (len(reply) + DGRAM_COST) > self.limit:
             return False
         first: _Entry | None = None
         for _ in range(copies):
             if f.bandwidth is not None:
                 due = max(due, s.next_free)
                 s.next_free = due + len(reply) / f.bandwidth
-            entry = self._schedule(_Entry(due, 0, reply, peer))
-            self.bytes += len(reply)
+            entry = self._schedule(_Entry(due, reply, peer))
+            self.pending += 1
+            self.held += len(reply) + DGRAM_COST
             first = first or entry
         if s.held is not None:             # the reply held back goes after this one
             self._move(s.held, due)
             s.held = None
-        if u_reorder < f.reorder and first is not None:
-            self._move(first, first.due + REORDER_HOLD)
-            s.held = first
+        elif u_reorder < f.reorder and first is not None:
+            s.held = self._move(first, first.due + REORDER_HOLD)
         return True
 
     def _schedule(self, entry: _Entry) -> _Entry:
         self.order += 1
         entry.order = self.order
-        at = len(self.pending)
-        while at > 0 and (self.pending[at - 1].due, self.pending[at - 1].order) > (entry.due, entry.order):
-            at -= 1
-        self.pending.insert(at, entry)
+        heapq.heappush(self.heap, (entry.due, entry.order, entry))
         return entry
 
-    def _move(self, entry: _Entry, due: float) -> None:
+    def _move(self, entry: _Entry, due: float) -> _Entry | None:
         """Reschedule entry (if it has not gone on its own yet) to go at due,
-        after everything scheduled so far for then."""
-        for at, e in enumerate(self.pending):
-            if e is entry:
-                del self.pending[at]
-                entry.due = due
-                self._schedule(entry)
-                return
+        after everything scheduled so far for then; the entry it now is."""
+        if entry.gone:
+            return None
+        entry.gone = True  # its heap place is left behind, dead
+        return self._schedule(_Entry(due, entry.reply, entry.peer))
 
     def due(self) -> float | None:
-        return self.pending[0].due if self.pending else None
+        self._drop_dead()
+        return self.heap[0][0] if self.heap else None
 
     def pop(self, now: float) -> tuple[bytes, object] | None:
         """The next reply due by now, with its peer; None if none is."""
-        if not self.pending or self.pending[0].due > now:
+        self._drop_dead()
+        if not self.heap or self.heap[0][0] > now:
             return None
-        entry = self.pending.pop(0)
-        self.bytes -= len(entry.reply)
+        entry = heapq.heappop(self.heap)[2]
+        entry.gone = True
+        self.pending -= 1
+        self.held -= len(entry.reply) + DGRAM_COST
         return entry.reply, entry.peer
+
+    def _drop_dead(self) -> None:
+        while self.heap and self.heap[0][2].gone:
+            heapq.heappop(self.heap)

@@ -119,3 +119,18 @@ def udp_server(udp_options):
 
     with pysock.Server("127.0.0.1", 0, "udp", **udp_options) as srv:
         yield srv
+
+
+@pytest.fixture
+def many_descriptors():
+    """Room for the memory tests' hundreds of connections."""
+    import resource
+
+    from memory import MEM_CONNS
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 4 * MEM_CONNS + 100:
+        pytest.skip(f"needs {4 * MEM_CONNS + 100} descriptors, the hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

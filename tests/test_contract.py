@@ -7,24 +7,30 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import math
 import os
-import platform
-import resource
-import selectors
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 from engines import ENGINES, REFERENCE
+from memory import (
+    IDLE_BOUND,
+    MEM_CONNS,
+    MEM_MAX_UNSENT,
+    NEVER_READS_BOUND,
+    SANITIZED,
+    ServerProcess,
+    burst,
+    flood_until_the_server_stops_reading,
+    never_reading_clients,
+    settled,
+)
 from stamps import STAMP, Window
-from support import LOCALHOST, CliServer, cli_env, needs_ipv6, one_worker, run_cli, server_kinds, wait_for
+from support import LOCALHOST, CliServer, needs_ipv6, one_worker, run_cli, server_kinds, wait_for
 
 import pysock
 import pysock.client
@@ -245,136 +251,6 @@ def test_without_a_log_nothing_is_said(tcp_options):
 
 
 # -- memory a client can pin -------------------------------------------------------
-MEM_CONNS = 200
-MEM_MAX_UNSENT = 256 << 10
-IDLE_BOUND = 128 << 10                       # an idle connection after a burst
-NEVER_READS_BOUND = MEM_MAX_UNSENT + (128 << 10)  # a client that never reads
-
-
-class ServerProcess:
-    """A server in a process of its own, so that its resident memory is its
-    alone: it prints its address, then answers each line on its stdin with
-    its counters (JSON)."""
-
-    CODE = ("import gc, json, sys, pysock\n"
-            "srv = pysock.Server('127.0.0.1', 0, 'tcp', **json.loads(sys.argv[1])).start()\n"
-            "print(srv.port, flush=True)\n"
-            "for line in sys.stdin:\n"
-            "    if line == 'collect\\n':\n"
-            "        gc.collect()\n"
-            "    print(json.dumps(srv.stats.__dict__), flush=True)\n"
-            "srv.stop()\n")
-
-    def __init__(self, options: dict) -> None:
-        env = cli_env()
-        if platform.python_implementation() == "PyPy":
-            # PyPy frees a large object with free() in whichever thread
-            # collects, and glibc keeps what each of 200 threads freed in its
-            # own arena (8 per core): docs/contract.md, "Where engines differ".
-            env.setdefault("MALLOC_ARENA_MAX", "2")
-        self.proc = subprocess.Popen([sys.executable, "-c", self.CODE, json.dumps(options)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, env=env)
-        self.address = (LOCALHOST, int(self.proc.stdout.readline()))
-
-    def stats(self) -> dict:
-        self.proc.stdin.write("stats\n")
-        self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline())
-
-    def collect(self) -> None:
-        """Garbage goes now: CPython frees it at once (reference counts);
-        PyPy lets its heap grow to 1.82 times the live data before a major
-        collection (PYPY_GC_MAJOR_COLLECT), and that slack is not what a
-        client holds."""
-        self.proc.stdin.write("collect\n")
-        self.proc.stdin.flush()
-        self.proc.stdout.readline()
-
-    def rss(self) -> int:
-        self.collect()
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        raise AssertionError("no VmRSS")
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(10)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self.proc.stdout.close()
-
-
-def settled(read, still: float = 0.5, timeout: float = 60.0):
-    """read() once it has not changed for `still` seconds."""
-    deadline = time.monotonic() + timeout
-    last, since = read(), time.monotonic()
-    while time.monotonic() - since < still:
-        assert time.monotonic() < deadline, f"still changing after {timeout} s"
-        time.sleep(0.1)
-        now = read()
-        if now != last:
-            last, since = now, time.monotonic()
-    return last
-
-
-def burst(conns: list, data: bytes, reply_len: int) -> None:
-    """Each connection sends data and reads its whole reply, all at once."""
-    left = {c: reply_len for c in conns}
-    with selectors.DefaultSelector() as sel:
-        for c in conns:
-            c.sendall(data)
-            c.setblocking(False)
-            sel.register(c, selectors.EVENT_READ)
-        deadline = time.monotonic() + 60
-        while left:
-            assert time.monotonic() < deadline, f"{len(left)} replies unfinished"
-            for key, _ in sel.select(1):
-                chunk = key.fileobj.recv(1 << 20)
-                assert chunk, "the server closed a connection mid-burst"
-                left[key.fileobj] -= len(chunk)
-                if left[key.fileobj] <= 0:
-                    sel.unregister(key.fileobj)
-                    del left[key.fileobj]
-
-
-def flood_until_the_server_stops_reading(server: ServerProcess, conns: list, chunk: bytes) -> None:
-    """Offer data on every connection, reading nothing, until the server has
-    taken nothing more for a second."""
-    for c in conns:
-        c.setblocking(False)
-
-    def offer() -> int:
-        for c in conns:
-            try:
-                c.send(chunk)
-            except BlockingIOError:
-                pass
-        return server.stats()["bytes_in"]
-
-    settled(offer, still=1.0, timeout=90)
-
-
-@pytest.fixture
-def many_descriptors():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < 4 * MEM_CONNS + 100:
-        pytest.skip(f"needs {4 * MEM_CONNS + 100} descriptors, the hard limit is {hard}")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
-    yield
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
-
-# Under AddressSanitizer (.ci/sanitize) resident memory is its allocator's:
-# freed blocks wait in a quarantine and every block carries redzones.
-SANITIZED = pytest.mark.skipif(os.environ.get("PYSOCK_SANITIZED") == "1",
-                               reason="resident memory under AddressSanitizer is its allocator's "
-                                      "(quarantine, redzones): measured in the plain run")
-
-
 @SANITIZED
 @pytest.mark.concurrent_clients
 @pytest.mark.same_code_as_model("what a connection holds is the model's per-connection code, "
@@ -404,21 +280,7 @@ def test_memory_a_client_can_pin_is_bounded(tcp_options, name, many_descriptors)
         for c in conns:
             c.close()
         wait_for(lambda: server.stats()["active"] == 0, timeout=20)
-        conns = []
-        for _ in range(MEM_CONNS):
-            c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the echo backs up at once
-            # Small segments keep the server's kernel send buffer small (it
-            # grows with the segment size), so the echo reaches max_unsent
-            # after a few KiB instead of 4 MiB per connection.
-            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
-            # And a small send buffer keeps what the flood leaves in this
-            # side's kernel small: tests run side by side, and the whole
-            # machine's TCP memory has a pressure limit (tcp_mem) past which
-            # every connection stalls.
-            c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32768)
-            c.connect(server.address)
-            conns.append(c)
+        conns = never_reading_clients(server.address, MEM_CONNS)
         flood_until_the_server_stops_reading(server, conns, unit * 65536)
         pinned = (settled(server.rss) - before) / MEM_CONNS
         print(f"{name}: {pinned / 1024:.1f} KiB per client that never reads")

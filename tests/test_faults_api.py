@@ -121,3 +121,13 @@ def test_serve_with_faults_reports_the_seed_and_misbehaves():
 def test_an_unknown_fault_is_a_config_error_naming_the_fields():
     with pytest.raises(pysock.ConfigError, match=r"unknown fault 'latncy': the fields are latency, jitter"):
         pysock.Faults(latncy=0.1)
+
+
+def test_bandwidth_stops_where_no_network_goes():
+    """Past 2**40 bytes/s a bandwidth only overflowed C's pacing (2**62
+    sent 1-byte pieces: a 2 MiB echo took 3.8 s)."""
+    from pysock.faults import MAX_BANDWIDTH
+
+    assert pysock.Faults(bandwidth=MAX_BANDWIDTH).bandwidth == 1 << 40
+    with pytest.raises(pysock.ConfigError, match="bandwidth"):
+        pysock.Faults(bandwidth=MAX_BANDWIDTH + 1)

@@ -12,7 +12,7 @@ import pytest
 from support import LOCALHOST, wait_for
 
 import pysock
-from pysock.faults import REORDER_HOLD, UdpShaper
+from pysock.faults import DGRAM_COST, REORDER_HOLD, UdpShaper
 
 SLACK = 5.0  # seconds: an upper bound only a hang would pass
 
@@ -289,6 +289,30 @@ def test_udp_seeded_reorder_is_the_schedules(udp_options):
         assert exchange(srv, PAYLOADS, wait=REORDER_HOLD + 0.3) == want
 
 
+def test_udp_reorder_one_swaps_every_pair(udp_options):
+    """A reply held back goes right after its sender's next one, which is
+    never held itself: reorder=1.0 swaps each pair (it used to hold every
+    reply in turn, and only delayed them)."""
+    with udp_server(udp_options, pysock.Faults(reorder=1.0, seed=1)) as srv:
+        got = exchange(srv, PAYLOADS[:8], wait=REORDER_HOLD + 0.3)
+    assert got == [PAYLOADS[i ^ 1].upper() for i in range(8)]
+
+
+def overtaken(replies: list[bytes]) -> int:
+    """How many replies a later-sent one overtook."""
+    order = [int(r[1:]) for r in replies]
+    return sum(1 for at, i in enumerate(order) if any(j > i for j in order[:at]))
+
+
+def test_more_reorder_reorders_more():
+    """The shared schedule (every engine follows it): 300 datagrams, seed 11."""
+    counts = []
+    for p in (0.1, 0.3, 0.5, 0.7, 0.9, 0.99, 1.0):
+        counts.append(overtaken(expected(pysock.Faults(reorder=p, seed=11), [b"d%03d" % i for i in range(300)])))
+    assert counts == sorted(counts) and counts[0] > 0, counts
+    assert counts[-1] == 150, counts  # 1.0: every other reply overtaken
+
+
 def test_udp_bandwidth_paces_each_sender(udp_options):
     with udp_server(udp_options, pysock.Faults(bandwidth=5000)) as srv, \
             socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -313,5 +337,6 @@ def test_udp_held_replies_are_bounded_by_max_unsent(udp_options):
     dropped (and counted in errors) rather than kept."""
     with udp_server(udp_options, pysock.Faults(latency=0.6), max_unsent=10_000) as srv:
         replies = exchange(srv, [b"%02d" % i + b"q" * 998 for i in range(30)], gap=0.001, first=0.6)
-        assert len(replies) == 10
-        assert srv.stats.errors == 20
+        fit = 10_000 // (1000 + DGRAM_COST)  # each counts its record too: 7
+        assert len(replies) == fit
+        assert srv.stats.errors == 30 - fit

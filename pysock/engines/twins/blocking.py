@@ -159,8 +159,9 @@ class Shaped:
 
     def _read(self) -> str | None:
         cfg = self.engine.cfg
-        try:
-            data = self.sock.recv(self.xf.read_max(min(reply_room(cfg), cfg.max_unsent - self.shaper.cost())))
+        room = max(1, min(reply_room(cfg), cfg.max_unsent - self.shaper.cost()))
+        try:  # the reply to this read must fit below max_unsent with what the shaper holds, as in C
+            data = self.sock.recv(min(room, self.xf.read_max(room)))
         except BlockingIOError:
             return None
         except OSError:
