@@ -177,4 +177,9 @@ int ps_server_set_faults(ps_server *srv, const ps_faults *f);
  * removes it (only if it is still the file this server bound). */
 void ps_server_close(ps_server *srv);
 
+/* The plainest C echo, for pysock bench's comparison (refecho.c): serves
+ * fd (a listening TCP socket, non-blocking; or with datagrams a blocking
+ * UDP socket) until the process ends; returns only on a failure. */
+int ps_ref_serve(int fd, int datagrams);
+
 #endif

@@ -309,6 +309,27 @@ def test_a_server_serves_once(tcp_options):
         never.start()  # at once: no hang
 
 
+def check_a_stop_is_not_an_error(proto: str, options: dict) -> None:
+    """No engine counts its own stop as a failure (the asyncio twins once
+    counted an accept() per slot of their batch on the shut listener)."""
+    srv = pysock.Server(LOCALHOST, 0, proto, **options).start()
+    assert pysock.request(b"one", srv.address, proto) == b"ONE"
+    srv.stop()
+    assert srv.stats.errors == 0, srv.stats
+    idle = pysock.Server(LOCALHOST, 0, proto, **options).start()  # no client at all
+    time.sleep(0.05)
+    idle.stop()
+    assert idle.stats.errors == 0, idle.stats
+
+
+def test_a_stop_is_not_an_error_tcp(tcp_options):
+    check_a_stop_is_not_an_error("tcp", tcp_options)
+
+
+def test_a_stop_is_not_an_error_udp(udp_options):
+    check_a_stop_is_not_an_error("udp", udp_options)
+
+
 def test_a_stop_that_times_out_refuses_new_clients_and_closes_later(tcp_options):
     srv = pysock.Server(LOCALHOST, 0, "tcp", **tcp_options).start()
     stuck = socket.socket()

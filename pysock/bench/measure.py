@@ -69,6 +69,7 @@ class BenchServer:
     options: tuple[str, ...] = ()
     default: bool = True  # in a run that names no --servers
     python: str | None = None  # another interpreter (--python): its path; None: this one
+    reference: bool = False  # the plainest server of its kind (references.py): tcp/udp name the kind
 
     def model(self, proto: str) -> str | None:
         model = self.tcp if proto == "tcp" else self.udp
@@ -97,6 +98,13 @@ SERVERS = (
     BenchServer("python-threads", "python", tcp="threads", udp=None),
     BenchServer("python-asyncio", "python", tcp="asyncio", udp="asyncio"),
     BenchServer("python-uvloop", "python", tcp="uvloop", udp="uvloop"),
+    # The plainest server of each kind (pysock/bench/references.py), to
+    # measure pysock's engines against: no limits, counters, stop or log.
+    BenchServer("ref-c", "c", tcp="c", udp="c", reference=True),
+    BenchServer("ref-loop", "python", tcp=None, udp="loop", reference=True),
+    BenchServer("ref-threads", "python", tcp="threads", udp=None, reference=True),
+    BenchServer("ref-asyncio", "python", tcp="asyncio", udp="asyncio", reference=True),
+    BenchServer("ref-uvloop", "python", tcp="uvloop", udp="uvloop", reference=True),
 )
 BASELINE = "c"
 
@@ -154,7 +162,7 @@ def interpreter_servers(command: str, chosen: Sequence[BenchServer] = SERVERS) -
         runs = info["c"] if base.backend == "c" else base.tcp != "uvloop" or info["uvloop"]
         if runs and base.python is None:
             servers.append(BenchServer(f"{base.name}@{label}", base.backend, tcp=base.tcp, udp=base.udp,
-                                       options=base.options, python=path))
+                                       options=base.options, python=path, reference=base.reference))
     return servers
 
 
@@ -329,8 +337,11 @@ class ServerProcess:
         model = server.model(proto)
         if model is None:
             raise ConfigError(f"{server.name} serves no {proto}")
-        args = [server.python or sys.executable, "-m", "pysock", "serve", "0", f"--{proto}",
-                "--backend", server.backend, "--model", model, *server.options]
+        if server.reference:
+            args = [server.python or sys.executable, "-m", "pysock.bench.references", model, proto]
+        else:
+            args = [server.python or sys.executable, "-m", "pysock", "serve", "0", f"--{proto}",
+                    "--backend", server.backend, "--model", model, *server.options]
         env = child_env()
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - the server's stderr, closed in close()
         mask = affinity.get()

@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         for s in measure.SERVERS:
             options = f"; {' '.join(s.options)}" if s.options else ""
-            print(f"server {s.name:<16} {s.backend} backend; tcp: {s.model('tcp') or '-'}, "
+            kind = "reference (the plainest of its kind)" if s.reference else f"{s.backend} backend"
+            print(f"server {s.name:<16} {kind}; tcp: {s.model('tcp') or '-'}, "
                   f"udp: {s.model('udp') or '-'}{options}"
                   + ("" if s.default else " (only when named)")
                   + (f"; {s.missing()}" if s.missing() else ""))

@@ -59,6 +59,7 @@ class Acceptor:
         self.engine = engine
         self.loop = loop
         self.fd = engine.sock.fileno()
+        self.protocol = SizedEchoProtocol if engine.cfg.transform == "stamp" else EchoProtocol
         self.retry: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
@@ -72,6 +73,8 @@ class Acceptor:
 
     def _accept_ready(self) -> None:
         for _ in range(ACCEPT_BATCH):
+            if self.engine.stopping:
+                return  # the stop shut the listener down, which makes it readable: no client
             try:
                 conn, peer = self.engine.sock.accept()
             except (BlockingIOError, InterruptedError):
@@ -88,7 +91,7 @@ class Acceptor:
             # partial, not a lambda: the task runs after this loop has taken
             # the next connection, and each protocol must get its own info.
             task = self.loop.create_task(
-                self.loop.connect_accepted_socket(functools.partial(EchoProtocol, self.engine, info), conn))
+                self.loop.connect_accepted_socket(functools.partial(self.protocol, self.engine, info), conn))
             task.add_done_callback(self._connected)
 
     def _connected(self, task: asyncio.Task[Any]) -> None:
@@ -96,25 +99,26 @@ class Acceptor:
             self.engine.counters.add("errors")
 
 
-class EchoProtocol(asyncio.BufferedProtocol):
+class Echo(asyncio.BaseProtocol):
     """One TCP connection: each read, transformed, written back.
 
     Flow control stands in for the C server's "answer before reading again":
     once more than one buffer of echo is unsent, reading pauses, and a client
-    that leaves it unsent for send_timeout is cut off.  Reads go into the
-    loop's one shared buffer (get_buffer), each sized so that its reply fits
-    in reply_room(): asyncio's own reads of 256 KiB would let one read of
-    newlines pin 30 times that in a stamped reply."""
+    that leaves it unsent for send_timeout is cut off.  A reply of upper or
+    echo is the size of its read: the loop's own reads will do (EchoProtocol;
+    SizedEchoProtocol for stamp)."""
 
     def __init__(self, engine: AsyncioEngine, info: ConnInfo) -> None:
         self.engine = engine
         self.info = info
         self.why = ""  # set when we end it: idle, slow, stop
         self.counters: Counters = engine.counters
+        self.traffic = engine.traffic
         self.transport: asyncio.Transport  # from connection_made
         self.served = False  # accepted under max_conns: counted in active
         self.idle_timeout = engine.cfg.idle_timeout or 0.0
         self.xf = transform.make(engine.cfg.transform)
+        self.feed = self.xf.feed
         self.loop = asyncio.get_running_loop()
         self.last_read = self.loop.time()
         self.idle_timer: asyncio.TimerHandle | None = None
@@ -146,14 +150,11 @@ class EchoProtocol(asyncio.BufferedProtocol):
         if self.idle_timeout:
             self.idle_timer = self.loop.call_later(self.idle_timeout, self._check_idle)
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.engine.rbuf[: self.xf.read_max(reply_room(self.engine.cfg))]
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.counters.add("bytes_in", nbytes)
-        self.info.bytes_in += nbytes
+    def data_received(self, data: bytes) -> None:
+        self.traffic.bytes_in += len(data)
+        self.info.bytes_in += len(data)
         self.last_read = self.loop.time()
-        self._write(self.xf.feed(bytes(self.engine.rbuf[:nbytes])))
+        self._write(self.feed(data))
 
     def _write(self, reply: bytes) -> None:
         if self.shaper is not None or self.engine.faults is not None:
@@ -163,7 +164,7 @@ class EchoProtocol(asyncio.BufferedProtocol):
 
     def _send(self, reply: bytes) -> None:
         self.transport.write(reply)
-        self.counters.add("bytes_out", len(reply))
+        self.traffic.bytes_out += len(reply)
         self.info.bytes_out += len(reply)
 
     def eof_received(self) -> bool:
@@ -272,7 +273,7 @@ class EchoProtocol(asyncio.BufferedProtocol):
         self.slow_timer = None
         self.counters.add("slow_closed")
         unsent = self.transport.get_write_buffer_size()
-        self.counters.add("bytes_out", -unsent)
+        self.traffic.bytes_out -= unsent
         self.info.bytes_out -= unsent
         self.end("slow", abort=True)
 
@@ -290,13 +291,32 @@ class EchoProtocol(asyncio.BufferedProtocol):
             timer.cancel()
 
 
+class EchoProtocol(Echo, asyncio.Protocol):
+    """Echo for upper and echo: the loop reads, data_received answers."""
+
+
+class SizedEchoProtocol(Echo, asyncio.BufferedProtocol):
+    """Echo for stamp, whose reply can be 30 times its read: reads go into
+    the loop's one shared buffer (get_buffer), each sized so that its reply
+    fits in reply_room(); asyncio's own reads of 256 KiB would let one read
+    of newlines pin 30 times that in a stamped reply.  (uvloop reads into
+    get_buffer only for a protocol that is no asyncio.Protocol.)"""
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.engine.rbuf[: self.xf.read_max(reply_room(self.engine.cfg))]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(self.engine.rbuf[:nbytes]))
+
+
 class EchoDatagramProtocol(asyncio.DatagramProtocol):
     """Each datagram, transformed, back to its sender."""
 
     def __init__(self, engine: AsyncioEngine) -> None:
         self.engine = engine
         self.counters: Counters = engine.counters
-        self.name = engine.cfg.transform
+        self.traffic = engine.traffic
+        self.datagram = transform.make(engine.cfg.transform).datagram  # no state between datagrams
         self.transport: asyncio.DatagramTransport  # from connection_made, before any datagram
         self.loop = asyncio.get_running_loop()
         self.shaper = UdpShaper(engine.cfg.max_unsent)
@@ -311,8 +331,8 @@ class EchoDatagramProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         data = data[:BUFSIZE]  # a longer unix datagram is cut, as C's recv cuts it
-        self.counters.add("datagrams")
-        self.counters.add("bytes_in", len(data))
+        self.traffic.datagrams += 1
+        self.traffic.bytes_in += len(data)
         abstract = isinstance(addr, bytes)
         if abstract:
             # An abstract unix address.  uvloop hands it over padded with NULs
@@ -323,7 +343,7 @@ class EchoDatagramProtocol(asyncio.DatagramProtocol):
         if not addr:  # an unbound AF_UNIX sender: nowhere to answer
             self.counters.add("errors")
             return
-        reply = transform.datagram(self.name, data)
+        reply = self.datagram(data)
         faults = self.engine.faults
         if faults is None:
             self._reply(reply, addr)
@@ -335,7 +355,7 @@ class EchoDatagramProtocol(asyncio.DatagramProtocol):
     def _reply(self, reply: bytes, addr: Any) -> None:
         if reply and not isinstance(addr, bytes):
             self.transport.sendto(reply, addr)
-            self.counters.add("bytes_out", len(reply))
+            self.traffic.bytes_out += len(reply)
         else:
             self._send_directly(reply, addr)
 
@@ -360,7 +380,7 @@ class EchoDatagramProtocol(asyncio.DatagramProtocol):
         # and uvloop's takes no abstract unix address: send those ourselves.
         try:
             self.engine.sock.sendto(reply, addr)
-            self.counters.add("bytes_out", len(reply))
+            self.traffic.bytes_out += len(reply)
         except OSError:
             self.counters.add("errors")
 
@@ -375,10 +395,11 @@ class AsyncioEngine(TwinEngine):
         super().__init__(cfg, on_event)
         self._new_loop = _loop_factory(cfg.model or "asyncio")  # validated(): never None
         self.rbuf = memoryview(bytearray(BUFSIZE))  # every connection reads here, one at a time
-        self.conns: set[EchoProtocol] = set()
+        self.traffic = self.counters.traffic()  # the loop's thread alone counts in it
+        self.conns: set[Echo] = set()
         self._all_gone: asyncio.Event | None = None
 
-    def forget(self, conn: EchoProtocol) -> None:
+    def forget(self, conn: Echo) -> None:
         self.conns.discard(conn)
         if not self.conns and self._all_gone is not None:
             self._all_gone.set()

@@ -25,6 +25,7 @@ from pysock.engines.twins.common import (
     STOP_GRACE,
     UDP_SEND_WAIT,
     ConnInfo,
+    Traffic,
     TwinEngine,
     reply_room,
 )
@@ -41,12 +42,30 @@ def _poller(*pairs: tuple[Any, int]) -> select.poll:
     return p
 
 
-def send_all(engine: TwinEngine, sock: socket.socket, data: bytes, info: ConnInfo) -> str | None:
+def send_all(engine: TwinEngine, sock: socket.socket, data: bytes, info: ConnInfo,
+             traffic: Traffic) -> str | None:
     """Send all of data; None once sent, or why the connection is over: the
     client read nothing for send_timeout ("slow", counted in slow_closed) or
-    the send failed ("error").  A stop leaves STOP_GRACE to finish this echo."""
+    the send failed ("error").  A stop leaves STOP_GRACE to finish this echo.
+    A reply the socket takes at once (the common case) costs one send."""
+    try:
+        n = sock.send(data)
+    except BlockingIOError:
+        n = 0
+    except OSError:
+        engine.counters.add("errors")
+        return "error"
+    traffic.bytes_out += n
+    info.bytes_out += n
+    if n == len(data):
+        return None
+    return _send_rest(engine, sock, memoryview(data)[n:], info, traffic)
+
+
+def _send_rest(engine: TwinEngine, sock: socket.socket, view: memoryview, info: ConnInfo,
+               traffic: Traffic) -> str | None:
+    """send_all's slow path: wait for room, within send_timeout."""
     counters = engine.counters
-    view = memoryview(data)
     deadline: float | None = None
     waiting = _poller((sock, _OUT), (engine.wake_fd, _IN))
     watching_wake = True
@@ -59,7 +78,7 @@ def send_all(engine: TwinEngine, sock: socket.socket, data: bytes, info: ConnInf
             counters.add("errors")
             return "error"
         if n:
-            counters.add("bytes_out", n)
+            traffic.bytes_out += n
             info.bytes_out += n
             view = view[n:]
             continue
@@ -79,42 +98,102 @@ def send_all(engine: TwinEngine, sock: socket.socket, data: bytes, info: ConnInf
     return None
 
 
-def echo(engine: TwinEngine, sock: socket.socket, info: ConnInfo) -> str:
+def _timeval(seconds: float | None) -> bytes:
+    """A struct timeval for SO_RCVTIMEO and SO_SNDTIMEO (0: no limit)."""
+    whole = int(seconds or 0)
+    return struct.pack("ll", whole, int(((seconds or 0) - whole) * 1_000_000))
+
+
+def echo(engine: TwinEngine, sock: socket.socket, info: ConnInfo, traffic: Traffic) -> str:
     """Echo until the client closes its side, goes idle, stops reading or the
     server stops; which of them it was ("eof", "idle", "slow", "error",
     "stop", "fault").  Every byte read is answered before the next read, so a
     client that half-closes gets its whole echo (and what the transform
     still owes) before our FIN.  A read is sized so that its reply fits in
     reply_room(), and no reply outlives its send: what a client that never
-    reads pins is bounded, and an idle connection holds no burst."""
-    counters = engine.counters
+    reads pins is bounded, and an idle connection holds no burst.
+
+    As the plainest thread-per-connection server does, it waits in recv()
+    and send() themselves: the socket is blocking, the kernel ends a recv
+    silent for idle_timeout (SO_RCVTIMEO) and a send that takes nothing for
+    send_timeout (SO_SNDTIMEO), and a stop shuts the connection's reading
+    side down, which ends its recv (_TCPEngine.wake)."""
     xf = transform.make(engine.cfg.transform)
-    readable = _poller((sock, _IN), (engine.wake_fd, _IN))
-    idle_ms = millis(engine.cfg.idle_timeout) or None
+    feed, read_max, room = xf.feed, xf.read_max, reply_room(engine.cfg)
+    sock.setblocking(True)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(engine.cfg.idle_timeout))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(engine.cfg.send_timeout))
+    recv, send = sock.recv, sock.send
     while not engine.stopping:
-        if not readable.poll(idle_ms):
-            counters.add("idle_closed")
-            return "idle"
-        if engine.stopping:
-            return "stop"
         try:
-            data = sock.recv(xf.read_max(reply_room(engine.cfg)))
-        except BlockingIOError:
-            continue
+            data = recv(read_max(room))
+        except BlockingIOError:  # silent for idle_timeout
+            if engine.stopping:
+                return "stop"
+            engine.counters.add("idle_closed")
+            return "idle"
         except OSError:
-            counters.add("errors")
+            engine.counters.add("errors")
             return "error"
+        if engine.stopping:
+            return "stop"  # a stop shut our reading side: b"" is its, not the client's
         if data:
-            counters.add("bytes_in", len(data))
+            traffic.bytes_in += len(data)
             info.bytes_in += len(data)
-        reply = xf.feed(data) if data else xf.finish()
+        reply = feed(data) if data else xf.finish()
         if engine.faults is not None:  # from now on through a shaper
-            return Shaped(engine, sock, info, xf).echo(reply, eof=not data)
-        failed = send_all(engine, sock, reply, info)
-        if failed or not data:
-            return failed or "eof"
+            sock.setblocking(False)
+            return Shaped(engine, sock, info, xf, traffic).echo(reply, eof=not data)
+        try:
+            sent = send(reply) if reply else 0
+        except OSError:
+            sent = -1
+        if sent != len(reply):
+            failed = _send_blocking(engine, sock, reply, max(sent, 0), info, traffic)
+            if failed:
+                return failed
+        else:
+            traffic.bytes_out += sent
+            info.bytes_out += sent
+        if not data:
+            return "eof"
         del data, reply  # the next wait may be long: hold no read
     return "stop"
+
+
+def _send_blocking(engine: TwinEngine, sock: socket.socket, reply: bytes, sent: int, info: ConnInfo,
+                   traffic: Traffic) -> str | None:
+    """The rest of a reply the first send() did not take whole, on a
+    blocking socket: within send_timeout of its first send (each send's
+    SO_SNDTIMEO is set to what is left of it), or until a stop's grace ends
+    (the stop shuts the connection down: counted as slow, as every engine
+    counts what a stop's grace cut off)."""
+    traffic.bytes_out += sent
+    info.bytes_out += sent
+    timeout = engine.cfg.send_timeout
+    deadline = time.monotonic() + timeout if timeout else None
+    view = memoryview(reply)
+    while sent < len(reply):
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                engine.counters.add("slow_closed")
+                return "slow"
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(max(left, 0.001)))
+        try:
+            n = sock.send(view[sent:])
+        except BlockingIOError:  # nothing taken for the time that was left
+            engine.counters.add("slow_closed")
+            return "slow"
+        except OSError:
+            engine.counters.add("slow_closed" if engine.stopping else "errors")
+            return "slow" if engine.stopping else "error"
+        sent += n
+        traffic.bytes_out += n
+        info.bytes_out += n
+    if deadline is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(timeout))
+    return None
 
 
 class Shaped:
@@ -123,8 +202,9 @@ class Shaped:
     holds is under max_unsent.  It stays so for the connection's life (a
     later reply never overtakes a shaped one)."""
 
-    def __init__(self, engine: TwinEngine, sock: socket.socket, info: ConnInfo, xf: Any) -> None:
-        self.engine, self.sock, self.info, self.xf = engine, sock, info, xf
+    def __init__(self, engine: TwinEngine, sock: socket.socket, info: ConnInfo, xf: Any,
+                 traffic: Traffic) -> None:
+        self.engine, self.sock, self.info, self.xf, self.traffic = engine, sock, info, xf, traffic
         self.shaper = TcpShaper((engine.faults or NO_FAULTS).seed or 0)
         self.eof = False
 
@@ -171,7 +251,7 @@ class Shaped:
             self.eof = True
             reply = self.xf.finish()
         else:
-            self.engine.counters.add("bytes_in", len(data))
+            self.traffic.bytes_in += len(data)
             self.info.bytes_in += len(data)
             reply = self.xf.feed(data)
         self.shaper.push(self.engine.faults or NO_FAULTS, reply, time.monotonic())
@@ -184,7 +264,7 @@ class Shaped:
             piece = self.shaper.ready(faults, time.monotonic())
             if not piece:
                 break
-            failed = send_all(self.engine, self.sock, piece, self.info)
+            failed = send_all(self.engine, self.sock, piece, self.info, self.traffic)
             self.shaper.took(faults, len(piece), time.monotonic())
             if failed:
                 return failed
@@ -214,8 +294,47 @@ class Shaped:
         return "eof"
 
 
+def _shutdown(conn: socket.socket, how: int) -> None:
+    try:
+        conn.shutdown(how)
+    except OSError:
+        pass  # the client has gone already
+
+
 class _TCPEngine(TwinEngine):
-    """The accept side both blocking TCP models share."""
+    """The accept side both blocking TCP models share, and their stop: the
+    connections wait in blocking recv() and send(), which a stop ends by
+    shutting their reading side down at once, and the whole connection
+    once STOP_GRACE has passed (an echo still unsent is cut off then)."""
+
+    def __init__(self, cfg: ServerConfig, on_event: OnEvent = None) -> None:
+        super().__init__(cfg, on_event)
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+        self._grace: threading.Timer | None = None
+
+    def wake(self) -> None:
+        super().wake()
+        with self._conns_lock:
+            if self._grace is None and self._conns:
+                self._grace = threading.Timer(STOP_GRACE, self._cut_all)
+                self._grace.daemon = True
+                self._grace.start()
+            for conn in self._conns:
+                _shutdown(conn, socket.SHUT_RD)
+
+    def _cut_all(self) -> None:
+        with self._conns_lock:
+            for conn in self._conns:
+                _shutdown(conn, socket.SHUT_RDWR)
+
+    def _end_grace(self) -> None:
+        """After every connection has ended: the grace's timer goes too."""
+        with self._conns_lock:
+            grace = self._grace
+        if grace is not None:
+            grace.cancel()
+            grace.join()
 
     def _accept_loop(self, handle: Callable[[socket.socket, ConnInfo], None]) -> None:
         """Wait for connections (or the wake-up) and hand each to handle."""
@@ -258,12 +377,20 @@ class _TCPEngine(TwinEngine):
         unexpected failure ends this connection only, and is counted."""
         why = "error"
         self.event("open", info)
+        traffic = self.counters.traffic()
+        with self._conns_lock:
+            self._conns.add(conn)
+            if self.stopping:  # the stop's shutdowns came before us
+                _shutdown(conn, socket.SHUT_RD)
         try:
-            why = echo(self, conn, info)
+            why = echo(self, conn, info, traffic)
         except Exception:
             self.counters.add("errors")
         finally:
+            with self._conns_lock:
+                self._conns.discard(conn)
             conn.close()
+            self.counters.retire(traffic)
             self.counters.add("active", -1)
             self.event("close", info, why)
 
@@ -273,7 +400,10 @@ class LoopTCP(_TCPEngine):
     next.  Clients that arrive meanwhile wait in the listen backlog."""
 
     def serve(self) -> None:
-        self._accept_loop(self._serve_one)
+        try:
+            self._accept_loop(self._serve_one)
+        finally:
+            self._end_grace()
 
     def _serve_one(self, conn: socket.socket, info: ConnInfo) -> None:
         self.counters.add("active")
@@ -296,6 +426,7 @@ class ThreadsTCP(_TCPEngine):
         finally:
             self.wake()  # also after Ctrl-C: every connection thread ends
             self._join_all()
+            self._end_grace()
 
     def _start(self, conn: socket.socket, info: ConnInfo) -> None:
         self.counters.add("active")
@@ -337,44 +468,56 @@ class LoopUDP(TwinEngine):
     each when due."""
 
     def serve(self) -> None:
-        counters = self.counters
-        name = self.cfg.transform
-        ready = _poller((self.sock, _IN), (self.wake_fd, _IN))
+        """Each datagram waiting is read and answered before the loop
+        polls again: a busy socket costs a recvfrom and a sendto each, as
+        the plainest loop's do; poll() waits only when none is there (or
+        for the wake-up, or the next held reply's time)."""
+        counters, traffic = self.counters, self.counters.traffic()
+        datagram = transform.make(self.cfg.transform).datagram  # no state between datagrams
+        poll = _poller((self.sock, _IN), (self.wake_fd, _IN)).poll
+        recvfrom, sendto = self.sock.recvfrom, self.sock.sendto
         shaper = UdpShaper(self.cfg.max_unsent)
         while not self.stopping:
-            if shaper.pending:  # replies held by faults: send what is due, wake for the next
-                self._send_due(shaper)
-            ready.poll(_ms_until(shaper.due()))
-            if self.stopping:
-                return
+            if shaper.pending:  # replies held by faults: send what is due
+                self._send_due(shaper, traffic)
             try:
                 # A longer unix datagram is cut to BUFSIZE bytes, as in C.
-                data, peer = self.sock.recvfrom(BUFSIZE)
-            except BlockingIOError:
+                data, peer = recvfrom(BUFSIZE)
+            except BlockingIOError:  # none waiting: sleep until one comes, the wake-up, or a held reply's time
+                poll(_ms_until(shaper.due()))
                 continue
             except OSError:
                 # An ICMP error from an earlier reply surfaces here: count it, go on.
                 counters.add("errors")
                 continue
-            counters.add("datagrams")
-            counters.add("bytes_in", len(data))
-            reply = transform.datagram(name, data)
-            faults = self.faults
-            if faults is not None:
-                if not peer or not shaper.push(faults, reply, peer, time.monotonic()):
+            traffic.datagrams += 1
+            traffic.bytes_in += len(data)
+            reply = datagram(data)
+            if self.faults is not None:
+                if not peer or not shaper.push(self.faults, reply, peer, time.monotonic()):
                     counters.add("errors")
-            elif peer and self._send(reply, peer):  # an unbound unix sender has no address
-                counters.add("bytes_out", len(reply))
-            else:
+                continue
+            if not peer:  # an unbound unix sender has no address
                 counters.add("errors")
+                continue
+            try:
+                sendto(reply, peer)
+            except BlockingIOError:  # a full send buffer: wait for it briefly
+                if not self._send(reply, peer):
+                    counters.add("errors")
+                    continue
+            except OSError:
+                counters.add("errors")
+                continue
+            traffic.bytes_out += len(reply)
 
-    def _send_due(self, shaper: UdpShaper) -> None:
+    def _send_due(self, shaper: UdpShaper, traffic: Traffic) -> None:
         while True:
             taken = shaper.pop(time.monotonic())
             if taken is None:
                 return
             if self._send(*taken):
-                self.counters.add("bytes_out", len(taken[0]))
+                traffic.bytes_out += len(taken[0])
             else:
                 self.counters.add("errors")
 
