@@ -36,6 +36,8 @@ class ServerProcess:
             "for line in sys.stdin:\n"
             "    if line == 'collect\\n':\n"
             "        gc.collect()\n"
+            "    elif line.startswith('faults '):\n"
+            "        srv.set_faults(pysock.Faults(**json.loads(line[7:])))\n"
             "    print(json.dumps(srv.stats.__dict__), flush=True)\n"
             "srv.stop()\n")
 
@@ -51,6 +53,11 @@ class ServerProcess:
                                       json.dumps(faults or {})], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, env=env)
         self.address = (LOCALHOST, int(self.proc.stdout.readline()))
+
+    def set_faults(self, faults: dict) -> None:
+        self.proc.stdin.write(f"faults {json.dumps(faults)}\n")
+        self.proc.stdin.flush()
+        self.proc.stdout.readline()
 
     def stats(self) -> dict:
         self.proc.stdin.write("stats\n")
