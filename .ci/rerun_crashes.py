@@ -7,7 +7,7 @@ crashed tests alone).
 
 For Debian's PyPy 7.3.11 (.ci/interpreters), which now and then crashes in
 its own JIT-compiled code (the closing note of the suite issue and the
-README's PyPy paragraph say what was found).  The tests run in several
+PyPy section of docs/interpreters.md say what was found).  The tests run in several
 processes (pytest-xdist), so a crash takes down one worker, whose test is
 reported as "worker 'gwN' crashed while running 'TEST'"; the run goes on.
 

@@ -27,7 +27,7 @@ BACKENDS = ("c", "python")
 # The loop models each backend offers, per protocol; the first that can run
 # here is the default.  C TCP defaults to epoll: in `pysock bench` it serves
 # 32 connections with 1.8x the requests/s of the threads model at half its
-# CPU per request, and one connection as fast (README, Performance).  The
+# CPU per request, and one connection as fast (docs/performance.md).  The
 # python backend's models are the pure-Python twins (pysock/engines/twins/).
 MODELS = {
     ("c", "tcp"): ("epoll", "uring", "threads"),

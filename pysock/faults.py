@@ -66,19 +66,19 @@ def not_for(proto: str) -> tuple[str, ...]:
 class Faults:
     """How a server misbehaves.  Every field is off by default.
 
-    latency, jitter: each reply is held latency +- a uniform jitter seconds
+    - latency, jitter: each reply is held latency +- a uniform jitter seconds
       (TCP keeps the order of bytes: a reply never overtakes an earlier one).
-    bandwidth: replies go out no faster than this many bytes per second, per
+    - bandwidth: replies go out no faster than this many bytes per second, per
       connection (TCP) or per sender (UDP).
-    slice, slice_delay: TCP replies go out in sends of at most slice bytes,
+    - slice, slice_delay: TCP replies go out in sends of at most slice bytes,
       slice_delay seconds apart.
-    limit_data: a TCP connection is closed (FIN) once this many reply bytes
+    - limit_data: a TCP connection is closed (FIN) once this many reply bytes
       have been sent; reset_after: reset (RST) instead.
-    stall: data is received and never answered.
-    close_delay: when a TCP client closes, wait this long before closing.
-    drop, duplicate, reorder: each UDP reply is dropped, sent twice, or held
+    - stall: data is received and never answered.
+    - close_delay: when a TCP client closes, wait this long before closing.
+    - drop, duplicate, reorder: each UDP reply is dropped, sent twice, or held
       back until after its sender's next reply, with this probability.
-    seed: the random choices (jitter, drop, duplicate, reorder) follow it;
+    - seed: the random choices (jitter, drop, duplicate, reorder) follow it;
       None draws one, which Server.faults then reports."""
 
     latency: float = 0.0

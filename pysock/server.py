@@ -61,28 +61,30 @@ class Server:
                  **unknown: object) -> None:
         """Check the options, bind (and listen), ready to serve.
 
-        host, port: where to listen (port 0: a free one; ``address`` has it).
-        proto: "tcp" or "udp" (over a unix socket: stream or datagram).
-        path: serve on this AF_UNIX path instead of host and port.
-        transform: "upper" (bytes.upper()), "echo", or "stamp" (the
+        - host, port: where to listen (port 0: a free one; ``address`` has it).
+        - proto: "tcp" or "udp" (over a unix socket: stream or datagram).
+        - path: serve on this AF_UNIX path instead of host and port.
+        - transform: "upper" (bytes.upper()), "echo", or "stamp" (the
           tutorials' timestamp server: "at <ctime> :" before each line).
-        backend: "c" (the compiled library) or "python" (the pure-Python twins).
-        model: how it waits for clients; None: the first this build can run
+        - backend: "c" (the compiled library) or "python" (the pure-Python twins).
+        - model: how it waits for clients; None: the first this build can run
           (C TCP: "epoll", "uring", "threads"; C UDP: "loop", "uring";
           Python TCP: "threads", "loop", "asyncio", "uvloop"; Python UDP:
           "loop", "asyncio", "uvloop").
-        workers: serving threads, each with its own socket on the port.
-        spin_us: busy-poll this many microseconds before sleeping.
-        max_conns: open connections at most; the next is closed at once.
-        idle_timeout: close a connection silent this many seconds (0: never).
-        send_timeout: cut off a client that leaves its echo unread this long.
-        max_unsent: stop reading from a client with this much echo unsent.
-        backlog: the listen backlog (0: the system's SOMAXCONN).
-        ipv6_only: an IPv6 server serves IPv6 alone; None (the default): yes,
+        - workers: serving threads, each with its own socket on the port.
+        - spin_us: busy-poll this many microseconds before sleeping.
+        - max_conns: open connections at most; the next is closed at once.
+        - idle_timeout: close a connection silent this many seconds (0: never).
+        - send_timeout: cut off a client that leaves its echo unread this long.
+        - max_unsent: stop reading from a client with this much echo unsent.
+        - backlog: the listen backlog (0: the system's SOMAXCONN).
+        - ipv6_only: an IPv6 server serves IPv6 alone; None (the default): yes,
           but for "::", which serves IPv4 clients too (dual stack).
-        log: called with a line for each connection opened, closed (why, and
-          its bytes) or rejected, from a serving thread (pysock serve -v).
-        faults: a pysock.Faults: how to misbehave (latency, drops, resets...);
+        - log: called with a line for each connection opened, closed (why, and
+          its bytes) or rejected (pysock serve -v), in order, from a thread
+          of its own: a slow or raising log never slows the serving, and it
+          may call stop().
+        - faults: a pysock.Faults: how to misbehave (latency, drops, resets...);
           set_faults() changes it while serving.
 
         Raises ConfigError for a bad option (before any engine runs),
@@ -138,18 +140,22 @@ class Server:
 
     @property
     def host(self) -> str:
+        """The bound address (the path, for unix)."""
         return self.address if isinstance(self.address, str) else self.address[0]
 
     @property
     def port(self) -> int:
+        """The bound port (the kernel's pick for port=0); 0 for unix."""
         return 0 if isinstance(self.address, str) else self.address[1]
 
     @property
     def url(self) -> str:
+        """tcp://HOST:PORT, udp://[::1]:PORT or unix:///path: what serve prints."""
         return self.config.url(self.host, self.port)
 
     @property
     def stats(self) -> Stats:
+        """The counters now (after a stop: as they ended)."""
         with self._lock:
             if self._final_stats is not None:
                 return self._final_stats

@@ -1,10 +1,8 @@
 """The pytest plugin, as a user's test suite sees it (run in a fresh pytest)."""
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
-from pathlib import Path
 
 from support import cli_env
 
@@ -58,20 +56,6 @@ def test_fixtures_in_a_users_suite(pytester):
     result.stdout.fnmatch_lines(["*this test fails on purpose*"])
     # the failed test under faults shows their seed, to replay it
     result.stdout.fnmatch_lines(["*pysock faults*", "udp://127.0.0.1:*Faults(*drop=1.0*seed=4242)*"])
-
-
-def readme_faults_example() -> str:
-    """The pytest example of the README's faults section, as written there."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    found = re.search(r"<!-- faults-example.*?-->\n```python\n(.*?)```", readme, re.S)
-    assert found, "the README has no faults example"
-    return found.group(1)
-
-
-def test_the_readmes_faults_example_passes(pytester):
-    pytester.makepyfile(test_readme_example=readme_faults_example())
-    result = pytester.runpytest_subprocess(timeout=60)
-    result.assert_outcomes(passed=3)
 
 
 def test_plugin_is_registered_through_the_entry_point():
