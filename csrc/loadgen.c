@@ -1,10 +1,11 @@
 /* loadgen.c - a load generator for the echo servers, in C so that what it
  * measures is the server and not a Python client.
  *
- * Ping-pong: N TCP connections or UDP sockets, each with one request in
- * flight; the reply is checked byte for byte before the next request goes.
- * Bulk: each connection streams bulk_bytes and reads the echo back while it
- * sends.  One thread (the caller's) drives every socket with poll(), and
+ * Ping-pong (closed loop): N TCP connections or UDP sockets, each with one
+ * request in flight; the reply is checked byte for byte before the next
+ * request goes.  Bulk: each connection streams bulk_bytes and reads the
+ * echo back while it sends.  The open loop is openloop.c's.  One thread
+ * (the caller's) drives every socket, in steps the caller asks for, and
  * every wait has a deadline: a server that stops answering ends the run
  * with the missing replies counted, never a hang.
  *
@@ -25,52 +26,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "loadgen.h"
+#include "lgen.h"
 #include "pysock.h"
 
 /* ps_load.path must hold what sun_path holds, no more and no less. */
 typedef char ps__path_fits[sizeof(((ps_load *)0)->path) == sizeof(((struct sockaddr_un *)0)->sun_path) ? 1 : -1];
 
-#define HDR 16                   /* 4 hex digits of socket id, 12 of sequence */
 #define SLACK 4096               /* request offsets into the pool: 0..SLACK-1 */
 #define PERIOD 65521             /* the pool repeats with this (prime) period */
-#define CHUNK 65536              /* one send or recv */
-#define SUB_BITS 6               /* latency histogram: 64 buckets per power of two */
-#define SUB (1 << SUB_BITS)
-#define NBUCKETS (64 * SUB)
-#define MS 1000000LL             /* nanoseconds */
+#define PER_SOURCE_MAX 254       /* source addresses 127.0.0.1 to 127.0.0.254 */
 
-typedef struct lg_conn {
-    int fd;
-    unsigned id;
-    uint64_t seq;          /* the request in flight, or the last one */
-    int busy;              /* a request is in flight (bulk: the stream runs) */
-    int bad;               /* this reply (bulk: this stream) is already counted bad */
-    size_t sent, rcvd;     /* ping-pong: of this request and its reply */
-    uint64_t out, in;      /* bulk: stream positions */
-    int64_t t0;            /* when the request was first sent */
-    int64_t resend_at;     /* UDP: when to send it again */
-    unsigned char *msg;    /* the request */
-    unsigned char *want;   /* the reply it must get */
-} lg_conn;
-
-typedef struct lg_run {
-    const ps_load *cfg;
-    ps_load_result *res;
-    lg_conn *c;
-    struct pollfd *pfd;
-    unsigned char *pool;   /* what is sent */
-    unsigned char *upool;  /* what must come back */
-    size_t pool_len;
-    unsigned char *scratch;
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
-    int64_t start, end;    /* ping-pong: requests answered by end count */
-    uint64_t samples;      /* latencies recorded in hist */
-    uint64_t hist[NBUCKETS];
-} lg_run;
-
-static int64_t now_ns(void)
+int64_t lg_now(void)
 {
     struct timespec ts;
 
@@ -79,37 +45,37 @@ static int64_t now_ns(void)
 }
 
 /* poll() takes milliseconds: round up, so a deadline is never spun on. */
-static int ms_until(int64_t deadline, int64_t now)
+int lg_ms_until(int64_t deadline, int64_t now)
 {
     int64_t left = deadline - now;
 
     if (left <= 0)
         return 0;
-    if (left > 3600 * 1000 * MS)
+    if (left > 3600 * 1000 * LG_MS)
         return 3600 * 1000;
-    return (int)((left + MS - 1) / MS);
+    return (int)((left + LG_MS - 1) / LG_MS);
 }
 
-/* -- the latency histogram: log-linear, within 1/SUB of the true value ------ */
+/* -- the latency histogram: log-linear, within 1/LG_SUB of the true value ------ */
 static unsigned bucket_of(uint64_t v)
 {
     unsigned e = 0;
 
-    while ((v >> e) >= 2 * SUB)
+    while ((v >> e) >= 2 * LG_SUB)
         e++;
     if (e == 0)
         return (unsigned)v;
-    return (e + 1) * SUB + (unsigned)((v >> e) - SUB);
+    return (e + 1) * LG_SUB + (unsigned)((v >> e) - LG_SUB);
 }
 
 static uint64_t bucket_value(unsigned b)
 {
     unsigned e;
 
-    if (b < 2 * SUB)
+    if (b < 2 * LG_SUB)
         return b;
-    e = b / SUB - 1;
-    return ((uint64_t)(b % SUB + SUB) << e) + ((uint64_t)1 << e) / 2;
+    e = b / LG_SUB - 1;
+    return ((uint64_t)(b % LG_SUB + LG_SUB) << e) + ((uint64_t)1 << e) / 2;
 }
 
 static uint64_t percentile(const lg_run *r, double q)
@@ -119,15 +85,15 @@ static uint64_t percentile(const lg_run *r, double q)
 
     if (r->samples == 0)
         return 0;
-    for (b = 0; b < NBUCKETS; b++) {
+    for (b = 0; b < LG_NBUCKETS; b++) {
         seen += r->hist[b];
         if (seen >= target)
             return bucket_value(b);
     }
-    return bucket_value(NBUCKETS - 1);
+    return bucket_value(LG_NBUCKETS - 1);
 }
 
-static void record(lg_run *r, uint64_t ns)
+void lg_record(lg_run *r, uint64_t ns)
 {
     r->hist[bucket_of(ns)]++;
     r->samples++;
@@ -151,7 +117,7 @@ static int make_pool(lg_run *r, size_t size)
     uint64_t s = 0x9E3779B97F4A7C15ULL;
     size_t i;
 
-    r->pool_len = PERIOD + CHUNK + size + SLACK;
+    r->pool_len = PERIOD + LG_CHUNK + size + SLACK;
     r->pool = malloc(r->pool_len);
     r->upool = malloc(r->pool_len);
     if (r->pool == NULL || r->upool == NULL)
@@ -181,17 +147,17 @@ static void put_header(unsigned char *p, unsigned id, uint64_t seq)
     uint64_t v = ((uint64_t)id << 48) | (seq & 0xFFFFFFFFFFFFULL);
     int i;
 
-    for (i = HDR - 1; i >= 0; i--, v >>= 4)
+    for (i = LG_HDR - 1; i >= 0; i--, v >>= 4)
         p[i] = (unsigned char)hex[v & 15];
 }
 
 /* The header's (id, seq); -1 if it is not 16 uppercase hex digits. */
-static int get_header(const unsigned char *p, unsigned *id, uint64_t *seq)
+int lg_get_header(const unsigned char *p, unsigned *id, uint64_t *seq)
 {
     uint64_t v = 0;
     int i;
 
-    for (i = 0; i < HDR; i++) {
+    for (i = 0; i < LG_HDR; i++) {
         int d = p[i] >= '0' && p[i] <= '9' ? p[i] - '0'
               : p[i] >= 'A' && p[i] <= 'F' ? p[i] - 'A' + 10 : -1;
 
@@ -204,31 +170,32 @@ static int get_header(const unsigned char *p, unsigned *id, uint64_t *seq)
     return 0;
 }
 
-/* Request seq of connection id, and the reply it must get. */
-static void fill(const lg_run *r, unsigned id, uint64_t seq, unsigned char *msg, unsigned char *want)
+/* One message from a pool at seq's offset, with its header. */
+static void fill_from(const lg_run *r, const unsigned char *pool, unsigned id, uint64_t seq, unsigned char *p)
 {
-    size_t off = offset_of(id, seq), size = r->cfg->size;
+    memcpy(p, pool + offset_of(id, seq), r->cfg->size);
+    if (r->cfg->size >= LG_HDR)
+        put_header(p, id, seq);
+}
 
-    memcpy(msg, r->pool + off, size);
+void lg_fill(const lg_run *r, unsigned id, uint64_t seq, unsigned char *msg, unsigned char *want)
+{
+    if (msg != NULL)
+        fill_from(r, r->pool, id, seq, msg);
     if (want != NULL)
-        memcpy(want, r->upool + off, size);
-    if (size >= HDR) {
-        put_header(msg, id, seq);
-        if (want != NULL)
-            put_header(want, id, seq);
-    }
+        fill_from(r, r->upool, id, seq, want);
 }
 
 /* Whether a UDP reply is the right reply to request seq of connection id. */
-static int reply_is(const lg_run *r, unsigned id, uint64_t seq, const unsigned char *p, size_t n)
+int lg_reply_is(const lg_run *r, unsigned id, uint64_t seq, const unsigned char *p, size_t n)
 {
     size_t off = offset_of(id, seq);
-    unsigned char hdr[HDR];
+    unsigned char hdr[LG_HDR];
 
     if (n != r->cfg->size)
         return 0;
     put_header(hdr, id, seq);
-    return memcmp(p, hdr, HDR) == 0 && memcmp(p + HDR, r->upool + off + HDR, n - HDR) == 0;
+    return memcmp(p, hdr, LG_HDR) == 0 && memcmp(p + LG_HDR, r->upool + off + LG_HDR, n - LG_HDR) == 0;
 }
 
 /* -- sockets ------------------------------------------------------------------ */
@@ -292,7 +259,33 @@ static int wait_connected(int fd, int timeout_ms)
     return -err;
 }
 
-static int open_conn(const lg_run *r)
+/* More connections to one server than a source address has ephemeral
+ * ports (about 28,000): connection i of an IPv4 loopback run comes from
+ * 127.0.0.(1 + i / per_source), its port chosen at connect time
+ * (IP_BIND_ADDRESS_NO_PORT), so each source has the whole port range. */
+static int bind_source(const lg_run *r, int fd, int i)
+{
+    const struct sockaddr_in *to = (const struct sockaddr_in *)&r->addr;
+    struct sockaddr_in from;
+    int one = 1;
+
+    if (r->cfg->family != AF_INET || r->cfg->per_source <= 0 || r->cfg->conns <= r->cfg->per_source)
+        return 0;
+    if ((ntohl(to->sin_addr.s_addr) >> 24) != 127)
+        return 0;  /* only loopback has a source address per number */
+#ifdef IP_BIND_ADDRESS_NO_PORT
+    if (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) < 0)
+        return -errno;
+#else
+    (void)one;
+#endif
+    memset(&from, 0, sizeof from);
+    from.sin_family = AF_INET;
+    from.sin_addr.s_addr = htonl(0x7F000001u + (uint32_t)(i / r->cfg->per_source));
+    return bind(fd, (struct sockaddr *)&from, sizeof from) < 0 ? -errno : 0;
+}
+
+static int open_conn(const lg_run *r, int i)
 {
     const ps_load *cfg = r->cfg;
     int fd = socket(cfg->family, cfg->socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -302,6 +295,8 @@ static int open_conn(const lg_run *r)
         return -errno;
     if (cfg->family == AF_UNIX && cfg->socktype == SOCK_DGRAM)
         rc = autobind(fd);
+    else
+        rc = bind_source(r, fd, i);
     if (rc == 0 && connect(fd, (const struct sockaddr *)&r->addr, r->addrlen) < 0)
         rc = errno == EINPROGRESS ? wait_connected(fd, cfg->timeout_ms) : -errno;
     if (rc == 0 && cfg->family != AF_UNIX && cfg->socktype == SOCK_STREAM)
@@ -314,7 +309,7 @@ static int open_conn(const lg_run *r)
     return fd;
 }
 
-static void drop(lg_run *r, lg_conn *c)
+void lg_drop(lg_run *r, lg_conn *c)
 {
     r->res->failed++;
     close(c->fd);
@@ -327,28 +322,31 @@ static void send_more(lg_run *r, lg_conn *c)
 {
     size_t size = r->cfg->size;
 
+    if (c->sent >= size)
+        return;
     while (c->sent < size) {
         ssize_t k = send(c->fd, c->msg + c->sent, size - c->sent, MSG_NOSIGNAL);
 
         if (k < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK)
-                drop(r, c);
+                lg_drop(r, c);
             return;
         }
         r->res->bytes_out += (uint64_t)k;
         c->sent += (size_t)k;
     }
+    r->res->sent++;
 }
 
 static void start_request(lg_run *r, lg_conn *c, int64_t t)
 {
     c->seq++;
-    fill(r, c->id, c->seq, c->msg, c->want);
+    lg_fill(r, c->id, c->seq, c->msg, c->want);
     c->busy = 1;
     c->bad = 0;
     c->sent = c->rcvd = 0;
     c->t0 = t;
-    c->resend_at = t + (int64_t)r->cfg->timeout_ms * MS;
+    c->resend_at = t + (int64_t)r->cfg->timeout_ms * LG_MS;
     send_more(r, c);
     /* UDP: a datagram the kernel would not take is resent on time. */
     if (r->cfg->socktype == SOCK_DGRAM)
@@ -363,7 +361,10 @@ static void answered(lg_run *r, lg_conn *c, int ok, int64_t t)
         r->res->bad++;
     else if (t <= r->end) {
         r->res->requests++;
-        record(r, (uint64_t)(t - c->t0));
+        r->res->received++;
+        lg_record(r, (uint64_t)(t - c->t0));
+    } else {
+        r->res->received++;
     }
     if (t < r->end)
         start_request(r, c, t);
@@ -375,18 +376,18 @@ static void tcp_readable(lg_run *r, lg_conn *c)
     ssize_t n;
 
     if (!c->busy || want == 0) {  /* bytes nobody asked for */
-        n = recv(c->fd, r->scratch, CHUNK, 0);
+        n = recv(c->fd, r->scratch, LG_CHUNK, 0);
         if (n > 0) {
             r->res->bytes_in += (uint64_t)n;
             r->res->bad++;
         } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
-            drop(r, c);
+            lg_drop(r, c);
         }
         return;
     }
-    n = recv(c->fd, r->scratch, want < CHUNK ? want : CHUNK, 0);
+    n = recv(c->fd, r->scratch, want < LG_CHUNK ? want : LG_CHUNK, 0);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
-        drop(r, c);
+        lg_drop(r, c);
         return;
     }
     if (n < 0)
@@ -396,36 +397,36 @@ static void tcp_readable(lg_run *r, lg_conn *c)
         c->bad = 1;
     c->rcvd += (size_t)n;
     if (c->rcvd == r->cfg->size)
-        answered(r, c, !c->bad, now_ns());
+        answered(r, c, !c->bad, lg_now());
 }
 
 /* A datagram from the server: the answer to the request in flight, a late
  * answer to an earlier one (already answered or resent), or wrong. */
 static void udp_readable(lg_run *r, lg_conn *c)
 {
-    ssize_t n = recv(c->fd, r->scratch, CHUNK, 0);
+    ssize_t n = recv(c->fd, r->scratch, LG_CHUNK, 0);
     unsigned id;
     uint64_t seq;
 
     if (n < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK)
-            drop(r, c);
+            lg_drop(r, c);
         return;
     }
     r->res->bytes_in += (uint64_t)n;
-    if ((size_t)n < HDR || get_header(r->scratch, &id, &seq) < 0 || id != c->id || seq > c->seq) {
+    if ((size_t)n < LG_HDR || lg_get_header(r->scratch, &id, &seq) < 0 || id != c->id || seq > c->seq) {
         r->res->bad++;
         return;
     }
-    if (!reply_is(r, id, seq, r->scratch, (size_t)n)) {
+    if (!lg_reply_is(r, id, seq, r->scratch, (size_t)n)) {
         if (seq == c->seq && c->busy)
-            answered(r, c, 0, now_ns());
+            answered(r, c, 0, lg_now());
         else
             r->res->bad++;
         return;
     }
     if (seq == c->seq && c->busy)
-        answered(r, c, 1, now_ns());
+        answered(r, c, 1, lg_now());
     else
         r->res->late++;
 }
@@ -435,9 +436,9 @@ static void udp_resend(lg_run *r, lg_conn *c, int64_t t)
     if (send(c->fd, c->msg, r->cfg->size, MSG_NOSIGNAL) >= 0)
         r->res->bytes_out += r->cfg->size;
     else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS)
-        drop(r, c);
+        lg_drop(r, c);
     r->res->lost++;
-    c->resend_at = t + (int64_t)r->cfg->timeout_ms * MS;
+    c->resend_at = t + (int64_t)r->cfg->timeout_ms * LG_MS;
 }
 
 /* The next moment something is due: the end, a resend, the drain's end.
@@ -486,7 +487,7 @@ static int busy_count(const lg_run *r)
 static void pingpong_events(lg_run *r)
 {
     int i, udp = r->cfg->socktype == SOCK_DGRAM;
-    int64_t t = now_ns();
+    int64_t t = lg_now();
 
     for (i = 0; i < r->cfg->conns; i++) {
         lg_conn *c = &r->c[i];
@@ -507,34 +508,38 @@ static void pingpong_events(lg_run *r)
 
 /* Requests until end; then up to timeout_ms for the replies in flight,
  * which are checked but not counted; what never comes is lost. */
-static int pingpong(lg_run *r)
+static void pingpong_begin(lg_run *r)
 {
-    const ps_load *cfg = r->cfg;
-    int64_t drain_end;
-    int i, n;
+    int i;
 
-    r->start = now_ns();
-    r->end = r->start + (int64_t)cfg->duration_ms * MS;
-    drain_end = r->end + (int64_t)cfg->timeout_ms * MS;
-    for (i = 0; i < cfg->conns; i++)
+    r->start = lg_now();
+    r->end = r->start + (int64_t)r->cfg->duration_ms * LG_MS;
+    r->drain_end = r->end + (int64_t)r->cfg->timeout_ms * LG_MS;
+    for (i = 0; i < r->cfg->conns; i++)
         start_request(r, &r->c[i], r->start);
-    for (;;) {
-        int64_t t = now_ns();
+}
 
-        if (t >= drain_end || (t >= r->end && busy_count(r) == 0))
-            break;
-        if (set_events(r, 0) == 0)
-            break;  /* every connection failed */
+static int pingpong_step(lg_run *r, int64_t until)
+{
+    for (;;) {
+        int64_t t = lg_now(), due;
+        int n;
+
+        if (t >= r->drain_end || (t >= r->end && busy_count(r) == 0) || set_events(r, 0) == 0) {
+            r->res->lost += (uint64_t)busy_count(r);
+            r->res->elapsed_ns = (uint64_t)(r->end - r->start);
+            return 0;
+        }
+        if (t >= until)
+            return 1;
+        due = next_due(r, r->drain_end, t);
         /* A spinning client never sleeps, so a reply's latency is the
          * server's alone, not also this thread's wake-up. */
-        n = poll(r->pfd, (nfds_t)cfg->conns, cfg->spin ? 0 : ms_until(next_due(r, drain_end, t), t));
+        n = poll(r->pfd, (nfds_t)r->cfg->conns, r->cfg->spin ? 0 : lg_ms_until(due < until ? due : until, t));
         if (n < 0)
             return -errno;  /* EINTR too: Ctrl-C belongs to Python */
         pingpong_events(r);
     }
-    r->res->lost += (uint64_t)busy_count(r);
-    r->res->elapsed_ns = (uint64_t)(r->end - r->start);
-    return 0;
 }
 
 /* -- bulk ------------------------------------------------------------------------- */
@@ -543,12 +548,12 @@ static void bulk_send(lg_run *r, lg_conn *c)
     uint64_t total = r->cfg->bulk_bytes;
 
     while (c->out < total) {
-        size_t len = total - c->out < CHUNK ? (size_t)(total - c->out) : CHUNK;
+        size_t len = total - c->out < LG_CHUNK ? (size_t)(total - c->out) : LG_CHUNK;
         ssize_t k = send(c->fd, r->pool + c->out % PERIOD, len, MSG_NOSIGNAL);
 
         if (k < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK)
-                drop(r, c);
+                lg_drop(r, c);
             return;
         }
         r->res->bytes_out += (uint64_t)k;
@@ -561,11 +566,11 @@ static void bulk_send(lg_run *r, lg_conn *c)
 static int bulk_recv(lg_run *r, lg_conn *c)
 {
     uint64_t total = r->cfg->bulk_bytes;
-    ssize_t n = recv(c->fd, r->scratch, CHUNK, 0);
+    ssize_t n = recv(c->fd, r->scratch, LG_CHUNK, 0);
 
     if (n < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK)
-            drop(r, c);
+            lg_drop(r, c);
         return 0;
     }
     if (n == 0) {
@@ -575,7 +580,7 @@ static int bulk_recv(lg_run *r, lg_conn *c)
             c->fd = -1;
             c->busy = 0;
         } else {
-            drop(r, c);  /* the echo ended short */
+            lg_drop(r, c);  /* the echo ended short */
         }
         return 1;
     }
@@ -591,38 +596,51 @@ static int bulk_recv(lg_run *r, lg_conn *c)
 
 /* Every stream to its end, unless it stalls for timeout_ms or the whole
  * run passes duration_ms: what is unfinished then is lost. */
-static int bulk(lg_run *r)
+static void bulk_begin(lg_run *r)
 {
-    const ps_load *cfg = r->cfg;
-    int64_t last = now_ns(), stop, t;
-    int i, n;
+    int i;
 
-    r->start = last;
-    stop = cfg->duration_ms > 0 ? r->start + (int64_t)cfg->duration_ms * MS : INT64_MAX;
-    for (i = 0; i < cfg->conns; i++)
+    r->start = r->last = lg_now();
+    r->end = r->cfg->duration_ms > 0 ? r->start + (int64_t)r->cfg->duration_ms * LG_MS : INT64_MAX;
+    for (i = 0; i < r->cfg->conns; i++)
         r->c[i].busy = 1;
-    while (set_events(r, 1) > 0) {
-        t = now_ns();
-        if (t >= stop || t - last >= (int64_t)cfg->timeout_ms * MS)
-            break;
-        n = poll(r->pfd, (nfds_t)cfg->conns, ms_until(last + (int64_t)cfg->timeout_ms * MS, t));
-        if (n < 0)
-            return -errno;
-        for (i = 0; i < cfg->conns; i++) {
-            lg_conn *c = &r->c[i];
-            uint64_t before = c->out;
+}
 
-            if (c->fd >= 0 && (r->pfd[i].revents & POLLOUT))
-                bulk_send(r, c);
-            if (c->out != before)
-                last = now_ns();
-            if (c->fd >= 0 && (r->pfd[i].revents & (POLLIN | POLLERR | POLLHUP)) && bulk_recv(r, c))
-                last = now_ns();
-        }
+static void bulk_events(lg_run *r)
+{
+    int i;
+
+    for (i = 0; i < r->cfg->conns; i++) {
+        lg_conn *c = &r->c[i];
+        uint64_t before = c->out;
+
+        if (c->fd >= 0 && (r->pfd[i].revents & POLLOUT))
+            bulk_send(r, c);
+        if (c->out != before)
+            r->last = lg_now();
+        if (c->fd >= 0 && (r->pfd[i].revents & (POLLIN | POLLERR | POLLHUP)) && bulk_recv(r, c))
+            r->last = lg_now();
     }
-    r->res->lost += (uint64_t)busy_count(r);
-    r->res->elapsed_ns = (uint64_t)(last - r->start);
-    return 0;
+}
+
+static int bulk_step(lg_run *r, int64_t until)
+{
+    int64_t timeout = (int64_t)r->cfg->timeout_ms * LG_MS;
+
+    for (;;) {
+        int64_t t = lg_now(), due = r->last + timeout;
+
+        if (set_events(r, 1) == 0 || t >= r->end || t >= due) {
+            r->res->lost += (uint64_t)busy_count(r);
+            r->res->elapsed_ns = (uint64_t)(r->last - r->start);
+            return 0;
+        }
+        if (t >= until)
+            return 1;
+        if (poll(r->pfd, (nfds_t)r->cfg->conns, lg_ms_until(due < until ? due : until, t)) < 0)
+            return -errno;
+        bulk_events(r);
+    }
 }
 
 /* -- setting up and tearing down ---------------------------------------------------- */
@@ -634,11 +652,15 @@ static int check_load(const ps_load *cfg)
         return -EINVAL;
     if (cfg->transform != PS_XF_UPPER && cfg->transform != PS_XF_ECHO)
         return -EINVAL;
+    if (cfg->per_source < 0 || (cfg->per_source > 0 && cfg->conns > PER_SOURCE_MAX * cfg->per_source))
+        return -EINVAL;
     if (cfg->mode == PS_LOAD_BULK)
         return cfg->socktype == SOCK_STREAM && cfg->bulk_bytes > 0 ? 0 : -EINVAL;
-    if (cfg->mode != PS_LOAD_PINGPONG || cfg->duration_ms < 1 || cfg->size < 1)
+    if (cfg->mode == PS_LOAD_OPEN && !(cfg->rate > 0.0 && cfg->rate <= 1e8))
+        return -EINVAL;  /* NaN too */
+    if ((cfg->mode != PS_LOAD_PINGPONG && cfg->mode != PS_LOAD_OPEN) || cfg->duration_ms < 1 || cfg->size < 1)
         return -EINVAL;
-    if (cfg->socktype == SOCK_DGRAM && (cfg->size < HDR || cfg->size > PS_UDP_MAX))
+    if (cfg->socktype == SOCK_DGRAM && (cfg->size < LG_HDR || cfg->size > PS_UDP_MAX))
         return -EINVAL;
     return cfg->size <= ((size_t)1 << 30) ? 0 : -EINVAL;
 }
@@ -655,6 +677,7 @@ static void free_run(lg_run *r)
             free(r->c[i].want);
         }
     }
+    lg_open_free(r);
     free(r->c);
     free(r->pfd);
     free(r->pool);
@@ -666,17 +689,18 @@ static void free_run(lg_run *r)
 static int new_run(lg_run **out, const ps_load *cfg, ps_load_result *res)
 {
     lg_run *r = calloc(1, sizeof *r);
-    size_t size = cfg->mode == PS_LOAD_PINGPONG ? cfg->size : 0;
+    size_t size = cfg->mode == PS_LOAD_BULK ? 0 : cfg->size;
     int i;
 
     if (r == NULL)
         return -ENOMEM;
     *out = r;
-    r->cfg = cfg;
+    r->load = *cfg;  /* the caller's struct need not live as long as the run */
+    r->cfg = &r->load;
     r->res = res;
     r->c = calloc((size_t)cfg->conns, sizeof *r->c);
     r->pfd = calloc((size_t)cfg->conns, sizeof *r->pfd);
-    r->scratch = malloc(CHUNK);
+    r->scratch = malloc(LG_CHUNK);
     if (r->c == NULL || r->pfd == NULL || r->scratch == NULL)
         return -ENOMEM;
     for (i = 0; i < cfg->conns; i++)
@@ -694,18 +718,21 @@ static int connect_all(lg_run *r)
     int i;
 
     for (i = 0; i < r->cfg->conns; i++) {
-        r->c[i].fd = open_conn(r);
+        r->c[i].fd = open_conn(r, i);
         if (r->c[i].fd < 0)
             return r->c[i].fd;
     }
     return 0;
 }
 
-int ps_load_run(const ps_load *cfg, ps_load_result *out)
+int ps_load_start(const ps_load *cfg, ps_load_result *out, ps_loadgen **run)
 {
     lg_run *r = NULL;
     int rc;
 
+    if (run == NULL)
+        return -EINVAL;
+    *run = NULL;
     if (cfg == NULL || out == NULL)
         return -EINVAL;
     memset(out, 0, sizeof *out);
@@ -713,17 +740,74 @@ int ps_load_run(const ps_load *cfg, ps_load_result *out)
     if (rc < 0)
         return rc;
     rc = new_run(&r, cfg, out);
+    *run = (ps_loadgen *)r;
     if (rc == 0)
         rc = fill_address(r);
     if (rc == 0)
         rc = connect_all(r);
-    if (rc == 0)
-        rc = cfg->mode == PS_LOAD_BULK ? bulk(r) : pingpong(r);
-    if (rc == 0) {
-        out->p50_ns = percentile(r, 0.50);
-        out->p99_ns = percentile(r, 0.99);
+    if (rc == 0 && cfg->mode == PS_LOAD_OPEN)
+        rc = lg_open_init(r);
+    return rc;
+}
+
+static void begin(lg_run *r)
+{
+    if (r->cfg->mode == PS_LOAD_BULK)
+        bulk_begin(r);
+    else if (r->cfg->mode == PS_LOAD_PINGPONG)
+        pingpong_begin(r);
+    /* the open loop begins in its first step */
+}
+
+int ps_load_step(ps_loadgen *run, int max_ms)
+{
+    lg_run *r = (lg_run *)run;
+    int64_t until;
+    int rc;
+
+    if (r == NULL || max_ms < 0)
+        return -EINVAL;
+    if (r->done)
+        return 0;
+    if (!r->begun) {
+        begin(r);
+        r->begun = 1;
     }
-    if (r != NULL)
-        free_run(r);
+    until = lg_now() + (int64_t)max_ms * LG_MS;
+    if (r->cfg->mode == PS_LOAD_BULK)
+        rc = bulk_step(r, until);
+    else if (r->cfg->mode == PS_LOAD_OPEN)
+        rc = lg_open_step(r, until);
+    else
+        rc = pingpong_step(r, until);
+    r->done = rc == 0;
+    return rc;
+}
+
+void ps_load_finish(ps_loadgen *run)
+{
+    lg_run *r = (lg_run *)run;
+    ps_load_result *out;
+
+    if (r == NULL)
+        return;
+    out = r->res;
+    if (!r->done && r->begun)  /* cut short: what was measured until now */
+        out->elapsed_ns = (uint64_t)((lg_now() < r->end ? lg_now() : r->end) - r->start);
+    out->p50_ns = percentile(r, 0.50);
+    out->p90_ns = percentile(r, 0.90);
+    out->p99_ns = percentile(r, 0.99);
+    out->p999_ns = percentile(r, 0.999);
+    free_run(r);
+}
+
+int ps_load_run(const ps_load *cfg, ps_load_result *out)
+{
+    ps_loadgen *run;
+    int rc = ps_load_start(cfg, out, &run);
+
+    while (rc == 0 && (rc = ps_load_step(run, 3600 * 1000)) == 1)
+        ;
+    ps_load_finish(run);
     return rc;
 }

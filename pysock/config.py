@@ -10,6 +10,7 @@ import ipaddress
 import math
 import os
 import re
+import resource
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -122,6 +123,17 @@ class ServerConfig:
     def url(self, host: str, port: int) -> str:
         """The ready line: tcp://HOST:PORT, udp://[::1]:PORT, unix://PATH."""
         return format_url(self.proto, self.path if self.path is not None else (host, port))
+
+
+def lift_descriptor_limit(needed: int) -> int:
+    """Raise this process's soft descriptor limit (RLIMIT_NOFILE) as far as
+    the hard one allows, when fewer than needed descriptors may be open;
+    the limit it ends at (RLIM_INFINITY: none)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return soft
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
 
 
 def check_known(options: Iterable[str], known: Sequence[str]) -> None:

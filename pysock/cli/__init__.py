@@ -16,11 +16,11 @@ import warnings
 from collections.abc import Sequence
 
 from pysock import __version__
-from pysock.cli import bench, chat, layout, resolve, send, serve, signals, talk
+from pysock.cli import bench, chat, layout, load, resolve, send, serve, signals, talk
 from pysock.cli.common import EXIT_RUNTIME, EXIT_SIGINT, EXIT_USAGE, Parser, UsageError
 from pysock.errors import ConfigError, PysockError
 
-COMMANDS = (serve, send, bench, layout, resolve, chat, talk)
+COMMANDS = (serve, send, load, bench, layout, resolve, chat, talk)
 
 
 def build_parser() -> argparse.ArgumentParser:

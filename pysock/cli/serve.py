@@ -4,13 +4,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
 from pysock.cli.common import Subparsers, UsageError, add_bind_option, count, port_number
 from pysock.cli.signals import deferred, ending
-from pysock.config import BACKENDS, DEFAULT_HOST, DEFAULT_PORT, MODELS, TRANSFORMS, ServerConfig
+from pysock.config import BACKENDS, DEFAULT_HOST, DEFAULT_PORT, MODELS, TRANSFORMS, ServerConfig, lift_descriptor_limit
 from pysock.faults import TCP_ONLY, Faults, from_pairs, not_for, with_seed
 
 if TYPE_CHECKING:
@@ -131,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
 
     targets = serve_targets(args)
     check_model(args, [proto for proto, _ in targets])
+    _room_for(args.max_conns)
     faults = fault_options(args, [proto for proto, _ in targets])
     servers: list[Server] = []
     try:
@@ -150,6 +152,18 @@ def run(args: argparse.Namespace) -> int:
             for srv in servers:  # what each served, once stopped: one line each on stderr
                 print(f"pysock: served {srv.url}: {counters(srv.stats)}", file=sys.stderr, flush=True)
     return 0
+
+
+def _room_for(max_conns: int) -> None:
+    """Descriptors for max_conns connections, as far as the hard limit
+    allows; a warning line when it does not (the connections past it are
+    refused, as when descriptors run out)."""
+    needed = max_conns + 64
+    room = lift_descriptor_limit(needed)
+    if room != resource.RLIM_INFINITY and room < needed:
+        print(f"pysock: warning: --max-conns {max_conns:,} needs about {needed:,} descriptors, and this process "
+              f"may open {room:,} (RLIMIT_NOFILE's hard limit): connections past that are refused",
+              file=sys.stderr, flush=True)
 
 
 _log_lock = threading.Lock()
