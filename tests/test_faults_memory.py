@@ -6,6 +6,7 @@ Memory).  The server's resident memory is read from /proc, the server in a
 process of its own; -rP prints the figures."""
 from __future__ import annotations
 
+import platform
 import socket
 import struct
 import time
@@ -17,6 +18,16 @@ from support import wait_for
 CONNS = 100
 MAX_UNSENT = 256 << 10
 BOUND = MAX_UNSENT + (128 << 10)  # the contract's, per client that never reads
+# PyPy keeps garbage until a collection, and after one keeps the heap it
+# grew to: a twin's resident memory there is the peak of its heap, not what
+# it holds (docs/contract.md, "Where engines differ", says so and how much).
+ON_PYPY = platform.python_implementation() == "PyPy"
+PYPY_TWIN_FACTOR = 1.5
+PYPY_TWIN_UDP_SLACK = 4 << 20  # and the machine code its JIT compiles for the path held replies take
+
+
+def bound_for(options: dict) -> int:
+    return int(BOUND * PYPY_TWIN_FACTOR) if ON_PYPY and options["backend"] == "python" else BOUND
 
 # (faults, transform): what holds replies in each way the shapers do.
 TCP_CASES = {
@@ -57,7 +68,8 @@ def test_a_client_that_never_reads_pins_no_more_under_faults(tcp_options, case, 
         flood_until_the_server_stops_reading(server, conns, unit * 65536)
         pinned = (settled(server.rss) - before) / CONNS
         print(f"{request.node.callspec.id}: {pinned / 1024:.1f} KiB per client that never reads")
-        assert pinned <= BOUND, f"{pinned / 1024:.0f} KiB per client that never reads, over {BOUND >> 10}"
+        bound = bound_for(tcp_options)
+        assert pinned <= bound, f"{pinned / 1024:.0f} KiB per client that never reads, over {bound >> 10}"
     finally:
         for c in conns:
             c.close()
@@ -90,17 +102,21 @@ def test_held_datagrams_count_what_they_hold(udp_options, size, request):
     try:
         # The same job first, each reply held a moment only: what every
         # server has anyway (and the code a JIT compiles for it).
-        warm = send_datagrams(server.address, size)
-        wait_for(lambda: server.stats()["datagrams"] >= warm * 0.5, timeout=20)
+        # (What a slow server cannot take, the kernel drops: whatever it
+        # took, once the count stops, it has.)
+        send_datagrams(server.address, size)
+        settled(lambda: server.stats()["datagrams"])
         settled(lambda: server.stats()["bytes_out"])  # what was held has gone
         server.set_faults(dict(latency=30.0))
         before = settled(server.rss)
-        sent = send_datagrams(server.address, size)
-        stats = wait_for(lambda: (s := server.stats())["datagrams"] >= (warm + sent) * 0.5 and s, timeout=20)
+        send_datagrams(server.address, size)
+        settled(lambda: server.stats()["datagrams"])
+        stats = server.stats()
         held = settled(server.rss) - before
         print(f"{request.node.callspec.id}: {held / 1024:.1f} KiB held for {stats['datagrams']} datagrams, "
               f"{stats['errors']} dropped")
         assert stats["errors"] > 0, stats  # the limit was reached
-        assert held <= limit * server.workers + (256 << 10), f"{held / 1024:.0f} KiB held"
+        slack = PYPY_TWIN_UDP_SLACK if ON_PYPY and udp_options["backend"] == "python" else 256 << 10
+        assert held <= limit * server.workers + slack, f"{held / 1024:.0f} KiB held"
     finally:
         server.close()
