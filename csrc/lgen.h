@@ -31,6 +31,7 @@ typedef struct lg_conn {
     uint64_t next_send;    /* open loop: the request being sent, or the next */
     uint64_t next_reply;   /* open-loop TCP: the request whose reply is being read */
     int blocked;           /* open-loop TCP: waiting for room to send */
+    int warmed;            /* open loop: its warm-up was answered (or given up) */
     unsigned char *msg;    /* the request being sent */
     unsigned char *want;   /* the reply being waited for */
 } lg_conn;

@@ -2,7 +2,10 @@
  * server does.
  *
  * Request k (counting over all connections) falls due at start + k / rate
- * and goes on connection k % conns as that connection's request k / conns.
+ * and goes on connection k % conns as that connection's request
+ * k / conns + 1: request 0 of each connection is its warm-up, one round
+ * trip before the clock starts, so that no connection is still waiting to
+ * be accepted when the schedule begins.
  * Its latency is measured from that due time, not from when it could be
  * sent: a server that stalls makes every request due during the stall
  * late, as wrk2 measures, where a closed loop would stop sending and hide
@@ -38,6 +41,8 @@ struct lg_open {
     unsigned char *ring;          /* UDP: answered flags, by k & mask */
     uint64_t mask;
     uint64_t expired_k;           /* UDP: requests before it are answered or lost */
+    int warming;                  /* connections whose warm-up is unanswered */
+    int64_t warm_end;             /* when the schedule starts all the same; 0: not yet warming */
 };
 
 static int64_t due_at(const lg_run *r, uint64_t k)
@@ -48,6 +53,26 @@ static int64_t due_at(const lg_run *r, uint64_t k)
 static int udp(const lg_run *r)
 {
     return r->cfg->socktype == SOCK_DGRAM;
+}
+
+/* Scheduled requests among a connection's first n (the first is its warm-up). */
+static uint64_t scheduled(uint64_t n)
+{
+    return n > 0 ? n - 1 : 0;
+}
+
+/* The schedule's request k, from a connection's request number j >= 1. */
+static uint64_t k_of(const lg_run *r, unsigned id, uint64_t j)
+{
+    return (j - 1) * (uint64_t)r->cfg->conns + id;
+}
+
+static void warmed(lg_run *r, lg_conn *c)
+{
+    if (!c->warmed) {
+        c->warmed = 1;
+        r->open->warming--;
+    }
 }
 
 /* -- setting up ------------------------------------------------------------------ */
@@ -138,13 +163,14 @@ static void begin(lg_run *r)
 static void lose_conn(lg_run *r, lg_conn *c)
 {
     lg_open *o = r->open;
-    uint64_t waiting = c->next_send - c->next_reply;
+    uint64_t waiting = scheduled(c->next_send) - scheduled(c->next_reply);
 
     if (c->fd < 0)
         return;
     o->inflight -= waiting;
     r->res->lost += waiting;
-    o->unsent -= c->due - c->next_send;
+    o->unsent -= scheduled(c->due) - scheduled(c->next_send);
+    warmed(r, c);  /* nothing more will come */
     lg_drop(r, c);
 }
 
@@ -180,7 +206,8 @@ static void tcp_send_due(lg_run *r, lg_conn *c)
         c->sent += (size_t)k;
         if (c->sent == size) {
             c->sent = 0;
-            c->next_send++;
+            if (c->next_send++ == 0)
+                continue;  /* the warm-up: not counted */
             r->open->unsent--;
             r->open->inflight++;
             r->res->sent++;
@@ -196,7 +223,7 @@ static void udp_send(lg_run *r, lg_conn *c, uint64_t k)
     lg_open *o = r->open;
     size_t size = r->cfg->size;
 
-    lg_fill(r, c->id, k / (uint64_t)r->cfg->conns, c->msg, NULL);
+    lg_fill(r, c->id, k / (uint64_t)r->cfg->conns + 1, c->msg, NULL);
     if (send(c->fd, c->msg, size, MSG_NOSIGNAL) < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS && errno != ECONNREFUSED) {
             lose_conn(r, c);
@@ -230,7 +257,7 @@ static void release_due(lg_run *r, int64_t t)
             o->ring[k & o->mask] = 0;
             udp_send(r, c, k);
         } else {
-            c->due = k / conns + 1;
+            c->due = k / conns + 2;  /* after its warm-up */
             o->unsent++;
             tcp_send_due(r, c);
         }
@@ -271,8 +298,13 @@ static void tcp_take(lg_run *r, lg_conn *c, const unsigned char *p, size_t n, in
         c->rcvd += take;
         p += take;
         n -= take;
-        if (c->rcvd == size) {
-            answered(r, c->next_reply * (uint64_t)r->cfg->conns + c->id, !c->bad, t);
+        if (c->rcvd == size && c->next_reply == 0) {
+            warmed(r, c);  /* its warm-up: right or wrong, the schedule counts */
+            c->rcvd = 0;
+            c->bad = 0;
+            c->next_reply++;
+        } else if (c->rcvd == size) {
+            answered(r, k_of(r, c->id, c->next_reply), !c->bad, t);
             c->rcvd = 0;
             c->bad = 0;
             c->next_reply++;
@@ -306,7 +338,13 @@ static void udp_take(lg_run *r, lg_conn *c, size_t n, int64_t t)
         r->res->bad++;
         return;
     }
-    k = seq * (uint64_t)r->cfg->conns + id;
+    if (seq == 0) {
+        if (c->warmed)
+            r->res->late++;
+        warmed(r, c);
+        return;
+    }
+    k = k_of(r, id, seq);
     if (k >= o->next_k) {
         r->res->bad++;  /* a request never sent */
         return;
@@ -428,12 +466,62 @@ static int finished(const lg_run *r, int64_t t)
     return t >= r->end && o->next_k == o->last_k && o->inflight == 0 && o->unsent == 0;
 }
 
+/* Each connection's warm-up: one request, its reply waited for (at most
+ * timeout_ms), before the clock starts. */
+static void start_warming(lg_run *r)
+{
+    lg_open *o = r->open;
+    int i;
+
+    o->warming = r->cfg->conns;
+    o->warm_end = lg_now() + (int64_t)r->cfg->timeout_ms * LG_MS;
+    for (i = 0; i < r->cfg->conns; i++) {
+        lg_conn *c = &r->c[i];
+
+        c->due = 1;
+        if (!udp(r)) {
+            tcp_send_due(r, c);
+        } else {
+            lg_fill(r, c->id, 0, c->msg, NULL);
+            if (send(c->fd, c->msg, r->cfg->size, MSG_NOSIGNAL) < 0)
+                warmed(r, c);  /* the schedule will tell */
+        }
+    }
+}
+
+/* 1 while warming, 0 once warm (or out of time), -errno on failure. */
+static int warm_step(lg_run *r, int64_t until)
+{
+    lg_open *o = r->open;
+
+    if (o->warm_end == 0)
+        start_warming(r);
+    for (;;) {
+        int64_t t = lg_now(), wait = o->warm_end < until ? o->warm_end : until;
+        int n;
+
+        if (o->warming == 0 || t >= o->warm_end)
+            return 0;
+        if (t >= until)
+            return 1;
+        n = epoll_wait(o->epfd, o->events, MAX_EVENTS, lg_ms_until(wait, t));
+        if (n < 0)
+            return -errno;
+        events(r, n);
+    }
+}
+
 int lg_open_step(lg_run *r, int64_t until)
 {
     lg_open *o = r->open;
 
-    if (r->start == 0)
+    if (r->start == 0) {
+        int rc = warm_step(r, until);
+
+        if (rc != 0)
+            return rc;
         begin(r);
+    }
     for (;;) {
         int64_t t = lg_now();
         int n, rc;

@@ -206,3 +206,60 @@ def test_another_interpreter_runs_the_chosen_servers_each_right_after_its_own():
         label = f"pypy-{sys.version_info[0]}.{sys.version_info[1]}"
     rows = [line.split(",")[1] for line in result.stdout.decode().splitlines()[1:5]]
     assert rows == ["python-loop", f"python-loop@{label}", "python-threads", f"python-threads@{label}"]
+
+
+# -- curves ----------------------------------------------------------------------
+def quick_curve(kind: str, *args: str) -> dict:
+    result = run_cli("bench", "--curve", kind, "--quick", "--servers", "c,python-threads", *args, timeout=120)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    return json.loads(result.stdout) if "--json" in args else {"text": result.stdout.decode()}
+
+
+def test_the_rate_curve_steps_past_each_servers_closed_loop_maximum():
+    from pysock.bench import curves, loadgen
+
+    report = quick_curve("rate", "--json")
+    assert report["curve"] == "rate" and not report["interrupted"]
+    for server in ("c", "python-threads"):
+        points = [p for p in report["points"] if p["server"] == server]
+        assert [p["fraction"] for p in points] == list(curves.QUICK.fractions)
+        for p in points:
+            assert set(loadgen.FIELDS) <= set(p), p
+            assert p["errors"] == 0 and p["received"] > 0
+            assert p["offered_rps"] == pytest.approx(p["fraction"] * p["closed_loop_rps"], rel=0.01)
+            assert p["p50_us"] <= p["p99_us"] <= p["p999_us"]
+
+
+def test_the_conns_curve_reports_memory_and_cpu_per_point():
+    from pysock.bench import curves, loadgen
+
+    report = quick_curve("conns", "--json")
+    assert report["curve"] == "conns"
+    for server in ("c", "python-threads"):
+        points = [p for p in report["points"] if p["server"] == server]
+        assert [p["conns"] for p in points] == list(curves.QUICK.conns)
+        for p in points:
+            assert set(loadgen.FIELDS) | {"conns", "cpu_us_per_req", "rss_kib_per_conn"} <= set(p), p
+            assert p["errors"] == 0 and p["lost"] == 0 and "stopped" not in p
+            assert p["rss_kib_per_conn"] >= 0 and p["cpu_us_per_req"] > 0
+    # a thread per connection costs its stack: more per connection than epoll's
+    per_conn = {p["server"]: p["rss_kib_per_conn"] for p in report["points"] if p["conns"] == 1000}
+    assert per_conn["python-threads"] > per_conn["c"]
+
+
+@pytest.mark.parametrize("fmt, first", [("csv", "server,fraction,offered_rps,"),
+                                        ("markdown", "| server | fraction | offered_rps |")])
+def test_a_curve_in_csv_and_markdown(fmt, first):
+    text = quick_curve("rate", "--format", fmt)["text"]
+    assert text.startswith(first)
+    assert len(text.splitlines()) >= 1 + 2 * 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--loads", "tcp-1x64"], "--loads is for the points, not --curve"),
+    (["--servers", "python-loop"], "python-loop cannot make a curve"),
+    (["--servers", "nope"], "unknown server 'nope'"),
+])
+def test_curve_usage_errors(args, message):
+    result = run_cli("bench", "--curve", "rate", *args)
+    assert result.returncode == 2 and message in result.stderr.decode()

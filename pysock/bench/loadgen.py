@@ -36,6 +36,9 @@ MAX_RATE = 1e8
 # ephemeral ports (ip_local_port_range) for a given server.
 PER_SOURCE = 20_000
 STEP_MS = 250  # progress and Ctrl-C between steps of this long
+# The figures of a run as pysock load --json prints them, in order.
+FIELDS = ("offered_rps", "achieved_rps", "sent", "received", "errors", "lost",
+          "p50_us", "p90_us", "p99_us", "p999_us", "max_us")
 _TRANSFORMS = {"upper": "PS_XF_UPPER", "echo": "PS_XF_ECHO"}
 
 
@@ -76,6 +79,16 @@ class LoadResult:
     def achieved_rps(self) -> float:
         """Right replies by the end, per second of the run (= rps)."""
         return self.rps
+
+    def figures(self) -> dict[str, float | int | None]:
+        """What pysock load --json prints (FIELDS), and each point of pysock
+        bench's curves carries."""
+        return {
+            "offered_rps": self.offered_rps, "achieved_rps": round(self.achieved_rps, 1), "sent": self.sent,
+            "received": self.received, "errors": self.bad + self.failed, "lost": self.lost,
+            "p50_us": round(self.p50_us, 1), "p90_us": round(self.p90_us, 1), "p99_us": round(self.p99_us, 1),
+            "p999_us": round(self.p999_us, 1), "max_us": round(self.max_us, 1),
+        }
 
     @property
     def ok(self) -> bool:

@@ -331,9 +331,10 @@ def switches_between(before: dict[int, int], after: dict[int, int]) -> int:
 
 class ServerProcess:
     """``python -m pysock serve 0 --PROTO ...`` on 127.0.0.1, started on
-    cpu, its ready line read."""
+    cpu, its ready line read.  extra: more serve options (a reference
+    server, which has none, ignores them)."""
 
-    def __init__(self, server: BenchServer, proto: str, cpu: int | None) -> None:
+    def __init__(self, server: BenchServer, proto: str, cpu: int | None, extra: Sequence[str] = ()) -> None:
         model = server.model(proto)
         if model is None:
             raise ConfigError(f"{server.name} serves no {proto}")
@@ -341,7 +342,7 @@ class ServerProcess:
             args = [server.python or sys.executable, "-m", "pysock.bench.references", model, proto]
         else:
             args = [server.python or sys.executable, "-m", "pysock", "serve", "0", f"--{proto}",
-                    "--backend", server.backend, "--model", model, *server.options]
+                    "--backend", server.backend, "--model", model, *server.options, *extra]
         env = child_env()
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - the server's stderr, closed in close()
         mask = affinity.get()
@@ -367,13 +368,15 @@ class ServerProcess:
         except ValueError:
             scheme, address = "", ""
         if scheme != proto or isinstance(address, str):
-            raise PysockError(f"the server did not start ({line or 'no ready line'}): {self._errors()}")
+            said = self.errors() or "nothing on stderr"
+            raise PysockError(f"the server did not start ({line or 'no ready line'}): {said}")
         return address
 
-    def _errors(self) -> str:
+    def errors(self) -> str:
+        """The last line the server wrote on stderr, or ''."""
         self.stderr.seek(0)
         text = self.stderr.read().decode(errors="replace").strip()
-        return text.splitlines()[-1] if text else "nothing on stderr"
+        return text.splitlines()[-1] if text else ""
 
     def cpu_seconds(self) -> float:
         return process_cpu_seconds(self.proc.pid)
@@ -526,7 +529,7 @@ def measure_load(servers: Sequence[BenchServer], load: Load, plan: Plan, cpus: C
                 entry["runs"].append(run)
                 say(f"  {server.name:<16} run {i + 1}/{plan.reps}: {_brief(run, load)}")
                 if not proc.alive():
-                    _give_up(entry, PysockError(f"the server exited: {proc._errors()}"), say)
+                    _give_up(entry, PysockError(f"the server exited: {proc.errors() or 'nothing on stderr'}"), say)
         for server, entry, proc in live:
             if plan.syscalls and entry["status"] == "ok":
                 entry["syscalls"] = traced_run(proc, load, plan, mib)

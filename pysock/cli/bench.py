@@ -13,6 +13,9 @@ def add_parser(sub: Subparsers) -> None:
                                    "load generator; print medians, each as a ratio to the C backend. "
                                    "Progress goes to stderr. Exit 1 if a run got a bad reply.")
     p.add_argument("--quick", action="store_true", help="short runs, one each (under 30 s): a smoke test")
+    p.add_argument("--curve", choices=("rate", "conns"),
+                   help="a curve instead of points: rate (open-loop latency against the offered rate, to "
+                        "past each server's maximum) or conns (1 to 50,000 connections at a small rate each)")
     p.add_argument("--servers", metavar="LIST",
                    help="comma-separated servers (default: all but those --list marks 'only when named')")
     p.add_argument("--loads", metavar="LIST",
@@ -37,8 +40,31 @@ def add_parser(sub: Subparsers) -> None:
     p.set_defaults(func=run)
 
 
+# What only the points take: a curve has its own servers' default, loads and runs.
+POINTS_ONLY = ("loads", "reps", "stream_mib", "compare", "python", "syscalls")
+
+
+def run_curve(args: argparse.Namespace) -> int:
+    from pysock.bench import curves, report
+
+    for name in POINTS_ONLY:
+        if getattr(args, name):
+            raise UsageError(f"--{name.replace('_', '-')} is for the points, not --curve")
+    try:
+        curves.curve_servers(args.servers)
+        if args.plot:
+            report.check_writable(args.plot)
+            report.check_plot_available()
+    except PysockError as exc:
+        raise UsageError(str(exc)) from None
+    return curves.main(args)
+
+
 def run(args: argparse.Namespace) -> int:
     from pysock.bench import measure, report
+
+    if args.curve and not args.list:
+        return run_curve(args)
 
     if args.list:
         for s in measure.SERVERS:

@@ -16,9 +16,9 @@ if TYPE_CHECKING:
     from pysock.bench.loadgen import LoadResult
 
 PROGRESS_AFTER = 3.0  # runs longer than this say how they go, on stderr, once a second
-# The fields of --json, in order (the curves of pysock bench carry the same).
-FIELDS = ("offered_rps", "achieved_rps", "sent", "received", "errors", "lost",
-          "p50_us", "p90_us", "p99_us", "p999_us", "max_us")
+# The fields of --json, in order (pysock.bench.loadgen.FIELDS; the curves
+# of pysock bench carry the same).
+FIELDS = "offered_rps, achieved_rps, sent, received, errors, lost, p50_us, p90_us, p99_us, p999_us, max_us"
 
 
 def rate(text: str) -> float:
@@ -51,18 +51,8 @@ def add_parser(sub: Subparsers) -> None:
                         "get this long (default 1)")
     p.add_argument("--transform", choices=("upper", "echo"), default="upper",
                    help="what the server sends back (default upper)")
-    p.add_argument("--json", action="store_true", help="print one JSON object: " + ", ".join(FIELDS))
+    p.add_argument("--json", action="store_true", help="print one JSON object: " + FIELDS)
     p.set_defaults(func=run)
-
-
-def figures(r: LoadResult) -> dict[str, float | int | None]:
-    """The run as --json prints it (and each point of pysock bench's curves)."""
-    return {
-        "offered_rps": r.offered_rps, "achieved_rps": round(r.achieved_rps, 1), "sent": r.sent,
-        "received": r.received, "errors": r.bad + r.failed, "lost": r.lost,
-        "p50_us": round(r.p50_us, 1), "p90_us": round(r.p90_us, 1), "p99_us": round(r.p99_us, 1),
-        "p999_us": round(r.p999_us, 1), "max_us": round(r.max_us, 1),
-    }
 
 
 def table(r: LoadResult) -> str:
@@ -127,4 +117,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _show(result: LoadResult, as_json: bool) -> None:
-    print(json.dumps(figures(result)) if as_json else table(result), flush=True)
+    print(json.dumps(result.figures()) if as_json else table(result), flush=True)
