@@ -33,6 +33,7 @@ from pysock.faults import NO_FAULTS, RST, TcpShaper, UdpShaper
 # Connections taken per wake-up of the listening socket, so that a flood of
 # them cannot starve the connections already open.
 ACCEPT_BATCH = 64
+LOOP_READ = 256 << 10  # the most one read of asyncio's (or uvloop's) own takes
 
 
 def _loop_factory(model: str) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -106,7 +107,13 @@ class Echo(asyncio.BaseProtocol):
     once more than one buffer of echo is unsent, reading pauses, and a client
     that leaves it unsent for send_timeout is cut off.  A reply of upper or
     echo is the size of its read: the loop's own reads will do (EchoProtocol;
-    SizedEchoProtocol for stamp)."""
+    SizedEchoProtocol for stamp).
+
+    Under faults the shaper holds the replies, counted against max_unsent,
+    and lets them into the transport only while its writing is not paused.
+    Reading pauses until the reply to one more read fits below max_unsent:
+    the loop's read is taken whole (up to LOOP_READ), so pausing only once
+    the shaper is full would let one read overshoot by that much."""
 
     def __init__(self, engine: AsyncioEngine, info: ConnInfo) -> None:
         self.engine = engine
@@ -129,6 +136,7 @@ class Echo(asyncio.BaseProtocol):
         self.shaper: TcpShaper | None = None
         self.release_timer: asyncio.TimerHandle | None = None
         self.held_back = False
+        self.write_paused = False  # the transport holds more than its high mark
         self.eof = False
         self.closing = False
 
@@ -180,16 +188,29 @@ class Echo(asyncio.BaseProtocol):
         if self.shaper is None:
             self.shaper = TcpShaper(faults.seed or 0)
         self.shaper.push(faults, reply, time.monotonic())
-        if not self.held_back and self.shaper.cost() >= self.engine.cfg.max_unsent:
+        if not self.held_back and not self._room_for_a_read():
             self.held_back = True
             self.transport.pause_reading()
         self._release()
+
+    def _room_for_a_read(self) -> bool:
+        """Whether the loop may read again: the reply to its next read is
+        taken whole, so it must fit below max_unsent with what the shaper
+        holds, or the shaper must hold nothing."""
+        cost = self.shaper.cost() if self.shaper is not None else 0
+        return cost == 0 or cost + self.largest_reply() <= self.engine.cfg.max_unsent
+
+    def largest_reply(self) -> int:
+        """The most one read's reply can take: the loop's own read."""
+        return LOOP_READ
 
     def _release(self) -> None:
         """Send what the shaper lets go now, then wait for its next time."""
         self.release_timer = None
         if not self.served or self.transport.is_closing() or self.shaper is None:
             return
+        if self.write_paused:
+            return  # what is due waits in the shaper, counted: resume_writing() comes back
         faults = self.engine.faults or NO_FAULTS
         while True:
             piece = self.shaper.ready(faults, time.monotonic())
@@ -201,9 +222,9 @@ class Echo(asyncio.BaseProtocol):
         if end is not None:
             self._end_fault(end)
             return
-        if self.held_back and self.shaper.cost() < self.engine.cfg.max_unsent:
+        if self.held_back and self._room_for_a_read():
             self.held_back = False
-            if self.slow_timer is None:
+            if not self.write_paused:
                 self.transport.resume_reading()
         due = self.shaper.due()
         if self.shaper.busy() and due is not None:
@@ -233,6 +254,7 @@ class Echo(asyncio.BaseProtocol):
         self.end("fault", abort=True)
 
     def pause_writing(self) -> None:
+        self.write_paused = True
         self.transport.pause_reading()
         if self.engine.cfg.send_timeout:
             self.slow_timer = self.loop.call_later(self.engine.cfg.send_timeout, self._too_slow)
@@ -240,6 +262,9 @@ class Echo(asyncio.BaseProtocol):
     def resume_writing(self) -> None:
         self._cancel(self.slow_timer)
         self.slow_timer = None
+        self.write_paused = False
+        if self.shaper is not None and self.release_timer is None:
+            self._release()  # what fell due while writing was paused
         if not self.transport.is_closing() and not self.held_back:
             self.transport.resume_reading()
 
@@ -304,6 +329,9 @@ class SizedEchoProtocol(Echo, asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.engine.rbuf[: self.xf.read_max(reply_room(self.engine.cfg))]
+
+    def largest_reply(self) -> int:
+        return reply_room(self.engine.cfg)
 
     def buffer_updated(self, nbytes: int) -> None:
         self.data_received(bytes(self.engine.rbuf[:nbytes]))

@@ -143,7 +143,10 @@ def echo(engine: TwinEngine, sock: socket.socket, info: ConnInfo, traffic: Traff
         reply = feed(data) if data else xf.finish()
         if engine.faults is not None:  # from now on through a shaper
             sock.setblocking(False)
-            return Shaped(engine, sock, info, xf, traffic).echo(reply, eof=not data)
+            shaped = Shaped(engine, sock, info, xf, traffic, eof=not data)
+            shaped.push(reply)
+            del data, reply  # the shaper holds the reply, and frees it once sent
+            return shaped.run()
         try:
             sent = send(reply) if reply else 0
         except OSError:
@@ -203,16 +206,20 @@ class Shaped:
     later reply never overtakes a shaped one)."""
 
     def __init__(self, engine: TwinEngine, sock: socket.socket, info: ConnInfo, xf: Any,
-                 traffic: Traffic) -> None:
+                 traffic: Traffic, eof: bool) -> None:
         self.engine, self.sock, self.info, self.xf, self.traffic = engine, sock, info, xf, traffic
         self.shaper = TcpShaper((engine.faults or NO_FAULTS).seed or 0)
-        self.eof = False
+        self.eof = eof  # the client has closed its side
 
-    def echo(self, reply: bytes, eof: bool) -> str:
-        """Go on from reply, the first under faults (eof: the client's last)."""
+    def push(self, reply: bytes) -> None:
+        """Hand a reply to the shaper, which alone holds it from now on (a
+        reference kept elsewhere would pin it uncounted once it has gone)."""
+        self.shaper.push(self.engine.faults or NO_FAULTS, reply, time.monotonic())
+
+    def run(self) -> str:
+        """Send what the shaper lets go, and read while it holds less than
+        max_unsent, until the connection ends; why it did."""
         engine, cfg, shaper = self.engine, self.engine.cfg, self.shaper
-        self.eof = eof
-        shaper.push(engine.faults or NO_FAULTS, reply, time.monotonic())
         idle_ms = millis(cfg.idle_timeout) or None
         while not engine.stopping:
             why = self._release()
@@ -254,7 +261,8 @@ class Shaped:
             self.traffic.bytes_in += len(data)
             self.info.bytes_in += len(data)
             reply = self.xf.feed(data)
-        self.shaper.push(self.engine.faults or NO_FAULTS, reply, time.monotonic())
+        del data
+        self.push(reply)
         return None
 
     def _release(self) -> str | None:
