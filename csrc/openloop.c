@@ -41,6 +41,8 @@ struct lg_open {
     unsigned char *ring;          /* UDP: answered flags, by k & mask */
     uint64_t mask;
     uint64_t expired_k;           /* UDP: requests before it are answered or lost */
+    unsigned char *batch;         /* TCP: due requests sent together */
+    uint32_t *touched;            /* TCP: connections given requests in this turn */
     int warming;                  /* connections whose warm-up is unanswered */
     int64_t warm_end;             /* when the schedule starts all the same; 0: not yet warming */
 };
@@ -114,7 +116,9 @@ int lg_open_init(lg_run *r)
     o->epfd = o->timerfd = -1;
     o->ns_per_req = 1e9 / r->cfg->rate;
     o->events = calloc(MAX_EVENTS, sizeof *o->events);
-    if (o->events == NULL)
+    o->batch = malloc(LG_CHUNK);
+    o->touched = calloc((size_t)r->cfg->conns, sizeof *o->touched);
+    if (o->events == NULL || o->batch == NULL || o->touched == NULL)
         return -ENOMEM;
     o->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (o->epfd < 0)
@@ -141,6 +145,8 @@ void lg_open_free(lg_run *r)
     if (o->timerfd >= 0)
         close(o->timerfd);
     free(o->events);
+    free(o->batch);
+    free(o->touched);
     free(o->ring);
     free(o);
     r->open = NULL;
@@ -184,17 +190,69 @@ static void want_room(lg_run *r, lg_conn *c, int blocked)
         lose_conn(r, c);
 }
 
-/* Every request due on c, in order, as far as the socket takes them. */
-static void tcp_send_due(lg_run *r, lg_conn *c)
+/* A request of c has gone whole. */
+static void sent_one(lg_run *r, lg_conn *c)
 {
-    size_t size = r->cfg->size;
+    if (c->next_send++ == 0)
+        return;  /* the warm-up: not counted */
+    r->open->unsent--;
+    r->open->inflight++;
+    r->res->sent++;
+}
 
-    while (c->fd >= 0 && c->next_send < c->due) {
-        ssize_t k;
+/* Requests next_send.. (as many as are due and fit the batch buffer) in
+ * one buffer: the number of bytes. */
+static size_t fill_batch(lg_run *r, lg_conn *c)
+{
+    size_t size = r->cfg->size, n = 0;
+    uint64_t j = c->next_send;
 
+    while (j < c->due && n + size <= LG_CHUNK) {
+        lg_fill(r, c->id, j++, r->open->batch + n, NULL);
+        n += size;
+    }
+    return n;
+}
+
+/* One send: the rest of a request begun, or a batch of whole ones (a
+ * generator that fell behind catches up in few system calls).  What the
+ * socket took of a batch's last request is that request begun. */
+static ssize_t send_some(lg_run *r, lg_conn *c)
+{
+    size_t size = r->cfg->size, n;
+    ssize_t k;
+
+    if (c->sent > 0 || size > LG_CHUNK / 2) {
         if (c->sent == 0)
             lg_fill(r, c->id, c->next_send, c->msg, NULL);
         k = send(c->fd, c->msg + c->sent, size - c->sent, MSG_NOSIGNAL);
+        if (k > 0 && (c->sent += (size_t)k) == size) {
+            c->sent = 0;
+            sent_one(r, c);
+        }
+        return k;
+    }
+    n = fill_batch(r, c);
+    k = send(c->fd, r->open->batch, n, MSG_NOSIGNAL);
+    if (k > 0) {
+        size_t whole = (size_t)k / size, i;
+
+        for (i = 0; i < whole; i++)
+            sent_one(r, c);
+        if ((size_t)k % size) {
+            lg_fill(r, c->id, c->next_send, c->msg, NULL);
+            c->sent = (size_t)k % size;
+        }
+    }
+    return k;
+}
+
+/* Every request due on c, in order, as far as the socket takes them. */
+static void tcp_send_due(lg_run *r, lg_conn *c)
+{
+    while (c->fd >= 0 && c->next_send < c->due) {
+        ssize_t k = send_some(r, c);
+
         if (k < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 want_room(r, c, 1);
@@ -203,15 +261,6 @@ static void tcp_send_due(lg_run *r, lg_conn *c)
             return;
         }
         r->res->bytes_out += (uint64_t)k;
-        c->sent += (size_t)k;
-        if (c->sent == size) {
-            c->sent = 0;
-            if (c->next_send++ == 0)
-                continue;  /* the warm-up: not counted */
-            r->open->unsent--;
-            r->open->inflight++;
-            r->res->sent++;
-        }
     }
     if (c->fd >= 0)
         want_room(r, c, 0);
@@ -238,11 +287,13 @@ static void udp_send(lg_run *r, lg_conn *c, uint64_t k)
     o->inflight++;
 }
 
-/* Every request whose time has come goes out now. */
+/* Every request whose time has come goes out now: UDP one datagram
+ * each; TCP each connection's due requests together. */
 static void release_due(lg_run *r, int64_t t)
 {
     lg_open *o = r->open;
     uint64_t conns = (uint64_t)r->cfg->conns;
+    size_t touched = 0, i;
 
     while (o->next_k < o->last_k && due_at(r, o->next_k) <= t) {
         uint64_t k = o->next_k++;
@@ -256,12 +307,15 @@ static void release_due(lg_run *r, int64_t t)
         if (udp(r)) {
             o->ring[k & o->mask] = 0;
             udp_send(r, c, k);
-        } else {
-            c->due = k / conns + 2;  /* after its warm-up */
-            o->unsent++;
-            tcp_send_due(r, c);
+            continue;
         }
+        if (c->due == c->next_send)
+            o->touched[touched++] = (uint32_t)(k % conns);  /* it had nothing due: once in the list */
+        c->due = k / conns + 2;  /* after its warm-up */
+        o->unsent++;
     }
+    for (i = 0; i < touched; i++)
+        tcp_send_due(r, &r->c[o->touched[i]]);
 }
 
 /* -- replies ------------------------------------------------------------------- */
