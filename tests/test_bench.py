@@ -222,7 +222,9 @@ def test_the_rate_curve_steps_past_each_servers_closed_loop_maximum():
     assert report["curve"] == "rate" and not report["interrupted"]
     for server in ("c", "python-threads"):
         points = [p for p in report["points"] if p["server"] == server]
-        assert [p["fraction"] for p in points] == list(curves.QUICK.fractions)
+        steps = [p["fraction"] for p in points]
+        assert steps == list(curves.QUICK.fractions[:len(steps)]) and steps
+        assert len(steps) == len(curves.QUICK.fractions) or points[-1].get("behind")  # stopped past its knee
         for p in points:
             assert set(loadgen.FIELDS) <= set(p), p
             assert p["errors"] == 0 and p["received"] > 0

@@ -1,11 +1,14 @@
 """``pysock bench --curve rate|conns``: curves, not points.
 
 - rate: for each server, the closed-loop maximum first (CONNS connections of
-  SIZE bytes), then the open loop at stepped fractions of it, past it too.
-  Each point: the achieved rate and the latency percentiles from each
-  request's due time, so the knee (where the tail explodes) shows.
-- conns: 1 to 50,000 connections, each sending at a small fixed rate (a
-  total of at least MIN_RATE).  Each point: the achieved rate, p99, the
+  SIZE bytes), then the open loop at stepped multiples of it, past it until
+  the server falls behind (it answers less than 90% of the offered rate in
+  time, or loses more than 1%).  Each point: the achieved rate and the
+  latency percentiles from each request's due time, so the knee (where the
+  tail explodes) shows.  (An open loop keeps several requests in flight on
+  a connection, so a server can take more than its closed-loop maximum.)
+- conns: 1 to 50,000 connections, each sending CONNS_SIZE bytes at a small
+  fixed rate (a total of at least MIN_RATE).  Each point: the achieved rate, p99, the
   server's CPU per request and its resident memory per connection.
 
 Every point carries the fields of ``pysock load --json`` (loadgen.FIELDS),
@@ -31,17 +34,19 @@ from pysock.bench.report import Json
 from pysock.errors import PysockError
 
 CURVES = ("rate", "conns")
-CONNS = 16          # the rate curve's connections
-SIZE = 64           # bytes per request, both curves
+CONNS = 64          # the rate curve's connections
+SIZE = 1024         # bytes per request, the rate curve
+CONNS_SIZE = 64     # bytes per request, the conns curve
 PER_CONN_RATE = 2.0  # the conns curve: requests per second per connection...
 MIN_RATE = 200.0    # ...and at least this many in all
 TIMEOUT = 2.0       # replies in flight at a point's end get this long
 LOST_SHARE = 0.01   # a point where more than this share went unanswered: the server stopped keeping up
+BEHIND = 0.9        # a point that achieved less than this share of its offered rate: past the knee
 
 
 @dataclass(frozen=True)
 class CurvePlan:
-    fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
+    fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 12.0)
     conns: tuple[int, ...] = (1, 100, 1_000, 10_000, 50_000)
     duration: float = 3.0     # seconds per point
     probe: float = 2.0        # seconds of closed loop to find the maximum
@@ -100,7 +105,15 @@ def rate_curve(server: BenchServer, plan: CurvePlan, cpus: tuple[int | None, int
                          cpu_us_per_req=round(cpu / r.received * 1e6, 2) if r.received else None)
             points.append(point)
             say(f"  {server.name} at {fraction:.0%}: {r.achieved_rps:,.0f} req/s, p99 {r.p99_us:,.0f} us")
+            if falls_behind(r):
+                point["behind"] = True
+                break  # past the knee: more would only queue longer
     return points
+
+
+def falls_behind(r: loadgen.LoadResult) -> bool:
+    offered = r.offered_rps or 0.0
+    return r.achieved_rps < BEHIND * offered or r.lost > LOST_SHARE * max(r.sent, 1) or r.bad + r.failed > 0
 
 
 def conns_point(server: BenchServer, conns: int, plan: CurvePlan, cpus: tuple[int | None, int | None]) -> Json:
@@ -122,7 +135,7 @@ def conns_point(server: BenchServer, conns: int, plan: CurvePlan, cpus: tuple[in
 
         before = process_cpu_seconds(proc.proc.pid)
         try:
-            r = loadgen.openloop(proc.address, "tcp", rate=rate, conns=conns, size=SIZE, duration=plan.duration,
+            r = loadgen.openloop(proc.address, "tcp", rate=rate, conns=conns, size=CONNS_SIZE, duration=plan.duration,
                                  timeout=TIMEOUT, progress=sample)
         except OSError as exc:
             return dict(point, stopped=f"connecting failed: {exc.strerror or exc}")
@@ -166,8 +179,10 @@ def run_curve(kind: str, servers: Sequence[BenchServer], plan: CurvePlan, say: S
         interrupted = True
     finally:
         affinity.set_to(mask)
-    return {"curve": kind, "machine": machine(), "plan": asdict(plan), "conns": CONNS if kind == "rate" else None,
-            "size": SIZE, "servers": [s.name for s in servers], "interrupted": interrupted, "points": points}
+    rate = kind == "rate"
+    return {"curve": kind, "machine": machine(), "plan": asdict(plan), "conns": CONNS if rate else None,
+            "size": SIZE if rate else CONNS_SIZE, "servers": [s.name for s in servers],
+            "interrupted": interrupted, "points": points}
 
 
 # -- reporting ----------------------------------------------------------------------
