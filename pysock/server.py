@@ -250,12 +250,12 @@ class Server:
         ServerError if the loop had failed on its own.  In a child of the
         process that made the server (after fork()), it lets go of the
         server without touching it: the parent's sockets stay as they are."""
+        if os.getpid() != self._pid:
+            self._disown()
+            return
         deadline = time.monotonic() + timeout
         with self._lock:
             closing, started = self._closing, self._started
-            if not closing and os.getpid() != self._pid:
-                self._disown()
-                return
             if not closing and started:
                 self._engine.wake()  # under the lock: another thread's stop() may be closing it
                 if threading.current_thread() is self._thread and not self._done.is_set():
@@ -293,10 +293,13 @@ class Server:
             self._closed.set()
 
     def _disown(self) -> None:
-        """Under the lock, in a child after fork(): let go, touching nothing."""
+        """In a child after fork(): let go, touching nothing, and taking no
+        lock: the child runs this thread alone, and a lock that another
+        thread held at fork() (a log line, a count) stays held here."""
+        if self._closing:
+            return
         self._closing = True
-        self._final_stats = self._engine.stats()
-        self._engine.disown()
+        self._final_stats = self._engine.disown()
         self._release_path.detach()
         self._closed.set()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import socket
 import sys
 import threading
@@ -144,21 +145,56 @@ def test_a_constructor_that_fails_after_binding_frees_the_port(udp_options):
     assert open_fds() == fds
 
 
+def child_stops_its_copy(srv: pysock.Server) -> int:
+    """fork(); the child stops (and drops) its copy of srv, then leaves
+    without any cleanup of Python's; the child's exit code.  A child stuck
+    for 5 s (on a lock another thread held at the fork) dies by SIGALRM."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads: the child only stops
+        pid = os.fork()
+    if pid == 0:
+        try:
+            signal.alarm(5)  # its default action ends the process, stuck or not
+            srv.stop()
+            del srv
+            gc.collect()
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
 def test_a_child_after_fork_leaves_the_parents_server_serving(tcp_options):
     with pysock.Server(LOCALHOST, 0, "tcp", **tcp_options) as srv:
         assert pysock.request(b"before", srv.address) == b"BEFORE"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads: the child only stops
-            pid = os.fork()
-        if pid == 0:  # the child: stop (and drop) its copy, then leave without any cleanup of Python's
-            try:
-                srv.stop()
-                del srv
-                gc.collect()
-            finally:
-                os._exit(0)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        assert child_stops_its_copy(srv) == 0
         for i in range(3):
             assert pysock.request(b"after %d" % i, srv.address) == b"AFTER %d" % i
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
+def test_a_child_stops_its_copy_whatever_lock_a_thread_held_at_the_fork(tcp_options):
+    """fork() copies only the thread that calls it: a lock another thread
+    held then (reading the counters, logging) stays held in the child for
+    good.  A child's stop() takes none (PyPy's default tier once hung here)."""
+    with pysock.Server(LOCALHOST, 0, "tcp", **tcp_options) as srv:
+        assert pysock.request(b"before", srv.address) == b"BEFORE"
+        reading = threading.Event()
+        done = threading.Event()
+
+        def read_stats() -> None:
+            while not done.is_set():
+                srv.stats  # the server's lock, and a twin's counters' lock
+                reading.set()
+
+        reader = threading.Thread(target=read_stats)
+        reader.start()
+        try:
+            assert reading.wait(5)
+            codes = [child_stops_its_copy(srv) for _ in range(20)]
+        finally:
+            done.set()
+            reader.join(5)
+        assert codes == [0] * 20
+        assert pysock.request(b"after", srv.address) == b"AFTER"

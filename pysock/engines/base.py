@@ -85,5 +85,7 @@ class Engine(Protocol):
         then end the log: waiting events get log_timeout seconds (None: as
         long as they take), the rest are dropped.  More than once is fine."""
 
-    def disown(self) -> None:
-        """After fork(), in the child: let go, the parent's sockets untouched."""
+    def disown(self) -> Stats:
+        """After fork(), in the child: let go, the parent's sockets untouched,
+        taking no lock (the child runs one thread: a lock another thread
+        held at fork() stays held there); the counters as they were."""

@@ -156,7 +156,10 @@ class CEngine:
         if self._log is not None:
             self._log.close(log_timeout)
 
-    def disown(self) -> None:
+    def disown(self) -> Stats:
         """After fork(), in the child: let go of the server without touching
-        its sockets or threads, which are the parent's."""
+        its sockets or threads, which are the parent's (ps_server_stats
+        takes no lock)."""
+        stats = self.stats()
         self._release.detach()
+        return stats

@@ -84,11 +84,16 @@ class Counters:
 
     def snapshot(self) -> Stats:
         with self._lock:
-            values = dict(self._values)
-            for t in self._traffic:
-                for field in Traffic.__slots__:
-                    values[field] += getattr(t, field)
-            return Stats(**{f: values[f] for f in STATS_FIELDS})
+            return self.sum()
+
+    def sum(self) -> Stats:
+        """The totals, read without the lock: under it, or where no other
+        thread runs (a child after fork())."""
+        values = dict(self._values)
+        for t in self._traffic:
+            for field in Traffic.__slots__:
+                values[field] += getattr(t, field)
+        return Stats(**{f: values[f] for f in STATS_FIELDS})
 
 
 class ConnInfo:
@@ -237,8 +242,9 @@ class TwinEngine:
         if self.log is not None:
             self.log.close(log_timeout)
 
-    def disown(self) -> None:
+    def disown(self) -> Stats:
         """After fork(), in the child: close this process's copies of the
         sockets, never shutting them down (the parent still serves)."""
         if self._release.alive:
             self._release()
+        return self.counters.sum()
