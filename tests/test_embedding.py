@@ -185,7 +185,7 @@ def test_a_child_stops_its_copy_whatever_lock_a_thread_held_at_the_fork(tcp_opti
 
         def read_stats() -> None:
             while not done.is_set():
-                srv.stats  # the server's lock, and a twin's counters' lock
+                _ = srv.stats  # the server's lock, and a twin's counters' lock
                 reading.set()
 
         reader = threading.Thread(target=read_stats)
