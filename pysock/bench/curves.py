@@ -102,13 +102,18 @@ def rate_curve(server: BenchServer, plan: CurvePlan, cpus: tuple[int | None, int
                                  timeout=TIMEOUT)
             cpu = process_cpu_seconds(proc.proc.pid) - before
             point = dict(server=server.name, fraction=fraction, closed_loop_rps=round(peak.rps, 1), **r.figures(),
-                         cpu_us_per_req=round(cpu / r.received * 1e6, 2) if r.received else None)
+                         cpu_us_per_req=cpu_us_per_req(cpu, r))
             points.append(point)
             say(f"  {server.name} at {fraction:.0%}: {r.achieved_rps:,.0f} req/s, p99 {r.p99_us:,.0f} us")
             if falls_behind(r):
                 point["behind"] = True
                 break  # past the knee: more would only queue longer
     return points
+
+
+def cpu_us_per_req(cpu: float, r: loadgen.LoadResult) -> float | None:
+    """The server's CPU seconds over the run, per answered request, in µs."""
+    return round(cpu / r.received * 1e6, 2) if r.received else None
 
 
 def falls_behind(r: loadgen.LoadResult) -> bool:
@@ -141,7 +146,7 @@ def conns_point(server: BenchServer, conns: int, plan: CurvePlan, cpus: tuple[in
             return dict(point, stopped=f"connecting failed: {exc.strerror or exc}")
         cpu = process_cpu_seconds(proc.proc.pid) - before
         served = r.received / r.sent if r.sent else 0.0
-        point.update(r.figures(), cpu_us_per_req=round(cpu / r.received * 1e6, 2) if r.received else None,
+        point.update(r.figures(), cpu_us_per_req=cpu_us_per_req(cpu, r),
                      rss_kib_per_conn=round((max(peak) - idle) / conns / 1024, 2))
         if r.bad + r.failed or 1.0 - served > LOST_SHARE:
             point["stopped"] = (f"{r.bad + r.failed} errors and {r.lost} lost of {r.sent} sent: "

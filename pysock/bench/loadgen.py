@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from pysock._core import check, ffi, lib
+from pysock.bench.report import LOAD_FIELDS
 from pysock.client import address_family, socktype, url
 from pysock.config import lift_descriptor_limit, millis
 from pysock.errors import ConfigError, PysockError
@@ -36,9 +37,7 @@ MAX_RATE = 1e8
 # ephemeral ports (ip_local_port_range) for a given server.
 PER_SOURCE = 20_000
 STEP_MS = 250  # progress and Ctrl-C between steps of this long
-# The figures of a run as pysock load --json prints them, in order.
-FIELDS = ("offered_rps", "achieved_rps", "sent", "received", "errors", "lost",
-          "p50_us", "p90_us", "p99_us", "p999_us", "max_us")
+FIELDS = LOAD_FIELDS  # the figures of a run as pysock load --json prints them, in order
 _TRANSFORMS = {"upper": "PS_XF_UPPER", "echo": "PS_XF_ECHO"}
 
 

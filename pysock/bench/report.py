@@ -14,6 +14,10 @@ from typing import Any, Callable
 from pysock.errors import PysockError
 
 Json = dict[str, Any]  # a report, or a part of one, as saved with --json
+# The figures of a run as pysock load --json prints them, in order (here,
+# where no C is loaded: pysock load's --help names them too).
+LOAD_FIELDS = ("offered_rps", "achieved_rps", "sent", "received", "errors", "lost",
+               "p50_us", "p90_us", "p99_us", "p999_us", "max_us")
 
 FIGURES = ("rps", "p50_us", "p99_us", "mb_s", "cpu_us_per_req", "cpu_ms_per_mib", "ctx_per_req", "ctx_per_mib",
            "lost")

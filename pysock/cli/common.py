@@ -53,12 +53,19 @@ def count(text: str) -> int:
 def seconds(text: str) -> float:
     """A client's timeout: a finite number of seconds over 0 (0 would make
     every socket call non-blocking, which is no timeout at all)."""
+    return positive_float(text, "a number of seconds", 1_000_000,
+                          "a timeout is a number of seconds over 0, at most 1000000")
+
+
+def positive_float(text: str, expected: str, most: float, bounds: str) -> float:
+    """A finite number over 0 and at most most; otherwise "expected ..."
+    (not a number) or "<bounds>, not ..." (out of range)."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
-    if not (math.isfinite(value) and 0 < value <= 1_000_000):
-        raise argparse.ArgumentTypeError(f"a timeout is a number of seconds over 0, at most 1000000, not {text}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, not {text!r}") from None
+    if not (math.isfinite(value) and 0 < value <= most):
+        raise argparse.ArgumentTypeError(f"{bounds}, not {text}")
     return value
 
 

@@ -4,31 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from typing import TYPE_CHECKING
 
-from pysock.cli.common import EXIT_SIGINT, Subparsers, UsageError, count, seconds, url_arg
+from pysock.bench.report import LOAD_FIELDS
+from pysock.cli.common import EXIT_SIGINT, Subparsers, UsageError, count, positive_float, seconds, url_arg
 from pysock.urls import format_url
 
 if TYPE_CHECKING:
     from pysock.bench.loadgen import LoadResult
 
 PROGRESS_AFTER = 3.0  # runs longer than this say how they go, on stderr, once a second
-# The fields of --json, in order (pysock.bench.loadgen.FIELDS; the curves
-# of pysock bench carry the same).
-FIELDS = "offered_rps, achieved_rps, sent, received, errors, lost, p50_us, p90_us, p99_us, p999_us, max_us"
 
 
 def rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected requests per second, not {text!r}") from None
-    if not (math.isfinite(value) and 0 < value <= 1e8):
-        raise argparse.ArgumentTypeError(f"a rate is over 0 and at most 100000000 per second, not {text}")
-    return value
+    return positive_float(text, "requests per second", 1e8, "a rate is over 0 and at most 100000000 per second")
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -51,7 +42,7 @@ def add_parser(sub: Subparsers) -> None:
                         "get this long (default 1)")
     p.add_argument("--transform", choices=("upper", "echo"), default="upper",
                    help="what the server sends back (default upper)")
-    p.add_argument("--json", action="store_true", help="print one JSON object: " + FIELDS)
+    p.add_argument("--json", action="store_true", help="print one JSON object: " + ", ".join(LOAD_FIELDS))
     p.set_defaults(func=run)
 
 
