@@ -174,6 +174,8 @@ def test_a_child_after_fork_leaves_the_parents_server_serving(tcp_options):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
+@pytest.mark.same_code_as_model("a child's stop() is the Server's and its engine's disown(), "
+                                "which workers and spinning do not change")
 def test_a_child_stops_its_copy_whatever_lock_a_thread_held_at_the_fork(tcp_options):
     """fork() copies only the thread that calls it: a lock another thread
     held then (reading the counters, logging) stays held in the child for
