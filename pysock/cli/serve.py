@@ -16,6 +16,7 @@ from pysock.faults import TCP_ONLY, Faults, from_pairs, not_for, with_seed
 
 if TYPE_CHECKING:
     from pysock.engines.base import Stats
+    from pysock.lifecycle import Lifecycle
     from pysock.server import Server
 
 
@@ -175,7 +176,7 @@ def log_line(text: str) -> None:
         print(f"pysock: {text}", file=sys.stderr, flush=True)
 
 
-def log_datagrams(srv: Server, ended: threading.Event, last: Stats) -> None:
+def log_datagrams(srv: Lifecycle, ended: threading.Event, last: Stats) -> None:
     """serve -v for a datagram server: each second that had any, how many
     (last: the counters before the ready line, so none is missed)."""
     while not ended.wait(1.0):
@@ -191,7 +192,7 @@ def counters(stats: Stats) -> str:
     return ", ".join(f"{name} {value}" for name, value in stats.__dict__.items())
 
 
-def ready_line(srv: Server, as_json: bool) -> str:
+def ready_line(srv: Lifecycle, as_json: bool) -> str:
     """The ready line: the URL, or the same as JSON for scripts."""
     if not as_json:
         return srv.url
@@ -201,12 +202,12 @@ def ready_line(srv: Server, as_json: bool) -> str:
                        "pid": os.getpid()})
 
 
-def _set_when_done(srv: Server, ended: threading.Event) -> None:
+def _set_when_done(srv: Lifecycle, ended: threading.Event) -> None:
     srv.wait()
     ended.set()
 
 
-def run_until_signal(servers: list[Server], ready_json: bool = False, verbose: bool = False) -> None:
+def run_until_signal(servers: list[Lifecycle], ready_json: bool = False, verbose: bool = False) -> None:
     """Start the servers, print their ready lines, and wait for Ctrl-C,
     SIGTERM or SIGHUP, or for a server whose loop failed (stop_all then
     reports it)."""
@@ -223,7 +224,7 @@ def run_until_signal(servers: list[Server], ready_json: bool = False, verbose: b
     ended.wait()
 
 
-def stop_all(servers: list[Server]) -> None:
+def stop_all(servers: list[Lifecycle]) -> None:
     """Stop every server, then raise the first failure any of them had."""
     failures = []
     for srv in servers:
