@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "internal.h"
 
@@ -126,4 +127,27 @@ int ps__addr_text(const struct sockaddr_storage *ss, char *host, size_t hostlen)
     if (inet_ntop(ss->ss_family, addr, host, (socklen_t)hostlen) == NULL)
         return -errno;
     return port;
+}
+
+/* A proxy's upstream (cfg.up_*): the numeric host Python resolved, or the
+ * path, as a sockaddr to connect to. */
+int ps__upstream_address(const ps_config *cfg, struct sockaddr_storage *ss, socklen_t *len)
+{
+    struct sockaddr_un *un = (struct sockaddr_un *)ss;
+
+    memset(ss, 0, sizeof *ss);
+    if (cfg->up_family == AF_UNIX) {
+        if (strlen(cfg->up_host) >= sizeof un->sun_path)
+            return -ENAMETOOLONG;
+        un->sun_family = AF_UNIX;
+        strcpy(un->sun_path, cfg->up_host);
+        *len = sizeof *un;
+        return 0;
+    }
+    if (cfg->up_family == AF_INET6) {
+        *len = sizeof(struct sockaddr_in6);
+        return ps_sockaddr_in6((struct sockaddr_in6 *)ss, cfg->up_host, cfg->up_port);
+    }
+    *len = sizeof(struct sockaddr_in);
+    return ps_sockaddr_in((struct sockaddr_in *)ss, cfg->up_host, cfg->up_port);
 }

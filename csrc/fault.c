@@ -20,28 +20,43 @@ static int any_fault(const ps_faults *f)
         || f->close_delay_us > 0 || f->drop > 0 || f->duplicate > 0 || f->reorder > 0;
 }
 
-int ps_server_set_faults(ps_server *s, const ps_faults *f)
+static int set_faults(ps_server *s, ps_faults *to, const ps_faults *f)
 {
     pthread_mutex_lock(&s->lock);
     if (f != NULL)
-        s->faults = *f;
+        *to = *f;
     else
-        memset(&s->faults, 0, sizeof s->faults);
+        memset(to, 0, sizeof *to);
     __atomic_add_fetch(&s->faults_gen, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&s->lock);
     return 0;
 }
 
-const ps_faults *ps__faults(ps_server *s, ps__fview *v)
+int ps_server_set_faults(ps_server *s, const ps_faults *f)
+{
+    return set_faults(s, &s->faults, f);
+}
+
+int ps_server_set_faults_up(ps_server *s, const ps_faults *f)
+{
+    return set_faults(s, &s->faults_up, f);
+}
+
+const ps_faults *ps__faults_dir(ps_server *s, ps__fview *v, int up)
 {
     if (__atomic_load_n(&s->faults_gen, __ATOMIC_ACQUIRE) != v->gen) {
         pthread_mutex_lock(&s->lock);
-        v->f = s->faults;
+        v->f = up ? s->faults_up : s->faults;
         v->gen = s->faults_gen;
         pthread_mutex_unlock(&s->lock);
         v->on = any_fault(&v->f);
     }
     return v->on ? &v->f : NULL;
+}
+
+const ps_faults *ps__faults(ps_server *s, ps__fview *v)
+{
+    return ps__faults_dir(s, v, 0);
 }
 
 /* Disconnecting a TCP socket (AF_UNSPEC) aborts it: an RST, whatever else

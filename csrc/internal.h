@@ -128,6 +128,8 @@ typedef struct ps__loop ps__loop;
 typedef struct ps__batch ps__batch;
 typedef struct ps__uring ps__uring;
 typedef struct ps__model ps__model;
+typedef struct ps__proxy ps__proxy;
+typedef struct ps__dproxy ps__dproxy;
 
 /* One serving thread and its own socket.  Worker 0 runs in the thread that
  * calls ps_server_serve; the others are C threads it starts. */
@@ -139,6 +141,8 @@ typedef struct ps__worker {
     ps__loop *loop;      /* the epoll model's state (epoll.c) */
     ps__batch *batch;    /* the UDP loop's buffers (udp.c) */
     ps__uring *uring;    /* the uring model's ring and state (uring.c) */
+    ps__proxy *proxy;    /* the proxy model's (proxy.c) */
+    ps__dproxy *dproxy;  /* the datagram proxy's (dproxy.c) */
     const sigset_t *sigmask;  /* worker 0 in Python's thread: the mask to wait with */
     /* Each worker counts on its own cache line; ps_server_stats sums. */
     char pad[64];
@@ -151,6 +155,7 @@ struct ps_server {
     const ps__model *model;  /* chosen once, in ps_server_open */
     char host[256];      /* cfg.host and cfg.path point here */
     char path[PS__SUN_PATH_MAX];
+    char up_host[256];   /* cfg.up_host points here (proxy) */
     int wake[2];         /* a pipe: one byte in wake[1] wakes every poller */
     int stopping;
     uint64_t conns;      /* connections accepted: the last one's number */
@@ -164,6 +169,7 @@ struct ps_server {
     int threads;         /* connection threads running */
     ps__conn *done;      /* threads that have finished, waiting to be joined */
     ps_faults faults;    /* under lock; faults_gen counts the changes */
+    ps_faults faults_up; /* a proxy's, for its upstream: the same */
     uint64_t faults_gen;
 };
 
@@ -174,6 +180,8 @@ struct ps_server {
 
 /* Address text for ps_server_sockname and the log (addr.c). */
 int ps__addr_text(const struct sockaddr_storage *ss, char *host, size_t hostlen);
+/* A proxy's upstream as a sockaddr to connect to (addr.c). */
+int ps__upstream_address(const ps_config *cfg, struct sockaddr_storage *ss, socklen_t *len);
 
 /* A connection's place on one of its loop's timer lists (epoll.c,
  * uring.c).  A list stays in time order because a connection moves to its
@@ -206,6 +214,8 @@ typedef struct ps__fview {
 } ps__fview;
 /* The faults now, or NULL when none is set (the hot path's one branch). */
 const ps_faults *ps__faults(ps_server *s, ps__fview *v);
+/* The same for one of a proxy's directions: up (faults_up) or down. */
+const ps_faults *ps__faults_dir(ps_server *s, ps__fview *v, int up);
 /* Abort a TCP connection: the peer gets an RST. */
 void ps__reset(int fd);
 
@@ -486,6 +496,8 @@ extern const ps__model ps__threads_model;  /* tcp.c */
 extern const ps__model ps__udp_model;      /* udp.c */
 #ifdef PS__HAVE_EPOLL
 extern const ps__model ps__epoll_model;    /* epoll.c */
+extern const ps__model ps__proxy_model;    /* proxy.c */
+extern const ps__model ps__dproxy_model;   /* dproxy.c */
 #endif
 
 

@@ -33,6 +33,8 @@
 #define PS_MODEL_THREADS 0
 #define PS_MODEL_EPOLL 1
 #define PS_MODEL_URING 2
+/* Not an echo: a proxy to cfg's upstream (proxy.c), one epoll loop. */
+#define PS_MODEL_PROXY 3
 
 /* What this build can do (ps_features): the fast paths need Linux. */
 #define PS_FEAT_EPOLL 1
@@ -59,6 +61,8 @@
 #define PS_WHY_STOP 5
 /* limit_data or reset_after, as asked (ps_faults) */
 #define PS_WHY_FAULT 6
+/* a proxy's upstream refused the connection, reset it or failed */
+#define PS_WHY_UPSTREAM 7
 
 typedef struct ps_event {
     uint32_t kind;       /* PS_EV_* */
@@ -87,6 +91,9 @@ typedef struct ps_config {
     size_t max_unsent;   /* stop reading from a client with this much echo unsent */
     int log_events;      /* 1: write a ps_event per connection event to event_fd */
     int event_fd;        /* a pipe's write end, non-blocking (log_events) */
+    int up_family;       /* PS_MODEL_PROXY: the upstream's AF_INET, AF_INET6 or AF_UNIX, */
+    const char *up_host; /* its numeric address (or its path), */
+    int up_port;         /* and port */
 } ps_config;
 
 typedef struct ps_stats {
@@ -173,6 +180,9 @@ int ps_server_stop(ps_server *srv);
 void ps_server_stats(const ps_server *srv, ps_stats *out);
 /* From any thread: the faults for data received from now on (NULL: none). */
 int ps_server_set_faults(ps_server *srv, const ps_faults *f);
+/* A proxy's faults for what its upstream receives (the others shape what
+ * its clients receive). */
+int ps_server_set_faults_up(ps_server *srv, const ps_faults *f);
 /* Closes every socket; an AF_UNIX path stays: the caller, who claimed it,
  * removes it (only if it is still the file this server bound). */
 void ps_server_close(ps_server *srv);

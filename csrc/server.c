@@ -53,6 +53,9 @@ static int check_config(const ps_config *cfg)
         return -EINVAL;
     if (cfg->transform < PS_XF_UPPER || cfg->transform > PS_XF_STAMP)
         return -EINVAL;
+    if (cfg->model == PS_MODEL_PROXY
+        && (cfg->up_host == NULL || strlen(cfg->up_host) >= 256 || cfg->workers > 1))
+        return -EINVAL;
     if (cfg->family == AF_UNIX)
         return cfg->path != NULL && strlen(cfg->path) < PS__SUN_PATH_MAX && cfg->workers <= 1 ? 0 : -EINVAL;
     if (cfg->family != AF_INET && cfg->family != AF_INET6)
@@ -190,6 +193,12 @@ static const ps__model *choose_model(const ps_config *cfg)
     if (cfg->model == PS_MODEL_URING)
         return &ps__uring_model;
 #endif
+#ifdef PS__HAVE_EPOLL
+    if (cfg->model == PS_MODEL_PROXY)
+        return cfg->socktype == SOCK_STREAM ? &ps__proxy_model : &ps__dproxy_model;
+#endif
+    if (cfg->model == PS_MODEL_PROXY)
+        return NULL;
     if (cfg->socktype == SOCK_DGRAM)
         return &ps__udp_model;
 #ifdef PS__HAVE_EPOLL
@@ -250,8 +259,11 @@ static int new_server(ps_server **out, const ps_config *cfg)
         strcpy(s->host, cfg->host);
     if (cfg->path != NULL)
         strcpy(s->path, cfg->path);
+    if (cfg->up_host != NULL)
+        strcpy(s->up_host, cfg->up_host);
     s->cfg.host = s->host;
     s->cfg.path = s->path;
+    s->cfg.up_host = s->up_host;
     if (s->cfg.backlog <= 0)
         s->cfg.backlog = SOMAXCONN;
     if (s->cfg.max_unsent == 0)

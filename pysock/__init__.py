@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from pysock.errors import ConfigError, PysockError, ReplyError, ResolveError, ServerError
     from pysock.faults import Faults
     from pysock.lessons.addr import HostEntry, resolve, sockaddr_in, sockaddr_in6
+    from pysock.proxy.proxy import Proxy
     from pysock.server import Server
 
 __version__ = "0.1.0"
@@ -35,11 +36,12 @@ _EXPORTS = {
     "ServerError": "pysock.errors",
     "Faults": "pysock.faults",
     "Server": "pysock.server",
+    "Proxy": "pysock.proxy.proxy",
     "Stats": "pysock.engines.base",
 }
 
 __all__ = [
-    "ConfigError", "Connection", "Faults", "HostEntry", "PysockError", "ReplyError", "ResolveError", "Server",
+    "ConfigError", "Connection", "Faults", "HostEntry", "Proxy", "PysockError", "ReplyError", "ResolveError", "Server",
     "ServerConfig", "ServerError", "Stats", "request", "resolve", "sockaddr_in", "sockaddr_in6",
 ]
 

@@ -17,7 +17,7 @@ from cffi import FFI
 ROOT = Path(__file__).resolve().parent.parent
 CSRC = ROOT / "csrc"
 SOURCES = ["addr.c", "server.c", "loop.c", "tcp.c", "epoll.c", "uring.c", "ring.c", "udp.c", "fault.c", "transform.c",
-           "buf.c", "layout.c", "loadgen.c", "openloop.c", "evloop.c",
+           "buf.c", "layout.c", "loadgen.c", "openloop.c", "evloop.c", "proxy.c", "dproxy.c",
            "refecho.c"]
 # -O3: GCC vectorises ps_upper's loop there, not at -O2 (measured: 0.09 ms per
 # MiB against 1.5 ms).

@@ -109,8 +109,8 @@ class ServerConfig:
             _check_seconds(name, getattr(self, name))
         path = _absolute(self.path)
         family = _family(self.family, self.host, path)
-        models = MODELS[(self.backend, self.proto)]
-        model = self.model if self.model is not None else default_model(self.backend, self.proto)
+        models = self.model_choices()
+        model = self.model if self.model is not None else self.default_model()
         _check_choice(f"model for {self.backend} {self.proto}", model, models)
         _check_platform(self.backend, self.proto, model, self.workers, family)
         if not model_available(model):
@@ -119,6 +119,14 @@ class ServerConfig:
                               f"pip install {package} (or pip install 'pysock-echo[{package}]')")
         return dataclasses.replace(self, family=family, path=path, model=model,
                                    ipv6_only=_ipv6_only(family, self.host, self.ipv6_only))
+
+    def model_choices(self) -> tuple[str, ...]:
+        """The models this backend offers for this protocol."""
+        return MODELS[(self.backend, self.proto)]
+
+    def default_model(self) -> str:
+        """The model when none is named: the first that can run here."""
+        return default_model(self.backend, self.proto)
 
     def url(self, host: str, port: int) -> str:
         """The ready line: tcp://HOST:PORT, udp://[::1]:PORT, unix://PATH."""

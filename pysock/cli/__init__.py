@@ -1,4 +1,4 @@
-"""The command line: ``pysock serve``, ``pysock send``, ``pysock chat``,
+"""The command line: ``pysock serve``, ``pysock proxy``, ``pysock send``, ``pysock chat``,
 ``pysock talk`` and friends, one module per command (pysock/cli/*.py).
 
 Building the parser imports no command's dependencies: each command imports
@@ -16,11 +16,11 @@ import warnings
 from collections.abc import Sequence
 
 from pysock import __version__
-from pysock.cli import bench, chat, layout, load, resolve, send, serve, signals, talk
+from pysock.cli import bench, chat, layout, load, proxy, resolve, send, serve, signals, talk
 from pysock.cli.common import EXIT_RUNTIME, EXIT_SIGINT, EXIT_USAGE, Parser, UsageError
 from pysock.errors import ConfigError, PysockError
 
-COMMANDS = (serve, send, load, bench, layout, resolve, chat, talk)
+COMMANDS = (serve, proxy, send, load, bench, layout, resolve, chat, talk)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,7 @@ python backend) run without the compiled extension."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Callable, Optional, Protocol, runtime_checkable
 
 from pysock.urls import Address
 
@@ -45,7 +45,7 @@ class ConnEvent:
     kind: str              # "open", "close", "rejected"
     conn: int              # the connection's number on this server, from 1
     peer: str = ""         # "127.0.0.1:50112", "[::1]:50112"; "" over AF_UNIX
-    why: str = ""          # close: eof, idle, slow, error, stop
+    why: str = ""          # close: eof, idle, slow, error, stop, fault, upstream
     bytes_in: int = 0      # close: what the client sent, and what it was sent
     bytes_out: int = 0
 
@@ -89,3 +89,11 @@ class Engine(Protocol):
         """After fork(), in the child: let go, the parent's sockets untouched,
         taking no lock (the child runs one thread: a lock another thread
         held at fork() stays held there); the counters as they were."""
+
+
+@runtime_checkable
+class ProxyEngine(Engine, Protocol):
+    """A proxy's engine: an engine with a second direction of faults."""
+
+    def set_faults_up(self, faults: Faults | None) -> None:
+        """From any thread: the faults for what the upstream receives."""

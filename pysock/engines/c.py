@@ -11,13 +11,14 @@ from __future__ import annotations
 import errno
 import os
 import weakref
-from typing import Any
+from typing import Any, cast
 
 from pysock._core import check, ffi, lib
 from pysock.config import ServerConfig, millis
 from pysock.engines.base import STATS_FIELDS, ConnEvent, OnEvent, Stats
 from pysock.engines.log import PipeLog
 from pysock.faults import Faults
+from pysock.proxy.config import ProxyConfig
 from pysock.urls import Address
 
 _FAMILY = {"inet": "AF_INET", "inet6": "AF_INET6", "unix": "AF_UNIX"}
@@ -30,7 +31,7 @@ _MODEL = {"threads": "PS_MODEL_THREADS", "epoll": "PS_MODEL_EPOLL", "loop": "PS_
 # the library, not typed in again.
 _KINDS = {lib.PS_EV_OPEN: "open", lib.PS_EV_CLOSE: "close", lib.PS_EV_REJECTED: "rejected"}
 _WHY = {lib.PS_WHY_EOF: "eof", lib.PS_WHY_IDLE: "idle", lib.PS_WHY_SLOW: "slow", lib.PS_WHY_ERROR: "error",
-        lib.PS_WHY_STOP: "stop", lib.PS_WHY_FAULT: "fault"}
+        lib.PS_WHY_STOP: "stop", lib.PS_WHY_FAULT: "fault", lib.PS_WHY_UPSTREAM: "upstream"}
 
 
 def _micros(seconds: float) -> int:
@@ -54,6 +55,20 @@ def c_faults(faults: Faults) -> Any:
     f.reorder = faults.reorder
     f.seed = faults.seed or 0
     return f
+
+
+def _upstream(cfg: ProxyConfig, c: Any) -> Any:
+    """A proxy's upstream into ps_config c; the string c points at."""
+    c.model = lib.PS_MODEL_PROXY
+    if cfg.upstream_proto == "unix":
+        c.up_family = lib.AF_UNIX
+        host = ffi.new("char[]", os.fsencode(str(cfg.upstream)))
+    else:
+        address, c.up_port = cast(tuple[str, int], cfg.upstream)
+        c.up_family = lib.AF_INET6 if ":" in address else lib.AF_INET
+        host = ffi.new("char[]", address.encode())
+    c.up_host = host
+    return host
 
 
 def _event(record: bytes) -> ConnEvent:
@@ -82,15 +97,17 @@ class CEngine:
         c = ffi.new("ps_config *")
         # ps_server_open copies both strings; they live on self until it
         # has (a local the JIT sees no more use of may be freed before).
-        self._strings = (ffi.new("char[]", cfg.host.encode()),
-                         ffi.new("char[]", os.fsencode(cfg.path)) if cfg.path else ffi.NULL)
+        self._strings: tuple[Any, ...] = (ffi.new("char[]", cfg.host.encode()),
+                                          ffi.new("char[]", os.fsencode(cfg.path)) if cfg.path else ffi.NULL)
         c.family = getattr(lib, _FAMILY[cfg.family])
         c.socktype = getattr(lib, _SOCKTYPE[cfg.proto])
-        c.host, c.path = self._strings
+        c.host, c.path = self._strings[0], self._strings[1]
         c.port = cfg.port
         c.backlog = cfg.backlog
         c.transform = getattr(lib, _TRANSFORM[cfg.transform])
         c.model = getattr(lib, _MODEL[cfg.model or ""])  # validated(): never None
+        if isinstance(cfg, ProxyConfig):
+            self._strings += (_upstream(cfg, c),)
         c.v6only = 1 if cfg.ipv6_only else 0
         c.workers = cfg.workers
         c.spin_us = cfg.spin_us
@@ -139,6 +156,11 @@ class CEngine:
     def set_faults(self, faults: Faults | None) -> None:
         if self._release.alive:
             lib.ps_server_set_faults(self._srv, ffi.NULL if faults is None else c_faults(faults))
+
+    def set_faults_up(self, faults: Faults | None) -> None:
+        """A proxy's faults for what its upstream receives."""
+        if self._release.alive:
+            lib.ps_server_set_faults_up(self._srv, ffi.NULL if faults is None else c_faults(faults))
 
     def stats(self) -> Stats:
         s = ffi.new("ps_stats *")

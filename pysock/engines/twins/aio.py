@@ -60,7 +60,7 @@ class Acceptor:
         self.engine = engine
         self.loop = loop
         self.fd = engine.sock.fileno()
-        self.protocol = SizedEchoProtocol if engine.cfg.transform == "stamp" else EchoProtocol
+        self.protocol = engine.stream_protocol()
         self.retry: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
@@ -424,10 +424,14 @@ class AsyncioEngine(TwinEngine):
         self._new_loop = _loop_factory(cfg.model or "asyncio")  # validated(): never None
         self.rbuf = memoryview(bytearray(BUFSIZE))  # every connection reads here, one at a time
         self.traffic = self.counters.traffic()  # the loop's thread alone counts in it
-        self.conns: set[Echo] = set()
+        self.conns: set[Any] = set()  # each has end(why, abort=False)
         self._all_gone: asyncio.Event | None = None
 
-    def forget(self, conn: Echo) -> None:
+    def stream_protocol(self) -> Callable[[Any, ConnInfo], asyncio.BaseProtocol]:
+        """What serves each accepted connection, made with (engine, info)."""
+        return SizedEchoProtocol if self.cfg.transform == "stamp" else EchoProtocol
+
+    def forget(self, conn: Any) -> None:
         self.conns.discard(conn)
         if not self.conns and self._all_gone is not None:
             self._all_gone.set()
