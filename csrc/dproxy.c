@@ -335,8 +335,8 @@ static int open_dproxy(ps__worker *w)
         size *= 2;
     p->table = calloc(size, sizeof *p->table);
     p->mask = size - 1;
-    ps__ushape_init(&p->shape[DOWN], w->srv->cfg.max_unsent);
-    ps__ushape_init(&p->shape[UP], w->srv->cfg.max_unsent);
+    ps__ushape_init(&p->shape[DOWN], w->srv->cfg.max_unsent, NULL);
+    ps__ushape_init(&p->shape[UP], w->srv->cfg.max_unsent, NULL);
     p->ep = epoll_create1(EPOLL_CLOEXEC);
     if (p->table == NULL)
         return -ENOMEM;

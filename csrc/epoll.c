@@ -82,6 +82,8 @@ static int epoll_set(ps__loop *l, int op, int fd, uint32_t events, void *ptr)
     return epoll_ctl(l->ep, op, fd, &e) < 0 ? -errno : 0;
 }
 
+static void conn_close(ps__loop *l, econn *c, int why);
+
 static int conn_open(ps__loop *l, int fd, const ps__conninfo *ci, int64_t now)
 {
     econn *c = calloc(1, sizeof *c);
@@ -103,6 +105,10 @@ static int conn_open(ps__loop *l, int fd, const ps__conninfo *ci, int64_t now)
     l->ev.nconns++;
     PS_ADD(l->ev.w->stats.active, 1);
     ps__conn_event(l->ev.w->srv, &c->info, PS_EV_OPEN, 0);
+    if (ps__shaping_open(&l->ev.faults, l->ev.w->srv, &c->sh, c, c->info.id, &c->t, &l->ev.idle) < 0) {
+        PS_ADD(l->ev.w->stats.errors, 1);
+        conn_close(l, c, PS_WHY_ERROR);  /* closes fd: the caller must not */
+    }
     return 0;
 }
 
@@ -267,7 +273,7 @@ static int release(ps__loop *l, econn *c, int64_t now)
  * overtake) goes to c's shaper, and what is due at once goes out. */
 static int shape(ps__loop *l, econn *c, const unsigned char *p, size_t n, int64_t now)
 {
-    int rc = ps__shaping_push(&l->ev.faults, &c->sh, c, &c->t, &l->ev.idle, p, n,
+    int rc = ps__shaping_push(&l->ev.faults, &c->sh, c, c->info.id, &c->t, &l->ev.idle, p, n,
                               ps__room(unsent_limit(l), c->out.cap));
 
     return rc < 0 ? rc : release(l, c, now);
@@ -346,7 +352,7 @@ static void settle(ps__loop *l, econn *c, int rc)
         return;
     }
     if (rc == 0 && unsent(c) == 0 && (l->ev.draining || (c->eof && !ps__shape_busy(c->sh)))
-        && (l->ev.draining || !ps__shaping_delay_close(&l->ev.faults, &c->sh, c, &c->t))) {
+        && (l->ev.draining || !ps__shaping_delay_close(&l->ev.faults, &c->sh, c, c->info.id, &c->t))) {
         conn_close(l, c, c->eof ? PS_WHY_EOF : PS_WHY_STOP);
         return;
     }

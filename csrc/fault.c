@@ -5,6 +5,7 @@
  * is the same schedule for the Python twins, with the same generator: a
  * seed gives the same faults on every engine. */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -17,7 +18,13 @@ static int any_fault(const ps_faults *f)
 {
     return f->latency_us > 0 || f->jitter_us > 0 || f->bandwidth > 0 || f->slice > 0
         || f->slice_delay_us > 0 || f->limit_data > 0 || f->reset_after > 0 || f->stall
-        || f->close_delay_us > 0 || f->drop > 0 || f->duplicate > 0 || f->reorder > 0;
+        || f->close_delay_us > 0 || f->drop > 0 || f->duplicate > 0 || f->reorder > 0
+        || ps__timed_end(f) || f->corrupt > 0;
+}
+
+int ps__timed_end(const ps_faults *f)
+{
+    return f != NULL && (f->close_after_us > 0 || f->reset_after_us > 0);
 }
 
 static int set_faults(ps_server *s, ps_faults *to, const ps_faults *f)
@@ -104,6 +111,63 @@ static int64_t latest(int64_t a, int64_t b)
 
 static const ps_faults no_faults;
 
+/* Salts that start a connection's (sender's) other generators from the
+ * seed, as pysock/faults.py has them: toxicity's draw, and corrupt's. */
+#define TOXIC_SALT 0x5851F42D4C957F2Dull
+#define CORRUPT_SALT 0x2545F4914F6CDD1Dull
+#define MAX_GAP ((uint64_t)1 << 62)
+
+/* Whether toxicity spares connection (sender) number: one draw of its own
+ * generator, started from the seed and the number. */
+static int spared(const ps_faults *f, uint64_t number)
+{
+    uint64_t state = (f->seed ^ TOXIC_SALT) + number;
+
+    return f->toxicity > 0 && f->toxicity < 1.0 && uniform(&state) >= f->toxicity;
+}
+
+static void corrupter_init(ps__corrupter *c, uint64_t seed)
+{
+    c->rng = seed ^ CORRUPT_SALT;
+    c->gap = 0;
+    c->drawn = 0;
+}
+
+/* The geometric draw: how many bytes pass before the next flip. */
+static uint64_t gap_of(double u, double chance)
+{
+    double g;
+
+    if (chance >= 1.0)
+        return 0;
+    g = floor(log1p(-u) / log1p(-chance));
+    return g >= (double)MAX_GAP ? MAX_GAP : (uint64_t)g;
+}
+
+/* Flip the bits corrupt's draws fall on in p[0 .. n), the stream's next n
+ * bytes: a flip costs two draws however long the stream. */
+static void corrupt(ps__corrupter *c, double chance, unsigned char *p, size_t n)
+{
+    size_t pos = 0;
+
+    if (chance <= 0)
+        return;
+    for (;;) {
+        if (!c->drawn) {
+            c->gap = gap_of(uniform(&c->rng), chance);
+            c->drawn = 1;
+        }
+        if (c->gap >= n - pos) {
+            c->gap -= n - pos;
+            return;
+        }
+        pos += (size_t)c->gap;
+        p[pos] ^= (unsigned char)(1u << (unsigned)(uniform(&c->rng) * 8));
+        pos++;
+        c->drawn = 0;
+    }
+}
+
 /* -- TCP: one connection's replies --------------------------------------- */
 typedef struct ps__rec {
     int64_t due;
@@ -122,15 +186,30 @@ static size_t nrecs(const ps__shaper *sh)
     return sh->recs.len / sizeof(ps__rec) - sh->roff;
 }
 
-ps__shaper *ps__shaper_new(const ps_faults *f, void *owner)
+ps__shaper *ps__shaper_new(const ps_faults *f, void *owner, uint64_t id)
 {
     ps__shaper *sh = calloc(1, sizeof *sh);
 
-    if (sh != NULL) {
-        sh->owner = owner;
-        sh->rng = f != NULL ? f->seed : 0;
+    if (sh == NULL)
+        return NULL;
+    sh->owner = owner;
+    if (f == NULL)
+        return sh;
+    sh->rng = f->seed;
+    sh->spared = spared(f, id);
+    corrupter_init(&sh->corrupter, f->seed);
+    if (!sh->spared && ps__timed_end(f)) {
+        int rst = f->reset_after_us > 0 && (f->close_after_us == 0 || f->reset_after_us <= f->close_after_us);
+
+        sh->end_how = rst ? PS__END_RST : PS__END_FIN;
+        sh->end_at = ps__now_us() + (rst ? f->reset_after_us : f->close_after_us);
     }
     return sh;
+}
+
+const ps_faults *ps__shape_faults(const ps__shaper *sh, const ps_faults *f)
+{
+    return sh != NULL && sh->spared ? NULL : f;
 }
 
 void ps__shaper_free(ps__shaper *sh)
@@ -149,7 +228,7 @@ size_t ps__shape_held(const ps__shaper *sh)
 
 int ps__shape_busy(const ps__shaper *sh)
 {
-    return sh != NULL && (sh->data.len > sh->off || sh->close_at > 0);
+    return sh != NULL && (sh->data.len > sh->off || sh->close_at > 0 || sh->end_at > 0);
 }
 
 static size_t limit_of(const ps_faults *f)
@@ -199,6 +278,7 @@ int ps__shape_push(ps__shaper *sh, const ps_faults *f, const unsigned char *p, s
     ps__rec r;
     int rc;
 
+    f = ps__shape_faults(sh, f);
     if (f == NULL)
         f = &no_faults;
     if (f->stall || n == 0)
@@ -213,6 +293,7 @@ int ps__shape_push(ps__shaper *sh, const ps_faults *f, const unsigned char *p, s
     if ((rc = reserve(sh, n, most)) < 0)
         return rc;
     memcpy(sh->data.data + sh->data.len, p, n);
+    corrupt(&sh->corrupter, f->corrupt, sh->data.data + sh->data.len, n);
     sh->data.len += n;
     sh->last_due = due;
     sh->kept += n;
@@ -229,20 +310,25 @@ int ps__shape_push(ps__shaper *sh, const ps_faults *f, const unsigned char *p, s
 
 int64_t ps__shape_due(const ps__shaper *sh)
 {
+    int64_t due;
+
     if (sh == NULL)
         return INT64_MAX;
     if (nrecs(sh) > 0)
-        return latest(rec_at(sh, 0)->due, sh->next_send);
-    return sh->close_at > 0 ? sh->close_at : INT64_MAX;
+        due = latest(rec_at(sh, 0)->due, sh->next_send);
+    else
+        due = sh->close_at > 0 ? sh->close_at : INT64_MAX;
+    return sh->end_at > 0 && sh->end_at < due ? sh->end_at : due;
 }
 
 size_t ps__shape_ready(const ps__shaper *sh, const ps_faults *f, int64_t now, const unsigned char **p)
 {
     size_t n, pace;
 
+    f = ps__shape_faults(sh, f);
     if (f == NULL)
         f = &no_faults;
-    if (nrecs(sh) == 0 || now < ps__shape_due(sh))
+    if (nrecs(sh) == 0 || now < latest(rec_at(sh, 0)->due, sh->next_send))
         return 0;
     n = rec_at(sh, 0)->left;
     if (f->slice > 0 && n > f->slice)
@@ -263,6 +349,7 @@ void ps__shape_took(ps__shaper *sh, const ps_faults *f, size_t n, int64_t now)
     int64_t wait = 0, paced;
     ps__rec *head = rec_at(sh, 0);
 
+    f = ps__shape_faults(sh, f);
     if (f == NULL)
         f = &no_faults;
     sh->off += n;
@@ -284,8 +371,15 @@ void ps__shape_took(ps__shaper *sh, const ps_faults *f, size_t n, int64_t now)
     sh->next_send = now + wait;
 }
 
-int ps__shape_end(const ps__shaper *sh, const ps_faults *f)
+int ps__shape_end(ps__shaper *sh, const ps_faults *f)
 {
+    if (sh != NULL && sh->end_at > 0 && ps__now_us() >= sh->end_at) {
+        sh->fired = sh->end_how;  /* the timed end: once, then it holds it no more */
+        sh->end_at = 0;
+    }
+    if (sh != NULL && sh->fired)
+        return sh->fired;
+    f = ps__shape_faults(sh, f);
     if (sh == NULL || f == NULL || nrecs(sh) > 0)
         return 0;
     if (f->reset_after > 0 && sh->released >= f->reset_after)
@@ -301,17 +395,25 @@ const ps_faults *ps__shaping_seen(const ps__shaping *g)
     return g->view.on ? &g->view.f : NULL;
 }
 
-static int join(ps__shaping *g, ps__shaper **shp, void *owner)
+static int join(ps__shaping *g, ps__shaper **shp, void *owner, uint64_t id)
 {
-    if (*shp == NULL && (*shp = ps__shaper_new(ps__shaping_seen(g), owner)) == NULL)
+    if (*shp == NULL && (*shp = ps__shaper_new(ps__shaping_seen(g), owner, id)) == NULL)
         return -ENOMEM;
     return 0;
 }
 
-int ps__shaping_push(ps__shaping *g, ps__shaper **shp, void *owner, ps__timer *t, const ps__tlist *idle,
-                     const unsigned char *p, size_t n, size_t most)
+int ps__shaping_open(ps__shaping *g, ps_server *s, ps__shaper **shp, void *owner, uint64_t id,
+                     ps__timer *t, const ps__tlist *idle)
 {
-    int rc = join(g, shp, owner);
+    if (!ps__timed_end(ps__faults(s, &g->view)))
+        return 0;
+    return ps__shaping_push(g, shp, owner, id, t, idle, NULL, 0, 0);
+}
+
+int ps__shaping_push(ps__shaping *g, ps__shaper **shp, void *owner, uint64_t id, ps__timer *t,
+                     const ps__tlist *idle, const unsigned char *p, size_t n, size_t most)
+{
+    int rc = join(g, shp, owner, id);
 
     if (rc == 0)
         rc = ps__shape_push(*shp, ps__shaping_seen(g), p, n, ps__now_us(), most);
@@ -325,15 +427,16 @@ int ps__shaping_push(ps__shaping *g, ps__shaper **shp, void *owner, ps__timer *t
     return 0;
 }
 
-int ps__shaping_delay_close(ps__shaping *g, ps__shaper **shp, void *owner, ps__timer *t)
+int ps__shaping_delay_close(ps__shaping *g, ps__shaper **shp, void *owner, uint64_t id, ps__timer *t)
 {
     const ps_faults *f = ps__shaping_seen(g);
 
+    if (f != NULL && join(g, shp, owner, id) < 0)
+        return 0;
+    f = ps__shape_faults(*shp, f);
     if (f != NULL && f->stall)
         return 1;
     if (f == NULL || f->close_delay_us == 0 || (*shp != NULL && (*shp)->close_at > 0))
-        return 0;
-    if (join(g, shp, owner) < 0)
         return 0;
     (*shp)->close_at = ps__now_us() + f->close_delay_us;
     ps__timer_remove(t);
@@ -365,10 +468,11 @@ int64_t ps__shaping_due_ms(const ps__shaping *g)
 }
 
 /* -- UDP: one socket's replies ------------------------------------------- */
-void ps__ushape_init(ps__ushaper *u, size_t limit)
+void ps__ushape_init(ps__ushaper *u, size_t limit, uint64_t *numbering)
 {
     memset(u, 0, sizeof *u);
     u->limit = limit;
+    u->numbering = numbering != NULL ? numbering : &u->numbered;
 }
 
 static int same_peer(const ps__sender *s, const struct sockaddr_storage *peer, socklen_t plen)
@@ -400,6 +504,8 @@ static ps__sender *sender_of(ps__ushaper *u, const ps_faults *f,
     s->plen = plen;
     s->rng = f->seed;
     s->heard = u->pushes;
+    s->spared = spared(f, PS_ADD(*u->numbering, 1));
+    corrupter_init(&s->corrupter, f->seed);
     return s;
 }
 
@@ -534,6 +640,8 @@ int ps__ushape_push(ps__ushaper *u, const ps_faults *f, const unsigned char *p, 
     ps__dgram *first = NULL, *d;
     int copies, i, rc;
 
+    if (s->spared)
+        f = &no_faults;
     if (f->stall || u_drop < f->drop)
         return 0;
     due = now + delay_us(f, u_jitter);
@@ -545,8 +653,10 @@ int ps__ushape_push(ps__ushaper *u, const ps_faults *f, const unsigned char *p, 
             due = latest(due, s->next_free);
             s->next_free = due + (int64_t)((double)n * 1e6 / (double)f->bandwidth);
         }
-        if ((d = new_dgram(p, n, peer, plen, due)) == NULL)
+        if ((d = new_dgram(first != NULL ? first->data : p, n, peer, plen, due)) == NULL)
             return -ENOMEM;
+        if (first == NULL)  /* a duplicate is a copy of the first, flips included */
+            corrupt(&s->corrupter, f->corrupt, d->data, n);
         if ((rc = schedule(u, d)) < 0) {
             free(d);
             return rc;

@@ -158,7 +158,7 @@ struct ps_server {
     char up_host[256];   /* cfg.up_host points here (proxy) */
     int wake[2];         /* a pipe: one byte in wake[1] wakes every poller */
     int stopping;
-    uint64_t conns;      /* connections accepted: the last one's number */
+    uint64_t conns;      /* connections accepted (UDP under faults: senders heard): the last one's number */
     ps__worker *w;       /* cfg.workers of them */
     int nw;              /* workers whose socket is open */
     int started;         /* serve has started the helpers (once, for re-entry) */
@@ -237,10 +237,21 @@ void ps__reset(int fd);
  * microseconds.  f may be NULL (faults turned off meanwhile). */
 #define PS__END_FIN 1
 #define PS__END_RST 2
+/* corrupt's bit flips along one byte stream (fault.c). */
+typedef struct ps__corrupter {
+    uint64_t rng;
+    uint64_t gap;        /* bytes before the next flip, once drawn */
+    int drawn;
+} ps__corrupter;
 typedef struct ps__shaper {
     ps__timer link;
     void *owner;
     uint64_t rng;
+    int spared;          /* toxicity spared it: its faults are none */
+    ps__corrupter corrupter;
+    int64_t end_at;      /* close_after, reset_after_us: end then (0: not timed) */
+    int end_how;         /* PS__END_FIN or PS__END_RST */
+    int fired;           /* the end that came, once it has */
     ps__buf data;        /* bytes not yet released: data[off .. len) */
     size_t off;
     ps__buf recs;        /* their due times: ps__rec records from roff on */
@@ -249,7 +260,10 @@ typedef struct ps__shaper {
     int64_t last_due, next_send;
     int64_t close_at;    /* close_delay: close then (0: not closing) */
 } ps__shaper;
-ps__shaper *ps__shaper_new(const ps_faults *f, void *owner);
+/* For connection number id, made now under f: toxicity's draw, the timed end. */
+ps__shaper *ps__shaper_new(const ps_faults *f, void *owner, uint64_t id);
+/* The faults it meets: f, or NULL when toxicity spares it. */
+const ps_faults *ps__shape_faults(const ps__shaper *sh, const ps_faults *f);
 void ps__shaper_free(ps__shaper *sh);
 int ps__shape_push(ps__shaper *sh, const ps_faults *f, const unsigned char *p, size_t n, int64_t now, size_t most);
 size_t ps__shape_held(const ps__shaper *sh);
@@ -257,7 +271,7 @@ int ps__shape_busy(const ps__shaper *sh);
 int64_t ps__shape_due(const ps__shaper *sh);
 size_t ps__shape_ready(const ps__shaper *sh, const ps_faults *f, int64_t now, const unsigned char **p);
 void ps__shape_took(ps__shaper *sh, const ps_faults *f, size_t n, int64_t now);
-int ps__shape_end(const ps__shaper *sh, const ps_faults *f);
+int ps__shape_end(ps__shaper *sh, const ps_faults *f);
 
 /* An event loop's faults (epoll.c, uring.c): its view of the server's, and
  * the connections whose shaper holds anything (replies, or a delayed
@@ -278,9 +292,15 @@ typedef struct ps__shaping {
     ps__tlist shaped;
 } ps__shaping;
 const ps_faults *ps__shaping_seen(const ps__shaping *g);
-int ps__shaping_push(ps__shaping *g, ps__shaper **shp, void *owner, ps__timer *t, const ps__tlist *idle,
-                     const unsigned char *p, size_t n, size_t most);
-int ps__shaping_delay_close(ps__shaping *g, ps__shaper **shp, void *owner, ps__timer *t);
+int ps__shaping_push(ps__shaping *g, ps__shaper **shp, void *owner, uint64_t id, ps__timer *t,
+                     const ps__tlist *idle, const unsigned char *p, size_t n, size_t most);
+int ps__shaping_delay_close(ps__shaping *g, ps__shaper **shp, void *owner, uint64_t id, ps__timer *t);
+/* A connection just opened: under a timed end its shaper is made now, and
+ * it joins the list (0, or -ENOMEM). */
+int ps__shaping_open(ps__shaping *g, ps_server *s, ps__shaper **shp, void *owner, uint64_t id,
+                     ps__timer *t, const ps__tlist *idle);
+/* Whether f ends a connection after a time (close_after_us, reset_after_us). */
+int ps__timed_end(const ps_faults *f);
 int ps__shaping_released(ps__shaping *g, ps__shaper *sh, int *ending);
 int64_t ps__shaping_due_ms(const ps__shaping *g);
 
@@ -306,6 +326,8 @@ typedef struct ps__sender {
     struct sockaddr_storage peer;
     socklen_t plen;
     uint64_t rng;
+    int spared;          /* toxicity */
+    ps__corrupter corrupter;
     int64_t next_free;
     uint64_t heard;      /* when last heard, in pushes: the oldest goes first */
     ps__dgram *held;     /* held back for reorder */
@@ -316,10 +338,14 @@ typedef struct ps__ushaper {
     size_t held, limit;  /* what the waiting replies take: records, bytes, heap slots */
     uint64_t order;
     uint64_t pushes;
+    uint64_t numbered;   /* senders numbered so far (toxicity's draw)... */
+    uint64_t *numbering; /* ...here, or in a counter shared by a server's sockets */
     int nsenders;
     ps__sender senders[PS__SENDERS];
 } ps__ushaper;
-void ps__ushape_init(ps__ushaper *u, size_t limit);
+/* numbering: where senders are numbered (a server's conns, so that its
+ * workers' sockets share one count), or NULL: the shaper's own. */
+void ps__ushape_init(ps__ushaper *u, size_t limit, uint64_t *numbering);
 int ps__ushape_push(ps__ushaper *u, const ps_faults *f, const unsigned char *p, size_t n,
                     const struct sockaddr_storage *peer, socklen_t plen, int64_t now);
 int64_t ps__ushape_due(const ps__ushaper *u);

@@ -209,7 +209,7 @@ static int flush(ps__proxy *p, flow *fl, int64_t now)
 
 static int join_shaped(ps__proxy *p, flow *fl, const ps_faults *f)
 {
-    if (fl->sh == NULL && (fl->sh = ps__shaper_new(f, fl)) == NULL)
+    if (fl->sh == NULL && (fl->sh = ps__shaper_new(f, fl, fl->c->info.id)) == NULL)
         return -ENOMEM;
     if (fl->sh->link.on == NULL)
         ps__timer_push(&p->shaped, &fl->sh->link);
@@ -281,7 +281,7 @@ static int on_readable(ps__proxy *p, flow *fl, int64_t now)
  * never. */
 static int pass_eof(ps__proxy *p, flow *fl)
 {
-    const ps_faults *f = faults_of(p, fl);
+    const ps_faults *f = ps__shape_faults(fl->sh, faults_of(p, fl));
     int rc;
 
     if (!fl->eof || fl->shut || unsent(fl) > 0 || (fl->sh != NULL && fl->sh->data.len > fl->sh->off))
@@ -477,6 +477,15 @@ static int connect_upstream(ps__proxy *p, pconn *c)
     return errno == EAGAIN ? -ECONNREFUSED : -errno;  /* a unix listener's full backlog */
 }
 
+/* Under a timed end (close_after, reset_after_us) a flow's shaper is made
+ * as the pair opens: its clock starts now. */
+static int open_timed(ps__proxy *p, flow *fl)
+{
+    const ps_faults *f = faults_of(p, fl);
+
+    return ps__timed_end(f) ? join_shaped(p, fl, f) : 0;
+}
+
 static pconn *pair_new(ps__proxy *p, int fd, const ps__conninfo *ci, int64_t now)
 {
     pconn *c = calloc(1, sizeof *c);
@@ -511,6 +520,10 @@ static void pair_open(ps__proxy *p, int fd, const ps__conninfo *ci, int64_t now)
         return;
     }
     rc = connect_upstream(p, c);
+    if (rc == 0)
+        rc = open_timed(p, &c->up);
+    if (rc == 0)
+        rc = open_timed(p, &c->down);
     settle(p, c, rc, PS_WHY_UPSTREAM, now);
 }
 
@@ -594,8 +607,7 @@ static void expire_shaped(ps__proxy *p, int64_t now)
         if (next != NULL && ((ps__shaper *)next)->owner != NULL
             && ((flow *)((ps__shaper *)next)->owner)->c == fl->c)
             next = next->next;  /* settle may close the pair, and its other flow with it */
-        settle(p, fl->c, sh->data.len > sh->off ? release(p, fl, now) : 0,
-               fl->dir == UP ? PS_WHY_UPSTREAM : PS_WHY_ERROR, now);
+        settle(p, fl->c, release(p, fl, now), fl->dir == UP ? PS_WHY_UPSTREAM : PS_WHY_ERROR, now);
     }
 }
 

@@ -123,9 +123,13 @@ typedef struct ps_faults {
     uint64_t reset_after;    /* TCP: RST after this many */
     int stall;               /* receive, never answer */
     int64_t close_delay_us;  /* TCP: after the client's FIN, wait this long */
+    int64_t close_after_us;  /* TCP: FIN this long after the connection's faults began */
+    int64_t reset_after_us;  /* TCP: RST so */
     double drop;             /* UDP: each reply dropped, */
     double duplicate;        /* sent twice, */
     double reorder;          /* or held back until after the sender's next */
+    double corrupt;          /* each byte: one bit flipped */
+    double toxicity;         /* the share of connections (senders) hit; 1: all (0 here: all too) */
     uint64_t seed;           /* the generators' start (jitter, drop, ...) */
 } ps_faults;
 

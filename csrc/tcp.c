@@ -153,7 +153,7 @@ static int shape(ps__conn *c, const unsigned char *p, size_t n)
 {
     int rc;
 
-    if (c->sh == NULL && (c->sh = ps__shaper_new(faults_seen(c), c)) == NULL)
+    if (c->sh == NULL && (c->sh = ps__shaper_new(faults_seen(c), c, c->info.id)) == NULL)
         return failed(c, -ENOMEM);
     rc = ps__shape_push(c->sh, faults_seen(c), p, n, ps__now_us(), c->srv->cfg.max_unsent);
     return rc < 0 ? failed(c, rc) : release(c);
@@ -181,7 +181,7 @@ static int send_reply(ps__conn *c, ps__xf *x, const unsigned char *p, ssize_t n)
  * or a stop ends it). */
 static int linger_close(ps__conn *c)
 {
-    const ps_faults *f = faults_seen(c);
+    const ps_faults *f = ps__shape_faults(c->sh, faults_seen(c));
     int idle_ms = c->srv->cfg.idle_ms;
     int64_t end;
 
@@ -271,6 +271,17 @@ static int serve_conn(ps__conn *c, ps__xf *x)
     return PS_WHY_STOP;
 }
 
+/* Under a timed end (close_after, reset_after_us) the shaper is made as
+ * the connection opens: its clock starts now.  0, or why it ends. */
+static int open_timed(ps__conn *c)
+{
+    if (!ps__timed_end(ps__faults(c->srv, &c->faults)))
+        return 0;
+    if ((c->sh = ps__shaper_new(faults_seen(c), c, c->info.id)) == NULL)
+        return failed(c, -ENOMEM);
+    return 0;
+}
+
 static void *conn_main(void *arg)
 {
     ps__conn *c = arg;
@@ -280,7 +291,9 @@ static void *conn_main(void *arg)
 
     ps__xf_init(&x, s->cfg.transform);
     ps__conn_event(s, &c->info, PS_EV_OPEN, 0);
-    why = serve_conn(c, &x);
+    why = open_timed(c);
+    if (why == 0)
+        why = serve_conn(c, &x);
     ps__xf_free(&x);
     ps__shaper_free(c->sh);
     if (c->ending == PS__END_RST)

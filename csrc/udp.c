@@ -222,7 +222,7 @@ static void shape_replies(ps__worker *w, const ps_faults *f, int n)
             PS_ADD(w->stats.errors, (uint64_t)n);
             return;
         }
-        ps__ushape_init(b->shaper, w->srv->cfg.max_unsent);
+        ps__ushape_init(b->shaper, w->srv->cfg.max_unsent, &w->srv->conns);
     }
     for (i = 0; i < n; i++)
         if (ps__ushape_push(b->shaper, f, slot(b, i), b->len[i],

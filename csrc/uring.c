@@ -382,7 +382,7 @@ static int release(ps__uring *u, uconn *c, int64_t now)
  * what is due at once goes out. */
 static int shape(ps__uring *u, uconn *c, const unsigned char *p, size_t n, int64_t now)
 {
-    int rc = ps__shaping_push(&u->ev.faults, &c->sh, c, &c->t, &u->ev.idle, p, n,
+    int rc = ps__shaping_push(&u->ev.faults, &c->sh, c, c->info.id, &c->t, &u->ev.idle, p, n,
                               ps__room(unsent_limit(u), held(c) - ps__shape_held(c->sh)));
 
     return rc < 0 ? rc : release(u, c, now);
@@ -413,7 +413,7 @@ static void settle(ps__uring *u, uconn *c, int rc)
         return;
     }
     if (done && (u->ev.draining || (c->eof && !ps__shape_busy(c->sh)))
-        && (u->ev.draining || !ps__shaping_delay_close(&u->ev.faults, &c->sh, c, &c->t))) {
+        && (u->ev.draining || !ps__shaping_delay_close(&u->ev.faults, &c->sh, c, c->info.id, &c->t))) {
         conn_close(u, c, c->eof ? PS_WHY_EOF : PS_WHY_STOP);
         return;
     }
@@ -542,6 +542,8 @@ static void on_accept(ps__uring *u, int res, unsigned flags, int64_t now)
     } else if (ps__accepted(u->ev.w, res, &ci) == PS__TAKEN) {
         c = conn_open(u, res, &ci, now);
         rc = c != NULL ? arm_recv(u, c) : -ENOMEM;
+        if (rc == 0)  /* under a timed end, the clock starts now */
+            rc = ps__shaping_open(&u->ev.faults, u->ev.w->srv, &c->sh, c, c->info.id, &c->t, &u->ev.idle);
         if (c == NULL) {
             PS_ADD(u->ev.w->stats.errors, 1);
             close(res);
@@ -596,7 +598,7 @@ static void dgram_shape(ps__uring *u, const ps_faults *f, const struct io_uring_
             PS_ADD(u->ev.w->stats.errors, 1);
             return;
         }
-        ps__ushape_init(u->dgram_shaper, u->ev.w->srv->cfg.max_unsent);
+        ps__ushape_init(u->dgram_shaper, u->ev.w->srv->cfg.max_unsent, &u->ev.w->srv->conns);
     }
     memset(&peer, 0, sizeof peer);
     memcpy(&peer, o + 1, plen);

@@ -73,6 +73,7 @@ ffibuilder.set_source(
     sources=[str((CSRC / name).relative_to(ROOT)) for name in SOURCES],
     include_dirs=[str(CSRC.relative_to(ROOT))],
     extra_compile_args=CFLAGS + extra_flags("PYSOCK_CFLAGS"),
+    libraries=["m"],  # fault.c: corrupt's draws (log1p)
     extra_link_args=["-pthread"] + extra_flags("PYSOCK_LDFLAGS"),
 )
 

@@ -9,7 +9,9 @@ The random draws: each connection (TCP) and each sender (UDP) has its own
 splitmix64 generator started from the seed, so a connection's or a sender's
 k-th reply meets the same fate in every run, whatever else is going on.  A
 TCP reply draws once (jitter); a UDP reply draws four times, always, in
-this order: drop, duplicate, reorder, jitter."""
+this order: drop, duplicate, reorder, jitter.  Two more generators per
+connection (sender) start from the seed with a salt: toxicity's one draw,
+which also takes the connection's (sender's) number, and corrupt's."""
 from __future__ import annotations
 
 import dataclasses
@@ -45,11 +47,18 @@ RECORD_COST = 192
 # 3.11, x86-64: 340 bytes), and than C's record and heap slot (184).
 DGRAM_COST = 384
 
-_DURATIONS = ("latency", "jitter", "slice_delay", "close_delay")
+_DURATIONS = ("latency", "jitter", "slice_delay", "close_delay", "close_after_time", "reset_after_time")
 _SIZES = ("bandwidth", "slice", "limit_data", "reset_after")
-_CHANCES = ("drop", "duplicate", "reorder")
-TCP_ONLY = ("slice", "slice_delay", "limit_data", "reset_after", "close_delay")
-UDP_ONLY = _CHANCES
+_CHANCES = ("drop", "duplicate", "reorder", "corrupt", "toxicity")
+TCP_ONLY = ("slice", "slice_delay", "limit_data", "reset_after", "close_delay", "close_after_time",
+            "reset_after_time")
+UDP_ONLY = ("drop", "duplicate", "reorder")
+# Salts that start a connection's (or sender's) other generators from the
+# seed: the draw that decides whether toxicity spares it, and the bit flips.
+TOXIC_SALT = 0x5851F42D4C957F2D
+CORRUPT_SALT = 0x2545F4914F6CDD1D
+# The most bytes a corrupt gap skips (C keeps it in a uint64_t).
+_MAX_GAP = 1 << 62
 
 _MAX_SECONDS = 3600.0
 _MAX_SIZE = 1 << 62
@@ -76,10 +85,15 @@ class Faults:
       have been sent; reset_after: reset (RST) instead.
     - stall: data is received and never answered.
     - close_delay: when a TCP client closes, wait this long before closing.
+    - close_after_time, reset_after_time: a TCP connection is closed (FIN),
+      or reset (RST), this many seconds after it opened.
     - drop, duplicate, reorder: each UDP reply is dropped, sent twice, or held
       back until after its sender's next reply, with this probability.
-    - seed: the random choices (jitter, drop, duplicate, reorder) follow it;
-      None draws one, which Server.faults then reports."""
+    - corrupt: each byte has one bit flipped with this probability.
+    - toxicity: the share of connections (TCP) or senders (UDP) the other
+      faults hit; the others pass untouched (1: every one).
+    - seed: the random choices (jitter, drop, duplicate, reorder, corrupt,
+      toxicity) follow it; None draws one, which Server.faults then reports."""
 
     latency: float = 0.0
     jitter: float = 0.0
@@ -90,9 +104,13 @@ class Faults:
     reset_after: int | None = None
     stall: bool = False
     close_delay: float = 0.0
+    close_after_time: float = 0.0
+    reset_after_time: float = 0.0
     drop: float = 0.0
     duplicate: float = 0.0
     reorder: float = 0.0
+    corrupt: float = 0.0
+    toxicity: float = 1.0
     seed: int | None = None
 
     def __new__(cls, *args: object, **kwargs: object) -> Faults:
@@ -123,6 +141,15 @@ class Faults:
         return [f.name for f in dataclasses.fields(self)
                 if f.name != "seed" and getattr(self, f.name) != f.default]
 
+    def any_fault(self) -> bool:
+        """Whether it does anything: toxicity alone hits with nothing."""
+        return any(name != "toxicity" for name in self.set_fields())
+
+    def end_after(self) -> tuple[float, str] | None:
+        """(seconds, FIN or RST): when a connection ends after a time, if it does."""
+        ends = [(t, how) for t, how in ((self.reset_after_time, RST), (self.close_after_time, FIN)) if t]
+        return min(ends, key=lambda end: end[0]) if ends else None  # a tie: the reset
+
     def describe(self) -> str:
         """"latency=0.1, drop=0.5, seed=7": what `pysock serve` reports."""
         shown = [f"{name}={getattr(self, name)}" for name in self.set_fields()]
@@ -139,8 +166,10 @@ class Faults:
             other = "TCP" if proto == "udp" else "UDP"
             raise ConfigError(f"fault{'s' if len(bad) > 1 else ''} {', '.join(bad)} apply to {other} only; "
                               f"this server is {proto}")
-        if self.reset_after is not None and family == "unix":
-            raise ConfigError("reset_after needs TCP over IP: a unix socket has no reset (use limit_data)")
+        for name in ("reset_after", "reset_after_time"):
+            if getattr(self, name) != getattr(NO_FAULTS, name) and family == "unix":
+                raise ConfigError(f"{name} needs TCP over IP: a unix socket has no reset "
+                                  f"(use {'limit_data' if name == 'reset_after' else 'close_after_time'})")
 
 
 def _check_seconds(name: str, value: object) -> None:
@@ -238,6 +267,49 @@ def _delay(f: Faults, u: float) -> float:
     return max(0.0, f.latency + (2.0 * u - 1.0) * f.jitter)
 
 
+def spared(f: Faults, seed: int, number: int) -> bool:
+    """Whether toxicity spares connection (or sender) number: one draw of
+    its own generator, started from the seed and the number."""
+    return f.toxicity < 1.0 and Rng((seed ^ TOXIC_SALT) + number).uniform() >= f.toxicity
+
+
+class Corrupter:
+    """corrupt's bit flips along one byte stream: the gap to the next
+    corrupted byte is drawn (geometric, so a flip costs one draw however
+    long the stream), then which of its bits flips."""
+
+    __slots__ = ("gap", "rng")
+
+    def __init__(self, seed: int) -> None:
+        self.rng = Rng(seed ^ CORRUPT_SALT)
+        self.gap: int | None = None  # bytes before the next flip; None: not drawn yet
+
+    def apply(self, chance: float, data: bytes) -> bytes:
+        """data with this stretch's flips (data itself if none)."""
+        if not chance or not data:
+            return data
+        out: bytearray | None = None
+        pos = 0
+        while True:
+            if self.gap is None:
+                self.gap = _gap(self.rng.uniform(), chance)
+            if pos + self.gap >= len(data):
+                self.gap -= len(data) - pos
+                return bytes(out) if out is not None else data
+            pos += self.gap
+            out = out if out is not None else bytearray(data)
+            out[pos] ^= 1 << int(self.rng.uniform() * 8)
+            pos += 1
+            self.gap = None
+
+
+def _gap(u: float, chance: float) -> int:
+    """The geometric draw: how many bytes pass before the next flip."""
+    if chance >= 1.0:
+        return 0
+    return int(min(float(_MAX_GAP), math.floor(math.log1p(-u) / math.log1p(-chance))))
+
+
 # -- TCP -------------------------------------------------------------------------
 FIN = "fin"
 RST = "rst"
@@ -252,8 +324,19 @@ class TcpShaper:
     after it was made, never before the one before it; then slice and
     bandwidth pace the sends."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, f: Faults, number: int, now: float) -> None:
+        """For connection number (from 1), made at now under f: toxicity's
+        draw, and a timed end (close_after_time, reset_after_time) counted
+        from now."""
+        seed = f.seed or 0
         self.rng = Rng(seed)
+        self.spared = spared(f, seed, number)  # toxicity: its faults are none
+        self.corrupter = Corrupter(seed)
+        self.end_at: float | None = None       # close_after_time, reset_after_time: then
+        self.end_how: str | None = None
+        end = self.applies(f).end_after()
+        if end is not None:
+            self.end_at, self.end_how = now + end[0], end[1]
         self.queue: deque[list[Any]] = deque()   # [due, bytes, sent]: replies in order
         self.queued = 0                      # bytes not yet released
         self.held = 0                        # bytes the queue's replies take in memory, sent fronts included
@@ -262,9 +345,13 @@ class TcpShaper:
         self.last_due = 0.0
         self.next_send = 0.0                 # pacing: nothing goes before this
 
+    def applies(self, f: Faults) -> Faults:
+        """The faults this connection meets: f, or none if toxicity spares it."""
+        return NO_FAULTS if self.spared else f
+
     def busy(self) -> bool:
-        """It holds a reply.  (close_delay is the engine's own timer.)"""
-        return bool(self.queue)
+        """It holds a reply, or a timed end.  (close_delay is the engine's own timer.)"""
+        return bool(self.queue) or self.end_at is not None
 
     def cost(self) -> int:
         """The memory it holds, as counted against max_unsent: every waiting
@@ -272,6 +359,7 @@ class TcpShaper:
         return self.held + RECORD_COST * len(self.queue)
 
     def push(self, f: Faults, data: bytes, now: float) -> None:
+        f = self.applies(f)
         if f.stall or not data:
             return
         due = max(now + _delay(f, self.rng.uniform()), self.last_due)
@@ -280,6 +368,7 @@ class TcpShaper:
             data = data[:max(0, limit - self.kept)]
             if not data:
                 return
+        data = self.corrupter.apply(f.corrupt, data)
         self.last_due = due
         self.kept += len(data)
         self.queued += len(data)
@@ -290,12 +379,16 @@ class TcpShaper:
             self.queue.append([due, bytes(data), 0])
 
     def due(self) -> float | None:
-        """When the next piece may go; None if it holds nothing."""
-        return max(self.queue[0][0], self.next_send) if self.queue else None
+        """When the next piece may go (or the timed end comes); None if neither."""
+        piece = max(self.queue[0][0], self.next_send) if self.queue else None
+        if self.end_at is None:
+            return piece
+        return self.end_at if piece is None else min(piece, self.end_at)
 
     def ready(self, f: Faults, now: float) -> bytes:
         """The bytes that may go now (b"" if none)."""
-        if not self.queue or now < self.due():  # type: ignore[operator]
+        f = self.applies(f)
+        if not self.queue or now < max(self.queue[0][0], self.next_send):
             return b""
         piece: bytes = self.queue[0][1]
         sent: int = self.queue[0][2]
@@ -308,6 +401,7 @@ class TcpShaper:
 
     def took(self, f: Faults, n: int, now: float) -> None:
         """n bytes of ready() went out at now."""
+        f = self.applies(f)
         head = self.queue[0]
         head[2] += n
         if head[2] == len(head[1]):
@@ -320,8 +414,13 @@ class TcpShaper:
             wait = max(wait, n / f.bandwidth)
         self.next_send = now + wait
 
-    def end(self, f: Faults) -> str | None:
-        """FIN or RST once the limit's last byte has gone; None otherwise."""
+    def end(self, f: Faults, now: float) -> str | None:
+        """FIN or RST once the limit's last byte has gone, or the timed end
+        has come (once: then the shaper holds it no more); None otherwise."""
+        if self.end_at is not None and now >= self.end_at:
+            self.end_at = None
+            return self.end_how
+        f = self.applies(f)
         for size, how in ((f.reset_after, RST), (f.limit_data, FIN)):
             if size is not None and self.released >= size and self.queued == 0:
                 return how
@@ -347,10 +446,13 @@ class _Entry:
 
 
 class _Sender:
-    __slots__ = ("held", "next_free", "rng")
+    __slots__ = ("corrupter", "held", "next_free", "rng", "spared")
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, f: Faults, number: int) -> None:
+        seed = f.seed or 0
         self.rng = Rng(seed)
+        self.spared = spared(f, seed, number)
+        self.corrupter = Corrupter(seed)
         self.next_free = 0.0
         self.held: _Entry | None = None   # the reply held back for reorder
 
@@ -369,14 +471,16 @@ class UdpShaper:
         self.heap: list[tuple[float, int, _Entry]] = []
         self.order = 0
         self.pending = 0                    # replies waiting (not counting dead heap entries)
+        self.heard = 0                      # senders numbered so far (toxicity's draw)
         self.held = 0                       # what they cost, against limit
 
-    def _sender(self, peer: object, seed: int) -> _Sender:
+    def _sender(self, peer: object, f: Faults) -> _Sender:
         s = self.senders.get(peer)
         if s is None:
             if len(self.senders) >= SENDERS:
                 self.senders.popitem(last=False)
-            s = self.senders[peer] = _Sender(seed)
+            self.heard += 1
+            s = self.senders[peer] = _Sender(f, self.heard)
         else:
             self.senders.move_to_end(peer)
         return s
@@ -386,14 +490,17 @@ class UdpShaper:
         reorder: the reply is held back, and goes right after its sender's
         next one, which is never held itself (so 1.0 swaps every pair), or
         REORDER_HOLD after its own time if none comes."""
-        s = self._sender(peer, f.seed or 0)
+        s = self._sender(peer, f)
         u_drop, u_dup, u_reorder, u_jitter = (s.rng.uniform() for _ in range(4))
+        if s.spared:
+            f = NO_FAULTS
         if f.stall or u_drop < f.drop:
             return True
         due = now + _delay(f, u_jitter)
         copies = 2 if u_dup < f.duplicate else 1
         if self.held + copies * (len(reply) + DGRAM_COST) > self.limit:
             return False
+        reply = s.corrupter.apply(f.corrupt, reply)  # a duplicate is a copy, flips included
         first: _Entry | None = None
         for _ in range(copies):
             if f.bandwidth is not None:

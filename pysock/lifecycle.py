@@ -147,7 +147,7 @@ class Lifecycle:
         if not isinstance(faults, Faults):
             raise ConfigError(f"faults must be a pysock.Faults or None, not {type(faults).__name__}")
         faults.check_for(proto or self.config.proto, family or self.config.family)
-        return with_seed(faults) if faults.set_fields() else None
+        return with_seed(faults) if faults.any_fault() else None
 
     def __repr__(self) -> str:
         return f"<pysock.{type(self).__name__} {self.url} backend={self.config.backend} model={self.config.model}>"

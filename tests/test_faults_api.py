@@ -10,14 +10,15 @@ import pytest
 from support import LOCALHOST, CliServer, run_cli
 
 import pysock
-from pysock.faults import parse_fault
+from pysock.faults import Corrupter, parse_fault, spared
 
 
 @pytest.mark.parametrize("fields", [
     {"latency": -0.1}, {"latency": float("nan")}, {"jitter": float("inf")}, {"latency": "1"},
     {"latency": 3601}, {"bandwidth": 0}, {"bandwidth": 1.5}, {"slice": True}, {"limit_data": -1},
     {"drop": 1.5}, {"duplicate": -0.1}, {"reorder": "half"}, {"stall": 1}, {"seed": -1},
-    {"seed": 1 << 64}, {"slice_delay": 0.1},
+    {"seed": 1 << 64}, {"slice_delay": 0.1}, {"corrupt": 2}, {"toxicity": -0.5},
+    {"close_after_time": -1}, {"reset_after_time": "soon"},
 ])
 def test_bad_settings_are_refused_naming_the_field(fields):
     with pytest.raises(pysock.ConfigError, match=next(iter(fields))):
@@ -30,6 +31,8 @@ def test_bad_settings_are_refused_naming_the_field(fields):
     ("udp", {"close_delay": 1.0}, "TCP only"),
     ("tcp", {"drop": 0.5}, "UDP only"),
     ("tcp", {"reorder": 0.5}, "UDP only"),
+    ("udp", {"close_after_time": 1.0}, "TCP only"),
+    ("udp", {"reset_after_time": 1.0}, "TCP only"),
 ])
 @pytest.mark.parametrize("backend", ["c", "python"])
 def test_a_fault_for_the_other_protocol_is_refused(proto, fields, word, backend):
@@ -37,9 +40,43 @@ def test_a_fault_for_the_other_protocol_is_refused(proto, fields, word, backend)
         pysock.Server(LOCALHOST, 0, proto, backend=backend, faults=pysock.Faults(**fields))
 
 
-def test_reset_after_needs_ip(tmp_path):
+@pytest.mark.parametrize("field, value", [("reset_after", 1), ("reset_after_time", 1.0)])
+def test_a_reset_needs_ip(tmp_path, field, value):
     with pytest.raises(pysock.ConfigError, match="unix socket has no reset"):
-        pysock.Server(path=str(tmp_path / "s"), faults=pysock.Faults(reset_after=1))
+        pysock.Server(path=str(tmp_path / "s"), faults=pysock.Faults(**{field: value}))
+
+
+def test_toxicity_alone_is_no_fault():
+    with pysock.Server(LOCALHOST, 0, faults=pysock.Faults(toxicity=0.5)) as srv:
+        assert srv.faults is None
+
+
+@pytest.mark.parametrize("sizes", [[20000], [1] * 50 + [19950], [7, 13, 4096, 15884]])
+def test_corrupt_follows_the_stream_whatever_its_pieces(sizes):
+    """The flips land on the same bytes however the stream is cut into
+    reads: engines read in different sizes and must flip alike."""
+    data = bytes(range(256)) * 79
+    whole = Corrupter(11).apply(0.005, data[:20000])
+    cutter, pieces, at = Corrupter(11), [], 0
+    for n in sizes:
+        pieces.append(cutter.apply(0.005, data[at:at + n]))
+        at += n
+    assert b"".join(pieces) == whole != data[:20000]
+    assert all(bin(a ^ b).count("1") <= 1 for a, b in zip(whole, data))  # one bit a byte at most
+
+
+@pytest.mark.parametrize("chance", [0.001, 0.05, 0.5])
+def test_corrupt_flips_about_the_share_asked(chance):
+    data = bytes(200_000)
+    flipped = sum(1 for b in Corrupter(1).apply(chance, data) if b)
+    assert 0.8 * chance * len(data) <= flipped <= 1.2 * chance * len(data)
+
+
+def test_toxicity_spares_about_the_share_asked():
+    faults = pysock.Faults(latency=0.1, toxicity=0.3)
+    hit = sum(not spared(faults, 7, n) for n in range(1, 5001))
+    assert 0.27 * 5000 <= hit <= 0.33 * 5000
+    assert not any(spared(pysock.Faults(latency=0.1), 7, n) for n in range(1, 100))
 
 
 def test_faults_must_be_faults():

@@ -12,7 +12,7 @@ import pytest
 from support import LOCALHOST, wait_for
 
 import pysock
-from pysock.faults import DGRAM_COST, REORDER_HOLD, UdpShaper
+from pysock.faults import DGRAM_COST, REORDER_HOLD, Corrupter, UdpShaper, spared
 
 SLACK = 5.0  # seconds: an upper bound only a hang would pass
 
@@ -237,6 +237,48 @@ def exchange(srv: pysock.Server, payloads: list[bytes], wait: float = 0.3, gap: 
             return replies
 
 
+def test_tcp_corrupt_flips_the_schedules_bits(tcp_options):
+    """corrupt follows the byte stream, not the reads: the same seed flips
+    the same bits on every engine, whatever sizes the reads came in."""
+    faults = pysock.Faults(corrupt=0.01, seed=5)
+    payload = b"x" * 20000
+    want = Corrupter(5).apply(0.01, payload.upper())
+    assert 100 < sum(a != b for a, b in zip(want, payload.upper())) < 400
+    with tcp_server(tcp_options, faults) as srv, connect(srv) as s:
+        s.sendall(payload)
+        assert read_exactly(s, len(payload)) == want
+
+
+def test_tcp_close_after_time_closes_an_idle_connection(tcp_options):
+    with tcp_server(tcp_options, pysock.Faults(close_after_time=0.2)) as srv, connect(srv) as s:
+        start = time.monotonic()
+        s.sendall(b"still answered")
+        assert read_exactly(s, 14) == b"STILL ANSWERED"
+        assert s.recv(10) == b""
+        assert 0.2 <= time.monotonic() - start < SLACK
+        wait_for(lambda: srv.stats.active == 0)
+
+
+def test_tcp_reset_after_time_resets(tcp_options):
+    with tcp_server(tcp_options, pysock.Faults(reset_after_time=0.2)) as srv, connect(srv) as s:
+        start = time.monotonic()
+        with pytest.raises(ConnectionResetError):
+            assert s.recv(10) == b"", "a FIN, not a reset"
+        assert 0.2 <= time.monotonic() - start < SLACK
+
+
+TOXIC = pysock.Faults(latency=0.15, toxicity=0.5, seed=3)
+
+
+def test_tcp_toxicity_hits_the_schedules_connections(tcp_options):
+    """Each connection is hit or spared by its number's draw: the same ones
+    on every engine (connections numbered from 1 in the order accepted)."""
+    hit = [not spared(TOXIC, 3, n) for n in range(1, 7)]
+    assert any(hit) and not all(hit)
+    with tcp_server(tcp_options, TOXIC) as srv:
+        assert [round_trip(srv) >= 0.15 for _ in hit] == hit
+
+
 PAYLOADS = [b"d%02d" % i for i in range(24)]
 
 
@@ -340,3 +382,22 @@ def test_udp_held_replies_are_bounded_by_max_unsent(udp_options):
         fit = 10_000 // (1000 + DGRAM_COST)  # each counts its record too: 7
         assert len(replies) == fit
         assert srv.stats.errors == 30 - fit
+
+
+def test_udp_corrupt_flips_the_schedules_bits(udp_options):
+    faults = pysock.Faults(corrupt=0.02, seed=9)
+    payloads = [b"p%03d" % i * 25 for i in range(8)]   # 100 bytes each
+    flips = Corrupter(9)
+    want = [flips.apply(0.02, p.upper()) for p in payloads]
+    assert want != [p.upper() for p in payloads]
+    with udp_server(udp_options, faults) as srv:
+        assert exchange(srv, payloads) == want
+
+
+def test_udp_toxicity_hits_the_schedules_senders(udp_options):
+    """Senders are numbered from 1 as a socket first hears them."""
+    faults = pysock.Faults(drop=1.0, toxicity=0.5, seed=3)
+    hit = [not spared(faults, 3, n) for n in range(1, 7)]
+    assert any(hit) and not all(hit)
+    with udp_server(udp_options, faults) as srv:
+        assert [exchange(srv, [b"x"], wait=0.1) == [] for _ in hit] == hit

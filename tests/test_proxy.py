@@ -15,6 +15,7 @@ from support import LOCALHOST, wait_for
 import pysock
 from pysock.config import model_available
 from pysock.errors import ConfigError
+from pysock.faults import Corrupter, spared
 
 SLACK = 5.0  # seconds: an upper bound only a hang would pass
 
@@ -41,6 +42,15 @@ def echo():
 
 def connect(px: pysock.Proxy) -> socket.socket:
     return socket.create_connection(px.address, timeout=SLACK)
+
+
+def read_exactly(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        piece = sock.recv(n - len(data))
+        assert piece, f"EOF after {len(data)} of {n} bytes"
+        data += piece
+    return data
 
 
 def read_to_end(sock: socket.socket) -> bytes:
@@ -343,6 +353,63 @@ def test_set_faults_while_serving_changes_both_directions(engine, echo):
             assert time.monotonic() - start >= 0.2 > fast
         px.set_faults(None)
         assert px.faults is None and px.faults_up is None
+
+
+def test_corrupt_flips_the_schedules_bits_each_way(engine):
+    got: list[bytes] = []
+
+    def upstream(conn):
+        got.append(read_exactly(conn, 20000))
+        conn.sendall(b"y" * 20000)
+
+    listener, thread = silent_upstream(upstream)
+    with listener, pysock.Proxy(listener.getsockname(), faults=pysock.Faults(corrupt=0.01, seed=4),
+                                faults_up=pysock.Faults(corrupt=0.01, seed=5), **engine) as px, connect(px) as s:
+        s.sendall(b"x" * 20000)
+        assert read_exactly(s, 20000) == Corrupter(4).apply(0.01, b"y" * 20000)
+        thread.join(SLACK)
+    assert got == [Corrupter(5).apply(0.01, b"x" * 20000)]
+
+
+def test_close_after_time_closes_the_pair(engine, echo):
+    with pysock.Proxy(echo.url, faults=pysock.Faults(close_after_time=0.2), **engine) as px, connect(px) as s:
+        start = time.monotonic()
+        s.sendall(b"hi")
+        assert s.recv(10) == b"hi"
+        assert s.recv(10) == b""
+        assert 0.2 <= time.monotonic() - start < SLACK
+        wait_for(lambda: px.stats.active == 0)
+
+
+def test_reset_after_time_up_resets_the_upstream(engine):
+    seen: list[str] = []
+
+    def upstream(conn):
+        try:
+            seen.append("eof" if conn.recv(10) == b"" else "data")
+        except ConnectionResetError:
+            seen.append("reset")
+
+    listener, thread = silent_upstream(upstream)
+    with listener, pysock.Proxy(listener.getsockname(), faults_up=pysock.Faults(reset_after_time=0.2),
+                                **engine) as px, connect(px):
+        start = time.monotonic()
+        thread.join(SLACK)
+        assert seen == ["reset"] and time.monotonic() - start >= 0.2
+
+
+def test_toxicity_hits_the_schedules_pairs(engine, echo):
+    faults = pysock.Faults(latency=0.15, toxicity=0.5, seed=3)
+    hit = [not spared(faults, 3, n) for n in range(1, 7)]
+    with pysock.Proxy(echo.url, faults=faults, **engine) as px:
+        delayed = []
+        for _ in hit:
+            with connect(px) as s:
+                start = time.monotonic()
+                s.sendall(b"t")
+                assert s.recv(1) == b"t"
+                delayed.append(time.monotonic() - start >= 0.15)
+        assert delayed == hit
 
 
 # -- datagrams ---------------------------------------------------------------------------

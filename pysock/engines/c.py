@@ -50,6 +50,10 @@ def c_faults(faults: Faults) -> Any:
     f.reset_after = faults.reset_after or 0
     f.stall = 1 if faults.stall else 0
     f.close_delay_us = _micros(faults.close_delay)
+    f.close_after_us = _micros(faults.close_after_time)
+    f.reset_after_us = _micros(faults.reset_after_time)
+    f.corrupt = faults.corrupt
+    f.toxicity = faults.toxicity
     f.drop = faults.drop
     f.duplicate = faults.duplicate
     f.reorder = faults.reorder

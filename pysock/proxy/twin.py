@@ -111,7 +111,7 @@ class Flow:
             self.write(data)
         else:
             if self.shaper is None:
-                self.shaper = TcpShaper((faults or NO_FAULTS).seed or 0)
+                self.shaper = TcpShaper(faults or NO_FAULTS, self.pair.info.conn, time.monotonic())
             self.shaper.push(faults or NO_FAULTS, data, time.monotonic())
             self.release()
         self.pair.update_reading()
@@ -141,7 +141,7 @@ class Flow:
         while piece := self.shaper.ready(faults, time.monotonic()):
             self.write(piece)
             self.shaper.took(faults, len(piece), time.monotonic())
-        end = self.shaper.end(faults)
+        end = self.shaper.end(faults, time.monotonic())
         if end is not None:
             self.pair.end_fault(self, end)
             return
@@ -159,6 +159,8 @@ class Flow:
         if self.shaper is not None and self.shaper.busy():
             return
         faults = self.faults()
+        if faults is not None and self.shaper is not None:
+            faults = self.shaper.applies(faults)
         if faults is not None and faults.stall:
             return
         if faults is not None and faults.close_delay:
@@ -174,6 +176,14 @@ class Flow:
         self.shut = True
         self.writer.transport.write_eof()  # after what is buffered
         self.pair.both_shut()
+
+    def start_timed_end(self) -> None:
+        """Under a timed end (close_after_time, reset_after_time) the shaper
+        is made as the pair opens, and the end is counted from then."""
+        faults = self.faults()
+        if faults is not None and faults.end_after() is not None and self.shaper is None:
+            self.shaper = TcpShaper(faults, self.pair.info.conn, time.monotonic())
+            self.release()
 
     def cancel(self) -> None:
         if self.timer is not None:
@@ -250,6 +260,8 @@ class Pair:
         self.up.writer = side
         self.down = Flow(self, DOWN, side, self.client)
         early, self.early = self.early, []
+        for flow in (self.up, self.down):
+            flow.start_timed_end()
         for data in early:
             self.up.take(data)
         self.client.set_reading(True)

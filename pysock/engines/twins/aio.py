@@ -157,6 +157,10 @@ class Echo(asyncio.BaseProtocol):
         self.transport.set_write_buffer_limits(high=high, low=high // 4)
         if self.idle_timeout:
             self.idle_timer = self.loop.call_later(self.idle_timeout, self._check_idle)
+        faults = self.engine.faults
+        if faults is not None and faults.end_after() is not None:  # its end is timed from now
+            self.shaper = TcpShaper(faults, self.info.conn, time.monotonic())
+            self._release()
 
     def data_received(self, data: bytes) -> None:
         self.traffic.bytes_in += len(data)
@@ -186,7 +190,7 @@ class Echo(asyncio.BaseProtocol):
     def _shape(self, reply: bytes) -> None:
         faults = self.engine.faults or NO_FAULTS
         if self.shaper is None:
-            self.shaper = TcpShaper(faults.seed or 0)
+            self.shaper = TcpShaper(faults, self.info.conn, time.monotonic())
         self.shaper.push(faults, reply, time.monotonic())
         if not self.held_back and not self._room_for_a_read():
             self.held_back = True
@@ -218,10 +222,11 @@ class Echo(asyncio.BaseProtocol):
                 break
             self._send(piece)
             self.shaper.took(faults, len(piece), time.monotonic())
-        end = self.shaper.end(faults)
+        end = self.shaper.end(faults, time.monotonic())
         if end is not None:
             self._end_fault(end)
             return
+        faults = self.shaper.applies(faults)
         if self.held_back and self._room_for_a_read():
             self.held_back = False
             if not self.write_paused:

@@ -124,6 +124,10 @@ def echo(engine: TwinEngine, sock: socket.socket, info: ConnInfo, traffic: Traff
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(engine.cfg.idle_timeout))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(engine.cfg.send_timeout))
     recv, send = sock.recv, sock.send
+    faults = engine.faults
+    if faults is not None and faults.end_after() is not None:  # its end is timed from now
+        sock.setblocking(False)
+        return Shaped(engine, sock, info, xf, traffic, eof=False).run()
     while not engine.stopping:
         try:
             data = recv(read_max(room))
@@ -208,7 +212,7 @@ class Shaped:
     def __init__(self, engine: TwinEngine, sock: socket.socket, info: ConnInfo, xf: Any,
                  traffic: Traffic, eof: bool) -> None:
         self.engine, self.sock, self.info, self.xf, self.traffic = engine, sock, info, xf, traffic
-        self.shaper = TcpShaper((engine.faults or NO_FAULTS).seed or 0)
+        self.shaper = TcpShaper(engine.faults or NO_FAULTS, info.conn, time.monotonic())
         self.eof = eof  # the client has closed its side
 
     def push(self, reply: bytes) -> None:
@@ -276,7 +280,7 @@ class Shaped:
             self.shaper.took(faults, len(piece), time.monotonic())
             if failed:
                 return failed
-        end = self.shaper.end(faults)
+        end = self.shaper.end(faults, time.monotonic())
         try:
             if end == RST:
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -290,7 +294,7 @@ class Shaped:
         """The client has closed and heard everything: close_delay holds our
         close that long, and stall for good, as a hung server's would
         (idle_timeout or a stop ends it)."""
-        faults = self.engine.faults or NO_FAULTS
+        faults = self.shaper.applies(self.engine.faults or NO_FAULTS)
         wake = _poller((self.engine.wake_fd, _IN))
         if faults.stall:
             if wake.poll(millis(self.engine.cfg.idle_timeout) or None):
