@@ -7,6 +7,7 @@ import os
 import resource
 import sys
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pysock.cli.common import Subparsers, UsageError, add_bind_option, count, port_number
@@ -207,7 +208,7 @@ def _set_when_done(srv: Lifecycle, ended: threading.Event) -> None:
     ended.set()
 
 
-def run_until_signal(servers: list[Lifecycle], ready_json: bool = False, verbose: bool = False) -> None:
+def run_until_signal(servers: Sequence[Lifecycle], ready_json: bool = False, verbose: bool = False) -> None:
     """Start the servers, print their ready lines, and wait for Ctrl-C,
     SIGTERM or SIGHUP, or for a server whose loop failed (stop_all then
     reports it)."""
@@ -224,7 +225,7 @@ def run_until_signal(servers: list[Lifecycle], ready_json: bool = False, verbose
     ended.wait()
 
 
-def stop_all(servers: list[Lifecycle]) -> None:
+def stop_all(servers: Sequence[Lifecycle]) -> None:
     """Stop every server, then raise the first failure any of them had."""
     failures = []
     for srv in servers:
