@@ -14,6 +14,12 @@ the ``pytest11`` entry point, so installing pysock is all it takes).
         a = pysock_server("tcp", transform="echo")
         b = pysock_server("udp")
 
+    @pytest.mark.pysock_proxy(faults=pysock.Faults(latency=0.1))
+    def test_my_client_behind_faults(pysock_proxy, my_database):
+        proxy = pysock_proxy(my_database.url)    # or (host, port)
+        my_client.connect(proxy.address)
+        proxy.set_faults(pysock.Faults(reset_after_time=0.5))
+
 Every server binds 127.0.0.1 port 0 itself (no pre-picked port that could
 race), is serving before the test starts, runs in a daemon thread and is
 stopped after the test.  This module imports nothing of pysock's C core
@@ -26,6 +32,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import pytest
 
 if TYPE_CHECKING:
+    from pysock.lifecycle import Lifecycle
+    from pysock.proxy.proxy import Proxy
     from pysock.server import Server
 
 STOP_TIMEOUT = 0.2  # seconds; a stuck stop fails the test instead of hanging the run
@@ -36,6 +44,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "pysock(**options): options for the pysock_tcp_echo / pysock_udp_echo servers "
         "(transform, backend, model, max_conns, idle_timeout, faults=pysock.Faults(...), ...)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "pysock_proxy(**options): options for the proxies pysock_proxy makes "
+        "(backend, faults=pysock.Faults(...), faults_up=..., idle_timeout, ...)",
     )
 
 
@@ -48,6 +61,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     servers = getattr(item, "_pysock_servers", None)
     if report.failed and servers:
         lines = [f"{srv.url}: {srv.faults!r}" for srv in servers if srv.faults is not None]
+        lines += [f"{srv.url} faults_up: {srv.faults_up!r}" for srv in servers
+                  if isinstance(srv, _proxy_class()) and srv.faults_up is not None]
         if lines:
             report.sections.append(("pysock faults", "\n".join(lines)))
 
@@ -58,21 +73,62 @@ def pysock_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]
     pysock.Server on 127.0.0.1 and a free port; all are stopped afterwards."""
     from pysock.server import Server
 
-    servers: list[Server] = []
-    request.node._pysock_servers = servers  # for the report of a failed test
+    servers = _servers_of(request)
+    made: list[Lifecycle] = []
 
     def make(proto: str = "tcp", host: str = "127.0.0.1", **options: Any) -> Server:
         srv = Server(host, 0, proto, **options)
         servers.append(srv)
+        made.append(srv)
         return srv.start()
 
     try:
         yield make
     finally:
-        stop_all(servers)
+        stop_all(made)
 
 
-def stop_all(servers: list[Server]) -> None:
+def _proxy_class() -> type[Proxy]:
+    from pysock.proxy.proxy import Proxy
+
+    return Proxy
+
+
+def _servers_of(request: pytest.FixtureRequest) -> list[Lifecycle]:
+    """The test's servers and proxies, in one list the report reads."""
+    if not hasattr(request.node, "_pysock_servers"):
+        request.node._pysock_servers = []
+    servers: list[Lifecycle] = request.node._pysock_servers
+    return servers
+
+
+@pytest.fixture
+def pysock_proxy(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    """A factory: ``pysock_proxy(upstream, **options)`` returns a started
+    pysock.Proxy on 127.0.0.1 and a free port, in front of upstream (a URL
+    as serve prints it, or (host, port)); a pysock_proxy marker gives the
+    default options.  All are stopped afterwards; a failed test reports
+    their faults' seeds."""
+    from pysock.proxy.proxy import Proxy
+
+    marker = request.node.get_closest_marker("pysock_proxy")
+    defaults = dict(marker.kwargs) if marker else {}
+    servers = _servers_of(request)
+    made: list[Lifecycle] = []
+
+    def make(upstream: str | tuple[str, int], **options: Any) -> Proxy:
+        proxy = Proxy(upstream, **{**defaults, **options})
+        servers.append(proxy)
+        made.append(proxy)
+        return proxy.start()
+
+    try:
+        yield make
+    finally:
+        stop_all(made)
+
+
+def stop_all(servers: list[Lifecycle]) -> None:
     """Stop every server, then raise the first failure any stop() had: one
     that fails must not leave the others serving into later tests."""
     failures: list[Exception] = []

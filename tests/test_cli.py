@@ -62,7 +62,11 @@ def test_port_in_use_is_one_line_and_exit_1(tcp_server):
 
 @pytest.mark.parametrize("args", [["serve", "70000"], ["serve", "http"], ["serve", "--frobnicate"],
                                   ["serve", "--workers", "two"], ["serve", "--spin", "-5"],
-                                  ["send", "127.0.0.1"], ["nosuchcommand"], []])
+                                  ["send", "127.0.0.1"], ["nosuchcommand"], [],
+                                  ["proxy"], ["proxy", "0"], ["proxy", "0", "nowhere"],
+                                  ["proxy", "0", "udp://127.0.0.1:9", "--fault", "limit_data=5"],
+                                  ["proxy", "0", "127.0.0.1:9", "--fault-up", "drop=0.5"],
+                                  ["proxy", "--api", "127.0.0.1:http"]])
 def test_usage_errors_exit_2_with_one_line(args):
     result = run_cli(*args)
     assert result.returncode == 2
@@ -388,3 +392,16 @@ def test_a_unix_path_of_any_bytes_serves_and_prints_one_clean_line(tmp_path):
         assert code == 130 and b"\x1b" not in err and b"\xff" not in err
         assert f"served unix://{tmp_path}/odd%FF%1B[2J.sock".encode() in err
         assert not os.path.exists(path)
+
+
+def test_proxy_forwards_with_faults_each_way_and_stops_with_ctrl_c(tcp_server):
+    with CliServer("proxy", "0", tcp_server.url, "--fault", "latency=0.1", "--fault-up", "seed=3",
+                   "--fault-up", "corrupt=1") as cli:
+        start = time.monotonic()
+        # every byte up has one bit flipped: "a" (0x61) arrives as another letter, uppercased back
+        reply = pysock.request(b"a" * 50, cli.address("tcp"))
+        assert time.monotonic() - start >= 0.1
+        assert len(reply) == 50 and reply != b"A" * 50
+        code, err = cli.interrupt(signal.SIGINT, timeout=5)
+    assert code == 130 and b"Traceback" not in err
+    assert b"faults_up: corrupt=1.0, seed=3" in err and b"proxied tcp://127.0.0.1:" in err

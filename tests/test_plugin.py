@@ -108,3 +108,37 @@ def test_marker_faults_proto_and_a_failing_stop(pytester):
     result.assert_outcomes(passed=3, errors=2)
     result.stdout.fnmatch_lines(["*proto=...*the fixture says the protocol (tcp for pysock_tcp_echo)*",
                                  "*a stop that fails on purpose*"])
+
+
+PROXY_TESTS = '''
+import time
+import pytest
+import pysock
+
+
+@pytest.mark.pysock_proxy(faults=pysock.Faults(latency=0.1))
+def test_proxy_from_the_marker(pysock_tcp_echo, pysock_proxy):
+    proxy = pysock_proxy(pysock_tcp_echo.url)
+    start = time.monotonic()
+    assert pysock.request(b"hi", proxy.address) == b"HI"
+    assert time.monotonic() - start >= 0.1
+
+
+def test_proxy_options_win_over_nothing(pysock_tcp_echo, pysock_proxy):
+    proxy = pysock_proxy(pysock_tcp_echo.address, backend="python")
+    assert pysock.request(b"x", proxy.address) == b"X"
+
+
+@pytest.mark.pysock_proxy(faults_up=pysock.Faults(stall=True, seed=777))
+def test_failing_behind_a_proxy(pysock_tcp_echo, pysock_proxy):
+    pysock_proxy(pysock_tcp_echo.url)
+    assert False, "fails on purpose, behind a proxy"
+'''
+
+
+def test_the_proxy_fixture_in_a_users_suite(pytester):
+    pytester.makepyfile(test_user=PROXY_TESTS)
+    result = pytester.runpytest_subprocess(timeout=60)
+    result.assert_outcomes(passed=2, failed=1)
+    # the seed of each direction's faults is reported, to replay them
+    result.stdout.fnmatch_lines(["*pysock faults*", "tcp://127.0.0.1:* faults_up: Faults(*stall=True*seed=777)*"])
