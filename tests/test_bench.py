@@ -265,3 +265,26 @@ def test_a_curve_in_csv_and_markdown(fmt, first):
 def test_curve_usage_errors(args, message):
     result = run_cli("bench", "--curve", "rate", *args)
     assert result.returncode == 2 and message in result.stderr.decode()
+
+
+@pytest.mark.slow
+def test_proxy_bench_runs_every_proxy_under_both_loads_without_a_bad_reply():
+    from pysock.bench import proxies
+
+    if proxies.haproxy_path() is None:
+        skip_unless_ci("haproxy is not installed (apt-get install haproxy)")
+    result = run_cli("bench", "--proxies", "--quick", "--json", "--stream-mib", "8", timeout=180)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    report = json.loads(result.stdout)
+    seen = {(r["proxy"], r["load"]) for r in report["results"]}
+    assert seen == {(p, load) for p in proxies.PROXIES for load in proxies.PROXY_LOADS}
+    for entry in report["results"]:
+        assert entry["ok"] and all(run["bad"] == 0 and run["requests"] > 0 for run in entry["runs"]), entry
+        if entry["proxy"] != "haproxy":
+            assert set(entry["vs_haproxy"]) >= ({"mb_s"} if entry["load"] == "tcp-stream" else {"rps"})
+
+
+@pytest.mark.parametrize("args", [["--proxies", "--servers", "c"], ["--proxies", "--format", "csv"]])
+def test_proxy_bench_usage_errors_exit_2(args):
+    result = run_cli("bench", *args)
+    assert result.returncode == 2 and result.stderr.decode().count("\n") == 1

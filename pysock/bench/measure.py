@@ -343,21 +343,24 @@ class ServerProcess:
         else:
             args = [server.python or sys.executable, "-m", "pysock", "serve", "0", f"--{proto}",
                     "--backend", server.backend, "--model", model, *server.options, *extra]
-        env = child_env()
+        self.spawn(args, cpu)
+        try:
+            self.address = self._ready(proto)
+        except BaseException:
+            self.stop()
+            raise
+
+    def spawn(self, args: Sequence[str], cpu: int | None, pass_fds: Sequence[int] = ()) -> None:
+        """Start args on cpu (None: any), its stderr kept for errors()."""
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - the server's stderr, closed in close()
         mask = affinity.get()
         if cpu is not None:
             affinity.set_to({cpu})  # the child inherits it, and its threads
         try:
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=self.stderr, env=env)
+                                         stderr=self.stderr, env=child_env(), pass_fds=tuple(pass_fds))
         finally:
             affinity.set_to(mask)
-        try:
-            self.address = self._ready(proto)
-        except BaseException:
-            self.stop()
-            raise
 
     def _ready(self, proto: str) -> tuple[str, int]:
         assert self.proc.stdout is not None  # Popen(stdout=PIPE)

@@ -16,6 +16,9 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument("--curve", choices=("rate", "conns"),
                    help="a curve instead of points: rate (open-loop latency against the offered rate, to "
                         "past each server's maximum) or conns (1 to 50,000 connections at a small rate each)")
+    p.add_argument("--proxies", action="store_true",
+                   help="pysock's proxies (C, Python) against HAProxy (TCP mode, one thread) in front of the "
+                        "same C echo upstream: 32 connections x 1 KiB, and a stream")
     p.add_argument("--servers", metavar="LIST",
                    help="comma-separated servers (default: all but those --list marks 'only when named')")
     p.add_argument("--loads", metavar="LIST",
@@ -60,11 +63,24 @@ def run_curve(args: argparse.Namespace) -> int:
     return curves.main(args)
 
 
+def run_proxies(args: argparse.Namespace) -> int:
+    from pysock.bench import proxies
+
+    for name in ("curve", "servers", "loads", "list", "compare", "plot", "python", "syscalls"):
+        if getattr(args, name):
+            raise UsageError(f"--{name.replace('_', '-')} is not for --proxies")
+    if args.format != "table":
+        raise UsageError("--proxies prints a table or --json")
+    return proxies.main(args)
+
+
 def run(args: argparse.Namespace) -> int:
     from pysock.bench import measure, report
 
     if args.curve and not args.list:
         return run_curve(args)
+    if args.proxies:
+        return run_proxies(args)
 
     if args.list:
         for s in measure.SERVERS:
