@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import pytest
 
 if TYPE_CHECKING:
-    from pysock.lifecycle import Lifecycle
+    from pysock.engines.lifecycle import Lifecycle
     from pysock.proxy.proxy import Proxy
     from pysock.server import Server
 

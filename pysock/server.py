@@ -1,6 +1,6 @@
 """The echo server: its options, checked into a ServerConfig; its
 lifecycle (bind at construction, serve, stop from any thread in bounded
-time) is pysock.lifecycle's.
+time) is pysock.engines.lifecycle's.
 
 The serving itself is an engine's (pysock.engines.base): the C library
 (pysock.engines.c) or a pure-Python twin (pysock.engines.twins), chosen once from the
@@ -14,9 +14,9 @@ from typing import Callable
 from pysock.config import DEFAULT_HOST, ServerConfig, check_known, is_loopback
 from pysock.engines import make_engine
 from pysock.engines.base import Stats
+from pysock.engines.lifecycle import Lifecycle
 from pysock.errors import ReflectionWarning
 from pysock.faults import Faults
-from pysock.lifecycle import Lifecycle
 
 __all__ = ["ReflectionWarning", "Server", "Stats"]
 

@@ -14,7 +14,7 @@ from pysock.config import BACKENDS, DEFAULT_HOST, ServerConfig
 from pysock.faults import from_pairs, with_seed
 
 if TYPE_CHECKING:
-    from pysock.lifecycle import Lifecycle
+    from pysock.engines.lifecycle import Lifecycle
     from pysock.proxy.api import ControlAPI
 
 FAULT_HELP = ("latency=S, jitter=S, bandwidth=BYTES/S, slice=BYTES, slice_delay=S, limit_data=BYTES, "

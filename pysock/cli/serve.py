@@ -17,7 +17,7 @@ from pysock.faults import TCP_ONLY, Faults, from_pairs, not_for, with_seed
 
 if TYPE_CHECKING:
     from pysock.engines.base import Stats
-    from pysock.lifecycle import Lifecycle
+    from pysock.engines.lifecycle import Lifecycle
     from pysock.server import Server
 
 

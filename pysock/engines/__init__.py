@@ -3,7 +3,9 @@
 - base.py: the engine protocol every engine follows, Stats, ConnEvent and
   the constants the C library and the twins share;
 - c.py: the C library's server (the one module that drives it);
-- twins/: the pure-Python twins (loop, threads, asyncio, uvloop).
+- twins/: the pure-Python twins (loop, threads, asyncio, uvloop);
+- lifecycle.py: how a Server or a Proxy drives its engine: bind at
+  construction, serve, stop from any thread in bounded time.
 
 make_engine picks one from a validated configuration, importing only it:
 the python backend never loads the compiled extension."""

@@ -1,7 +1,7 @@
 """pysock.Proxy: faults in front of any real server.  Each client
 connection (or UDP sender) gets its own connection to the upstream; bytes
 go both ways, shaped by faults (what clients receive) and faults_up (what
-the upstream receives).  The lifecycle is a Server's (pysock.lifecycle)."""
+the upstream receives).  The lifecycle is a Server's (pysock.engines.lifecycle)."""
 from __future__ import annotations
 
 import inspect
@@ -9,9 +9,9 @@ from typing import Callable
 
 from pysock.config import DEFAULT_HOST, check_known
 from pysock.engines.base import OnEvent, ProxyEngine
+from pysock.engines.lifecycle import Lifecycle
 from pysock.errors import ConfigError
 from pysock.faults import Faults
-from pysock.lifecycle import Lifecycle
 from pysock.proxy.config import ProxyConfig, parse_upstream
 from pysock.urls import Address
 
