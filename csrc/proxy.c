@@ -298,7 +298,8 @@ static int pass_eof(ps__proxy *p, flow *fl)
         return 0;
     if (fl->sh != NULL) {
         fl->sh->close_at = 0;
-        ps__timer_remove(&fl->sh->link);
+        if (!ps__shape_busy(fl->sh))  /* a timed end still waits on the list */
+            ps__timer_remove(&fl->sh->link);
     }
     fl->shut = 1;
     return shutdown(fl->to->fd, SHUT_WR) < 0 && errno != ENOTCONN ? -errno : 0;

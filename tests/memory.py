@@ -91,6 +91,39 @@ class ServerProcess:
             self.proc.stdout.close()
 
 
+class ProxyProcess(ServerProcess):
+    """A proxy in a process of its own, in front of upstream: the same
+    protocol on its stdin (stats, collect)."""
+
+    CODE = ("import gc, json, sys, pysock\n"
+            "faults, up = (json.loads(a) for a in sys.argv[3:5])\n"
+            "px = pysock.Proxy(sys.argv[2], **json.loads(sys.argv[1]),\n"
+            "                  faults=pysock.Faults(**faults) if faults else None,\n"
+            "                  faults_up=pysock.Faults(**up) if up else None).start()\n"
+            "print(px.port, flush=True)\n"
+            "for line in sys.stdin:\n"
+            "    if line == 'collect\\n':\n"
+            "        gc.collect()\n"
+            "    elif line.startswith('faults '):\n"
+            "        down, up = (pysock.Faults(**f) if f else None for f in json.loads(line[7:]))\n"
+            "        px.set_faults(down, up)\n"
+            "    print(json.dumps(px.stats.__dict__), flush=True)\n"
+            "px.stop()\n")
+
+    def set_faults(self, faults: dict, faults_up: dict | None = None) -> None:
+        self.proc.stdin.write(f"faults {json.dumps([faults, faults_up or {}])}\n")
+        self.proc.stdin.flush()
+        self.proc.stdout.readline()
+
+    def __init__(self, options: dict, upstream: str, faults: dict | None = None,
+                 faults_up: dict | None = None) -> None:
+        self.workers = 1
+        self.proc = subprocess.Popen([sys.executable, "-c", self.CODE, json.dumps(options), upstream,
+                                      json.dumps(faults or {}), json.dumps(faults_up or {})],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=cli_env())
+        self.address = (LOCALHOST, int(self.proc.stdout.readline()))
+
+
 def settled(read, still: float = 0.5, timeout: float = 60.0):
     """read() once it has not changed for `still` seconds."""
     deadline = time.monotonic() + timeout

@@ -21,6 +21,7 @@ pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ROOT / "docs"
+TEST_DEF = re.compile(r"^(?:async )?def test_", re.M)
 FENCE = re.compile(r"(?:<!--(?P<note>[^>]*)-->\n)?```python\n(?P<code>.*?)```", re.S)
 
 
@@ -62,7 +63,7 @@ def test_a_test_example_passes_as_a_users_test_file(code, pytester):
     pytester.makepyfile(test_example=code)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=60)
     outcomes = result.parseoutcomes()
-    assert outcomes.get("passed", 0) == code.count("\ndef test_") + code.startswith("def test_")
+    assert outcomes.get("passed", 0) == len(TEST_DEF.findall(code))
     assert set(outcomes) <= {"passed", "seconds"}, result.stdout.str()
 
 
