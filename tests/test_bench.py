@@ -215,10 +215,15 @@ def quick_curve(kind: str, *args: str) -> dict:
     return json.loads(result.stdout) if "--json" in args else {"text": result.stdout.decode()}
 
 
-def test_the_rate_curve_steps_past_each_servers_closed_loop_maximum():
+@pytest.fixture(scope="module")
+def rate_report() -> dict:
+    return quick_curve("rate", "--json")
+
+
+def test_the_rate_curve_steps_past_each_servers_closed_loop_maximum(rate_report):
     from pysock.bench import curves, loadgen
 
-    report = quick_curve("rate", "--json")
+    report = rate_report
     assert report["curve"] == "rate" and not report["interrupted"]
     for server in ("c", "python-threads"):
         points = [p for p in report["points"] if p["server"] == server]
@@ -249,9 +254,21 @@ def test_the_conns_curve_reports_memory_and_cpu_per_point():
     assert per_conn["python-threads"] > per_conn["c"]
 
 
-@pytest.mark.parametrize("fmt, first", [("csv", "server,fraction,offered_rps,"),
-                                        ("markdown", "| server | fraction | offered_rps |")])
-def test_a_curve_in_csv_and_markdown(fmt, first):
+CURVE_FORMATS = [("csv", "server,fraction,offered_rps,"), ("markdown", "| server | fraction | offered_rps |")]
+
+
+@pytest.mark.parametrize("fmt, first", CURVE_FORMATS)
+def test_a_curve_in_csv_and_markdown(rate_report, fmt, first):
+    from pysock.bench import curves
+
+    text = curves.FORMATS[fmt](rate_report)
+    assert text.startswith(first)
+    assert len(text.splitlines()) >= 1 + 2 * 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt, first", CURVE_FORMATS)
+def test_bench_curve_format_prints_it(fmt, first):
     text = quick_curve("rate", "--format", fmt)["text"]
     assert text.startswith(first)
     assert len(text.splitlines()) >= 1 + 2 * 3

@@ -250,33 +250,33 @@ def test_tcp_corrupt_flips_the_schedules_bits(tcp_options):
 
 
 def test_tcp_close_after_time_closes_an_idle_connection(tcp_options):
-    with tcp_server(tcp_options, pysock.Faults(close_after_time=0.2)) as srv, connect(srv) as s:
+    with tcp_server(tcp_options, pysock.Faults(close_after_time=0.1)) as srv, connect(srv) as s:
         start = time.monotonic()
         s.sendall(b"still answered")
         assert read_exactly(s, 14) == b"STILL ANSWERED"
         assert s.recv(10) == b""
-        assert 0.2 <= time.monotonic() - start < SLACK
+        assert 0.1 <= time.monotonic() - start < SLACK
         wait_for(lambda: srv.stats.active == 0)
 
 
 def test_tcp_reset_after_time_resets(tcp_options):
-    with tcp_server(tcp_options, pysock.Faults(reset_after_time=0.2)) as srv, connect(srv) as s:
+    with tcp_server(tcp_options, pysock.Faults(reset_after_time=0.1)) as srv, connect(srv) as s:
         start = time.monotonic()
         with pytest.raises(ConnectionResetError):
             assert s.recv(10) == b"", "a FIN, not a reset"
-        assert 0.2 <= time.monotonic() - start < SLACK
+        assert 0.1 <= time.monotonic() - start < SLACK
 
 
-TOXIC = pysock.Faults(latency=0.15, toxicity=0.5, seed=3)
+TOXIC = pysock.Faults(latency=0.1, toxicity=0.5, seed=3)
 
 
 def test_tcp_toxicity_hits_the_schedules_connections(tcp_options):
     """Each connection is hit or spared by its number's draw: the same ones
     on every engine (connections numbered from 1 in the order accepted)."""
-    hit = [not spared(TOXIC, 3, n) for n in range(1, 7)]
+    hit = [not spared(TOXIC, 3, n) for n in range(1, 5)]
     assert any(hit) and not all(hit)
     with tcp_server(tcp_options, TOXIC) as srv:
-        assert [round_trip(srv) >= 0.15 for _ in hit] == hit
+        assert [round_trip(srv) >= 0.1 for _ in hit] == hit
 
 
 PAYLOADS = [b"d%02d" % i for i in range(24)]
@@ -397,7 +397,7 @@ def test_udp_corrupt_flips_the_schedules_bits(udp_options):
 def test_udp_toxicity_hits_the_schedules_senders(udp_options):
     """Senders are numbered from 1 as a socket first hears them."""
     faults = pysock.Faults(drop=1.0, toxicity=0.5, seed=3)
-    hit = [not spared(faults, 3, n) for n in range(1, 7)]
+    hit = [not spared(faults, 3, n) for n in range(1, 5)]
     assert any(hit) and not all(hit)
     with udp_server(udp_options, faults) as srv:
         assert [exchange(srv, [b"x"], wait=0.1) == [] for _ in hit] == hit

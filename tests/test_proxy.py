@@ -249,11 +249,11 @@ def test_stop_is_bounded_with_clients_connected(engine, echo):
 
 # -- faults, both ways -----------------------------------------------------------------------
 def test_latency_down_delays_what_the_client_receives(engine, echo):
-    with pysock.Proxy(echo.url, faults=pysock.Faults(latency=0.2), **engine) as px, connect(px) as s:
+    with pysock.Proxy(echo.url, faults=pysock.Faults(latency=0.1), **engine) as px, connect(px) as s:
         start = time.monotonic()
         s.sendall(b"ping")
         assert s.recv(10) == b"ping"
-        assert 0.2 <= time.monotonic() - start < SLACK
+        assert 0.1 <= time.monotonic() - start < SLACK
 
 
 def test_latency_up_delays_what_the_upstream_receives(engine):
@@ -265,13 +265,13 @@ def test_latency_up_delays_what_the_upstream_receives(engine):
         conn.sendall(b"ok")
 
     listener, thread = silent_upstream(upstream)
-    with listener, pysock.Proxy(listener.getsockname(), faults_up=pysock.Faults(latency=0.2),
+    with listener, pysock.Proxy(listener.getsockname(), faults_up=pysock.Faults(latency=0.1),
                                 **engine) as px, connect(px) as s:
         start = time.monotonic()
         s.sendall(b"ping")
         assert s.recv(10) == b"ok"
         thread.join(SLACK)
-        assert 0.2 <= arrived[0] - start < SLACK
+        assert 0.1 <= arrived[0] - start < SLACK
 
 
 def test_limit_data_down_closes_after_that_many_bytes(engine, echo):
@@ -333,11 +333,11 @@ def test_close_delay_holds_back_the_passed_on_fin(engine):
         read_to_end(conn)
 
     listener, thread = silent_upstream(upstream)
-    with listener, pysock.Proxy(listener.getsockname(), faults=pysock.Faults(close_delay=0.2),
+    with listener, pysock.Proxy(listener.getsockname(), faults=pysock.Faults(close_delay=0.1),
                                 **engine) as px, connect(px) as s:
         start = time.monotonic()
         assert read_to_end(s) == b""
-        assert 0.2 <= time.monotonic() - start < SLACK
+        assert 0.1 <= time.monotonic() - start < SLACK
         s.shutdown(socket.SHUT_WR)
     thread.join(SLACK)
 
@@ -399,12 +399,12 @@ def test_corrupt_flips_the_schedules_bits_each_way(engine):
 
 
 def test_close_after_time_closes_the_pair(engine, echo):
-    with pysock.Proxy(echo.url, faults=pysock.Faults(close_after_time=0.2), **engine) as px, connect(px) as s:
+    with pysock.Proxy(echo.url, faults=pysock.Faults(close_after_time=0.1), **engine) as px, connect(px) as s:
         start = time.monotonic()
         s.sendall(b"hi")
         assert s.recv(10) == b"hi"
         assert s.recv(10) == b""
-        assert 0.2 <= time.monotonic() - start < SLACK
+        assert 0.1 <= time.monotonic() - start < SLACK
         wait_for(lambda: px.stats.active == 0)
 
 
@@ -418,16 +418,16 @@ def test_reset_after_time_up_resets_the_upstream(engine):
             seen.append("reset")
 
     listener, thread = silent_upstream(upstream)
-    with listener, pysock.Proxy(listener.getsockname(), faults_up=pysock.Faults(reset_after_time=0.2),
+    with listener, pysock.Proxy(listener.getsockname(), faults_up=pysock.Faults(reset_after_time=0.1),
                                 **engine) as px, connect(px):
         start = time.monotonic()
         thread.join(SLACK)
-        assert seen == ["reset"] and time.monotonic() - start >= 0.2
+        assert seen == ["reset"] and time.monotonic() - start >= 0.1
 
 
 def test_toxicity_hits_the_schedules_pairs(engine, echo):
-    faults = pysock.Faults(latency=0.15, toxicity=0.5, seed=3)
-    hit = [not spared(faults, 3, n) for n in range(1, 7)]
+    faults = pysock.Faults(latency=0.1, toxicity=0.5, seed=3)
+    hit = [not spared(faults, 3, n) for n in range(1, 5)]
     with pysock.Proxy(echo.url, faults=faults, **engine) as px:
         delayed = []
         for _ in hit:
@@ -435,7 +435,7 @@ def test_toxicity_hits_the_schedules_pairs(engine, echo):
                 start = time.monotonic()
                 s.sendall(b"t")
                 assert s.recv(1) == b"t"
-                delayed.append(time.monotonic() - start >= 0.15)
+                delayed.append(time.monotonic() - start >= 0.1)
         assert delayed == hit
 
 
@@ -468,12 +468,12 @@ def test_datagram_faults_apply_per_direction(dgram_engine):
         with pytest.raises(socket.timeout):
             s.recvfrom(100)
         assert up.stats.datagrams == 0
-        px.set_faults(pysock.Faults(latency=0.2))
+        px.set_faults(pysock.Faults(latency=0.1))
         start = time.monotonic()
         s.settimeout(SLACK)
         s.sendto(b"late", px.address)
         assert s.recvfrom(100)[0] == b"late"
-        assert time.monotonic() - start >= 0.2
+        assert time.monotonic() - start >= 0.1
 
 
 # -- options -------------------------------------------------------------------------------
