@@ -228,6 +228,24 @@ def test_idle_timeout_closes_a_silent_pair(engine, echo):
         assert px.stats.idle_closed == 1
 
 
+def test_send_timeout_cuts_off_a_client_that_leaves_its_bytes_unread(engine, echo):
+    with pysock.Proxy(echo.url, send_timeout=0.3, max_unsent=64 << 10, **engine) as px:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(px.address)
+        s.setblocking(False)
+        try:
+            deadline = time.monotonic() + SLACK
+            while px.stats.slow_closed == 0:   # send on, read nothing
+                assert time.monotonic() < deadline, px.stats
+                try:
+                    s.send(b"x" * 65536)
+                except (BlockingIOError, ConnectionError):
+                    time.sleep(0.01)
+            wait_for(lambda: px.stats.active == 0)
+        finally:
+            s.close()
+
 def test_stop_is_bounded_with_clients_connected(engine, echo):
     px = pysock.Proxy(echo.url, **engine).start()
     clients = [connect(px) for _ in range(5)]
@@ -457,6 +475,22 @@ def test_datagrams_go_both_ways_one_upstream_socket_per_sender(dgram_engine):
                 s.close()
         assert px.stats.accepted == 3 and px.stats.datagrams == 9
 
+
+@pytest.mark.parametrize("dgram_engine", DGRAM_ENGINES)
+def test_a_silent_sender_is_forgotten_after_idle_timeout(dgram_engine):
+    lines: list[str] = []
+    with pysock.Server(LOCALHOST, 0, "udp", transform="echo") as up, \
+            pysock.Proxy(up.url, idle_timeout=0.2, log=lines.append, **dgram_engine) as px, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(SLACK)
+        s.sendto(b"once", px.address)
+        assert s.recvfrom(100)[0] == b"once"
+        assert px.stats.active == 1
+        wait_for(lambda: px.stats.idle_closed == 1 and px.stats.active == 0)
+        s.sendto(b"again", px.address)         # a new session, a new socket upstream
+        assert s.recvfrom(100)[0] == b"again"
+        assert px.stats.accepted == 2
+    wait_for(lambda: sum("closed (idle)" in line for line in lines) == 1)
 
 @pytest.mark.parametrize("dgram_engine", DGRAM_ENGINES)
 def test_datagram_faults_apply_per_direction(dgram_engine):
