@@ -257,3 +257,12 @@ def test_importing_bench_or_the_cli_loads_no_c_and_probes_nothing():
             "print('pysock._pysock' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), timeout=30)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_the_wheel_lists_every_package():
+    """[tool.setuptools] names the packages one by one: a new one left out
+    installs without it (pysock.proxy once did)."""
+    text = (PACKAGE.parent / "pyproject.toml").read_text()
+    listed = set(re.findall(r'"(pysock(?:\.\w+)*)"', text.split("packages = [", 1)[1].split("]", 1)[0]))
+    on_disk = {".".join(p.parent.relative_to(PACKAGE.parent).parts) for p in PACKAGE.rglob("__init__.py")}
+    assert listed == on_disk
