@@ -250,19 +250,21 @@ def test_tcp_corrupt_flips_the_schedules_bits(tcp_options):
 
 
 def test_tcp_close_after_time_closes_an_idle_connection(tcp_options):
-    with tcp_server(tcp_options, pysock.Faults(close_after_time=0.1)) as srv, connect(srv) as s:
-        start = time.monotonic()
+    with tcp_server(tcp_options, pysock.Faults(close_after_time=0.1)) as srv:
+        start = time.monotonic()  # before the connect: the server's clock starts as it accepts
+        s = connect(srv)
         s.sendall(b"still answered")
         assert read_exactly(s, 14) == b"STILL ANSWERED"
         assert s.recv(10) == b""
         assert 0.1 <= time.monotonic() - start < SLACK
+        s.close()
         wait_for(lambda: srv.stats.active == 0)
 
 
 def test_tcp_reset_after_time_resets(tcp_options):
-    with tcp_server(tcp_options, pysock.Faults(reset_after_time=0.1)) as srv, connect(srv) as s:
+    with tcp_server(tcp_options, pysock.Faults(reset_after_time=0.1)) as srv:
         start = time.monotonic()
-        with pytest.raises(ConnectionResetError):
+        with connect(srv) as s, pytest.raises(ConnectionResetError):
             assert s.recv(10) == b"", "a FIN, not a reset"
         assert 0.1 <= time.monotonic() - start < SLACK
 

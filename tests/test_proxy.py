@@ -221,10 +221,11 @@ def test_max_conns_rejects_the_next_client(engine, echo):
 
 
 def test_idle_timeout_closes_a_silent_pair(engine, echo):
-    with pysock.Proxy(echo.url, idle_timeout=0.2, **engine) as px, connect(px) as s:
-        start = time.monotonic()
-        assert s.recv(1) == b""
-        assert 0.19 <= time.monotonic() - start < SLACK
+    with pysock.Proxy(echo.url, idle_timeout=0.2, **engine) as px:
+        start = time.monotonic()  # before the connect: the idle clock starts as the proxy accepts
+        with connect(px) as s:
+            assert s.recv(1) == b""
+        assert 0.2 <= time.monotonic() - start < SLACK
         assert px.stats.idle_closed == 1
 
 
@@ -352,11 +353,13 @@ def test_close_delay_holds_back_the_passed_on_fin(engine):
 
     listener, thread = silent_upstream(upstream)
     with listener, pysock.Proxy(listener.getsockname(), faults=pysock.Faults(close_delay=0.1),
-                                **engine) as px, connect(px) as s:
-        start = time.monotonic()
+                                **engine) as px:
+        start = time.monotonic()  # before the connect: the upstream's FIN may reach the proxy at once
+        s = connect(px)
         assert read_to_end(s) == b""
         assert 0.1 <= time.monotonic() - start < SLACK
         s.shutdown(socket.SHUT_WR)
+        s.close()
     thread.join(SLACK)
 
 
@@ -417,12 +420,14 @@ def test_corrupt_flips_the_schedules_bits_each_way(engine):
 
 
 def test_close_after_time_closes_the_pair(engine, echo):
-    with pysock.Proxy(echo.url, faults=pysock.Faults(close_after_time=0.1), **engine) as px, connect(px) as s:
-        start = time.monotonic()
+    with pysock.Proxy(echo.url, faults=pysock.Faults(close_after_time=0.1), **engine) as px:
+        start = time.monotonic()  # before the connect: the proxy's clock starts as it accepts
+        s = connect(px)
         s.sendall(b"hi")
         assert s.recv(10) == b"hi"
         assert s.recv(10) == b""
         assert 0.1 <= time.monotonic() - start < SLACK
+        s.close()
         wait_for(lambda: px.stats.active == 0)
 
 
@@ -437,9 +442,10 @@ def test_reset_after_time_up_resets_the_upstream(engine):
 
     listener, thread = silent_upstream(upstream)
     with listener, pysock.Proxy(listener.getsockname(), faults_up=pysock.Faults(reset_after_time=0.1),
-                                **engine) as px, connect(px):
+                                **engine) as px:
         start = time.monotonic()
-        thread.join(SLACK)
+        with connect(px):
+            thread.join(SLACK)
         assert seen == ["reset"] and time.monotonic() - start >= 0.1
 
 

@@ -101,8 +101,8 @@ def test_toxics_shape_their_stream_and_go_away(api, echo):
 def test_each_toxic_type_does_what_toxiproxy_says(api, echo, toxic, check):
     _, proxy = call(api, "POST", "/proxies", {"name": "p", "upstream": f"127.0.0.1:{echo.port}"})
     assert call(api, "POST", "/proxies/p/toxics", toxic)[0] == 200
+    start = time.monotonic()  # before the connect: a timed toxic's clock starts as the proxy accepts
     with socket.create_connection(listen_address(proxy), timeout=SLACK) as s:
-        start = time.monotonic()
         s.sendall(b"hello")
         if check == "eof after 3":
             assert s.recv(10) == b"hel" and s.recv(10) == b""
