@@ -66,7 +66,7 @@ def test_port_in_use_is_one_line_and_exit_1(tcp_server):
                                   ["proxy"], ["proxy", "0"], ["proxy", "0", "nowhere"],
                                   ["proxy", "0", "udp://127.0.0.1:9", "--fault", "limit_data=5"],
                                   ["proxy", "0", "127.0.0.1:9", "--fault-up", "drop=0.5"],
-                                  ["proxy", "--api", "127.0.0.1:http"]])
+                                  ["proxy", "--api", "127.0.0.1:http"], ["proxy", "--unix", "/tmp/x", "1", "2"]])
 def test_usage_errors_exit_2_with_one_line(args):
     result = run_cli(*args)
     assert result.returncode == 2
@@ -405,3 +405,10 @@ def test_proxy_forwards_with_faults_each_way_and_stops_with_ctrl_c(tcp_server):
         code, err = cli.interrupt(signal.SIGINT, timeout=5)
     assert code == 130 and b"Traceback" not in err
     assert b"faults_up: corrupt=1.0, seed=3" in err and b"proxied tcp://127.0.0.1:" in err
+
+
+def test_proxy_listens_on_a_unix_path_in_front_of_tcp(tcp_server, tmp_path):
+    path = str(tmp_path / "front.sock")
+    with CliServer("proxy", "--unix", path, tcp_server.url) as cli:
+        assert cli.urls == [f"unix://{path}"]
+        assert pysock.request(b"through unix", path) == b"THROUGH UNIX"

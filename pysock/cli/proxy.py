@@ -29,9 +29,9 @@ def add_parser(sub: Subparsers) -> None:
                                    "unix:///PATH, or HOST:PORT for TCP) until Ctrl-C. Prints the ready line "
                                    "(tcp://HOST:PORT, udp://..., unix://...), and with --api the control "
                                    "API's http://HOST:PORT.")
-    p.add_argument("port", nargs="?", type=port_number, default=None,
-                   help="port to listen on (0 picks a free one)")
-    p.add_argument("upstream", nargs="?", default=None, help="where to forward each client")
+    p.add_argument("where", nargs="*", metavar="PORT UPSTREAM",
+                   help="the port to listen on (0 picks a free one; none with --unix) and where to forward "
+                        "each client")
     add_bind_option(p)
     p.add_argument("--unix", metavar="PATH", help="listen on this AF_UNIX stream path instead of a port")
     p.add_argument("--backend", default="c", choices=BACKENDS,
@@ -71,8 +71,6 @@ def proxy_options(args: argparse.Namespace) -> dict[str, Any]:
     faults = with_seed(from_pairs(args.fault))
     faults_up = with_seed(from_pairs(args.fault_up))
     where: dict[str, Any] = {"path": args.unix} if args.unix else {"host": args.bind, "port": args.port}
-    if args.unix and (args.port is not None or args.bind != DEFAULT_HOST):
-        raise UsageError("--unix takes a PATH, not a PORT or -b ADDR")
     return {**where, "backend": args.backend, "faults": faults, "faults_up": faults_up,
             "max_conns": args.max_conns, "idle_timeout": args.idle_timeout, "send_timeout": args.send_timeout,
             "max_unsent": args.max_unsent, "log": log_line if args.verbose else None}
@@ -81,12 +79,7 @@ def proxy_options(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from pysock.proxy.proxy import Proxy
 
-    if args.unix and args.upstream is None and args.port is not None:
-        args.upstream, args.port = str(args.port), None  # pysock proxy --unix PATH UPSTREAM
-    if args.upstream is None and args.api is None:
-        raise UsageError("pysock proxy takes PORT UPSTREAM (or --api [HOST:]PORT to make proxies over HTTP)")
-    if args.upstream is not None and args.port is None and not args.unix:
-        raise UsageError("pysock proxy takes PORT before UPSTREAM (0 picks a free one)")
+    split_where(args)
     upstream = _upstream_arg(args.upstream) if args.upstream is not None else None
     servers: list[Lifecycle] = []
     api: ControlAPI | None = None
@@ -116,6 +109,26 @@ def run(args: argparse.Namespace) -> int:
             for srv in servers:
                 print(f"pysock: proxied {srv.url}: {counters(srv.stats)}", file=sys.stderr, flush=True)
     return 0
+
+
+def split_where(args: argparse.Namespace) -> None:
+    """args.port and args.upstream from the words: PORT UPSTREAM, UPSTREAM
+    alone with --unix, or nothing with --api."""
+    words = list(args.where)
+    wanted = 1 if args.unix else 2
+    if not words and args.api is not None:
+        args.port = args.upstream = None
+        return
+    if len(words) != wanted:
+        usage = "--unix PATH UPSTREAM" if args.unix else "PORT UPSTREAM"
+        raise UsageError(f"pysock proxy takes {usage} (or --api [HOST:]PORT alone to make proxies over HTTP)")
+    if args.unix and args.bind != DEFAULT_HOST:
+        raise UsageError("--unix takes a PATH, not -b ADDR")
+    try:
+        args.port = None if args.unix else port_number(words[0])
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"PORT: {exc}") from None
+    args.upstream = words[-1]
 
 
 def _upstream_arg(text: str) -> str:
