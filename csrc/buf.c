@@ -1,5 +1,5 @@
 /* buf.c - a growable byte buffer: stamp's waiting line and its reply
- * (transform.c), and the echo a connection has not taken yet (epoll.c). */
+ * (transform.c), and the bytes a peer has not taken yet (epoll.c, proxy.c). */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -42,6 +42,21 @@ int ps__buf_append(ps__buf *b, const void *p, size_t n)
         memcpy(b->data + b->len, p, n);
     b->len += n;
     return 0;
+}
+
+int ps__buf_queue(ps__buf *b, size_t *off, const void *p, size_t n, size_t most)
+{
+    int rc;
+
+    if (n == 0)
+        return 0;  /* p may be NULL then: nothing to copy */
+    if (*off > 0 && b->cap - b->len < n) {
+        memmove(b->data, b->data + *off, b->len - *off);
+        b->len -= *off;
+        *off = 0;
+    }
+    rc = ps__buf_reserve(b, n, most);
+    return rc < 0 ? rc : ps__buf_append(b, p, n);
 }
 
 void ps__buf_free(ps__buf *b)

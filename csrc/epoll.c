@@ -182,17 +182,7 @@ static size_t unsent_limit(const ps__loop *l)
  * past unsent_limit: its capacity is part of the bound. */
 static int queue(ps__loop *l, econn *c, const unsigned char *p, size_t n)
 {
-    int rc;
-
-    if (n == 0)
-        return 0;  /* p may be NULL then: nothing to copy */
-    if (c->off > 0 && c->out.cap - c->out.len < n) {
-        memmove(c->out.data, c->out.data + c->off, unsent(c));
-        c->out.len -= c->off;
-        c->off = 0;
-    }
-    rc = ps__buf_reserve(&c->out, n, ps__room(unsent_limit(l), ps__shape_held(c->sh)));
-    return rc < 0 ? rc : ps__buf_append(&c->out, p, n);
+    return ps__buf_queue(&c->out, &c->off, p, n, ps__room(unsent_limit(l), ps__shape_held(c->sh)));
 }
 
 /* Send n bytes of echo: straight to the socket when nothing waits before

@@ -93,7 +93,7 @@ static int timeout_ms(const ps__evloop *l, int64_t now)
         t = l->nconns > 0 ? l->grace_end : l->grace_end + PS__STOP_GRACE_MS;
     t = earliest(t, ps__timer_due(&l->idle, cfg->idle_ms));
     t = earliest(t, ps__timer_due(&l->pending, cfg->send_timeout_ms));
-    t = earliest(t, ps__shaping_due_ms(&l->faults));
+    t = earliest(t, ps__shaping_due_ms(&l->faults.shaped));
     if (l->accept_at > 0)
         t = earliest(t, l->accept_at);
     if (l->ops->due != NULL)

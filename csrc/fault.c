@@ -454,12 +454,12 @@ int ps__shaping_released(ps__shaping *g, ps__shaper *sh, int *ending)
     return 1;
 }
 
-int64_t ps__shaping_due_ms(const ps__shaping *g)
+int64_t ps__shaping_due_ms(const ps__tlist *shaped)
 {
     int64_t due = INT64_MAX, d;
     ps__timer *t;
 
-    for (t = g->shaped.head; t != NULL; t = t->next) {
+    for (t = shaped->head; t != NULL; t = t->next) {
         d = ps__shape_due((ps__shaper *)t);
         if (d < due)
             due = d;

@@ -64,6 +64,10 @@ typedef struct ps__buf {
 
 int ps__buf_reserve(ps__buf *b, size_t more, size_t most);
 int ps__buf_append(ps__buf *b, const void *p, size_t n);
+/* A send queue: data[*off .. len) waits; n more bytes go after it, what
+ * was sent from the front making room first, the capacity no past most
+ * (as ps__buf_reserve). */
+int ps__buf_queue(ps__buf *b, size_t *off, const void *p, size_t n, size_t most);
 void ps__buf_free(ps__buf *b);
 
 /* The transform interface (transform.c): every serving loop answers through
@@ -273,7 +277,8 @@ size_t ps__shape_ready(const ps__shaper *sh, const ps_faults *f, int64_t now, co
 void ps__shape_took(ps__shaper *sh, const ps_faults *f, size_t n, int64_t now);
 int ps__shape_end(ps__shaper *sh, const ps_faults *f);
 
-/* An event loop's faults (epoll.c, uring.c): its view of the server's, and
+/* An event loop's faults (epoll.c, uring.c; proxy.c keeps its own views
+ * and shaped list, and shares the due time): its view of the server's, and
  * the connections whose shaper holds anything (replies, or a delayed
  * close), on the shaped list by their shaper's link, in no order.  A
  * connection owns *shp (made on first use) and its clock t (on the loop's
@@ -302,7 +307,7 @@ int ps__shaping_open(ps__shaping *g, ps_server *s, ps__shaper **shp, void *owner
 /* Whether f ends a connection after a time (close_after_us, reset_after_us). */
 int ps__timed_end(const ps_faults *f);
 int ps__shaping_released(ps__shaping *g, ps__shaper *sh, int *ending);
-int64_t ps__shaping_due_ms(const ps__shaping *g);
+int64_t ps__shaping_due_ms(const ps__tlist *shaped);
 
 /* One datagram socket's replies under faults: dropped, delayed, doubled
  * or held back per sender (the PS__SENDERS last heard).  Waiting replies

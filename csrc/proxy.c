@@ -154,17 +154,7 @@ static void count_out(ps__proxy *p, flow *fl, size_t n)
 
 static int queue(ps__proxy *p, flow *fl, const unsigned char *data, size_t n)
 {
-    int rc;
-
-    if (n == 0)
-        return 0;
-    if (fl->off > 0 && fl->out.cap - fl->out.len < n) {
-        memmove(fl->out.data, fl->out.data + fl->off, unsent(fl));
-        fl->out.len -= fl->off;
-        fl->off = 0;
-    }
-    rc = ps__buf_reserve(&fl->out, n, ps__room(hold_limit(p), ps__shape_held(fl->sh)));
-    return rc < 0 ? rc : ps__buf_append(&fl->out, data, n);
+    return ps__buf_queue(&fl->out, &fl->off, data, n, ps__room(hold_limit(p), ps__shape_held(fl->sh)));
 }
 
 /* n bytes for fl's writer: straight to the socket when nothing waits
@@ -563,19 +553,6 @@ static int64_t earliest(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
-static int64_t shaped_due_ms(const ps__proxy *p)
-{
-    int64_t due = INT64_MAX, d;
-    ps__timer *t;
-
-    for (t = p->shaped.head; t != NULL; t = t->next) {
-        d = ps__shape_due((ps__shaper *)t);
-        if (d < due)
-            due = d;
-    }
-    return due == INT64_MAX ? due : (due + 999) / 1000;
-}
-
 static int timeout_ms(const ps__proxy *p, int64_t now)
 {
     const ps_config *cfg = &p->w->srv->cfg;
@@ -583,7 +560,7 @@ static int timeout_ms(const ps__proxy *p, int64_t now)
 
     t = earliest(t, ps__timer_due(&p->idle, cfg->idle_ms));
     t = earliest(t, ps__timer_due(&p->pending, cfg->send_timeout_ms));
-    t = earliest(t, shaped_due_ms(p));
+    t = earliest(t, ps__shaping_due_ms(&p->shaped));
     if (p->accept_at > 0)
         t = earliest(t, p->accept_at);
     if (t == INT64_MAX)
