@@ -291,3 +291,26 @@ def sockets_on(port: int, proto: str, pid: int | None = None) -> int:
         except FileNotFoundError:
             continue  # no IPv6 here
     return count
+
+
+def read_pieces(sock) -> list:
+    """What the peer sends until its EOF, as the pieces recv returned."""
+    pieces = []
+    while piece := sock.recv(65536):
+        pieces.append(piece)
+    return pieces
+
+
+def read_to_end(sock) -> bytes:
+    """Everything the peer sends until its EOF."""
+    return b"".join(read_pieces(sock))
+
+
+def read_exactly(sock, n: int) -> bytes:
+    """n bytes, however the stream splits them; EOF before is a failure."""
+    data = b""
+    while len(data) < n:
+        piece = sock.recv(n - len(data))
+        assert piece, f"EOF after {len(data)} of {n} bytes"
+        data += piece
+    return data

@@ -9,7 +9,7 @@ import socket
 import time
 
 import pytest
-from support import LOCALHOST, wait_for
+from support import LOCALHOST, read_exactly, read_pieces, read_to_end, wait_for
 
 import pysock
 from pysock.faults import DGRAM_COST, REORDER_HOLD, Corrupter, UdpShaper, spared
@@ -33,25 +33,6 @@ def udp_server(options: dict, faults: pysock.Faults, **more) -> pysock.Server:
 
 def connect(srv: pysock.Server, timeout: float = SLACK) -> socket.socket:
     return socket.create_connection(srv.address, timeout=timeout)
-
-
-def read_to_end(sock: socket.socket) -> tuple[bytes, list[bytes]]:
-    """Everything until EOF, and the pieces recv returned."""
-    pieces = []
-    while True:
-        piece = sock.recv(65536)
-        if not piece:
-            return b"".join(pieces), pieces
-        pieces.append(piece)
-
-
-def read_exactly(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        piece = sock.recv(n - len(data))
-        assert piece, f"EOF after {len(data)} of {n} bytes"
-        data += piece
-    return data
 
 
 def round_trip(srv: pysock.Server, payload: bytes = b"hello") -> float:
@@ -78,7 +59,7 @@ def test_tcp_jitter_keeps_the_order_of_bytes(tcp_options):
             sent += piece
             time.sleep(0.005)
         s.shutdown(socket.SHUT_WR)
-        assert read_to_end(s)[0] == sent.upper()
+        assert read_to_end(s) == sent.upper()
 
 
 def test_tcp_bandwidth_paces_replies(tcp_options):
@@ -94,7 +75,8 @@ def test_tcp_slices_go_apart(tcp_options):
         start = time.monotonic()
         s.sendall(payload)
         s.shutdown(socket.SHUT_WR)
-        data, pieces = read_to_end(s)
+        pieces = read_pieces(s)
+        data = b"".join(pieces)
         took = time.monotonic() - start
     assert data == payload.upper()
     assert len(pieces) >= 2          # not one send
@@ -104,7 +86,7 @@ def test_tcp_slices_go_apart(tcp_options):
 def test_tcp_limit_data_sends_exactly_that_then_eof(tcp_options):
     with tcp_server(tcp_options, pysock.Faults(limit_data=100)) as srv, connect(srv) as s:
         s.sendall(bytes(range(97, 123)) * 10)  # 260 bytes
-        data, _ = read_to_end(s)
+        data = read_to_end(s)
         assert data == (bytes(range(97, 123)) * 10).upper()[:100]
         wait_for(lambda: srv.stats.active == 0)
 
@@ -146,7 +128,7 @@ def test_tcp_stall_receives_and_never_answers(tcp_options):
 def test_tcp_stall_ends_with_idle_timeout(tcp_options):
     with tcp_server(tcp_options, pysock.Faults(stall=True), idle_timeout=0.2) as srv, connect(srv) as s:
         s.sendall(b"hello")
-        assert read_to_end(s)[0] == b""
+        assert read_to_end(s) == b""
         assert srv.stats.idle_closed == 1
 
 
@@ -156,7 +138,7 @@ def test_tcp_stall_leaves_the_clients_close_unanswered(tcp_options):
         s.sendall(b"hello")
         s.shutdown(socket.SHUT_WR)
         start = time.monotonic()
-        assert read_to_end(s)[0] == b""
+        assert read_to_end(s) == b""
         assert 0.3 * 0.9 <= time.monotonic() - start < SLACK
         wait_for(lambda: srv.stats.idle_closed == 1)
 
@@ -215,7 +197,7 @@ def test_tcp_stop_does_not_wait_for_held_replies(tcp_options):
         start = time.monotonic()
         srv.stop()
         assert time.monotonic() - start < SLACK
-        assert read_to_end(s)[0] == b""
+        assert read_to_end(s) == b""
 
 
 # -- UDP -----------------------------------------------------------------------

@@ -12,7 +12,7 @@ import time
 
 import pytest
 from memory import SANITIZED, ProxyProcess, flood_until_the_server_stops_reading, never_reading_clients, settled
-from support import LOCALHOST, wait_for
+from support import LOCALHOST, read_exactly, read_to_end, wait_for
 
 import pysock
 from pysock.config import model_available
@@ -47,22 +47,6 @@ def echo():
 
 def connect(px: pysock.Proxy) -> socket.socket:
     return socket.create_connection(px.address, timeout=SLACK)
-
-
-def read_exactly(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        piece = sock.recv(n - len(data))
-        assert piece, f"EOF after {len(data)} of {n} bytes"
-        data += piece
-    return data
-
-
-def read_to_end(sock: socket.socket) -> bytes:
-    pieces = []
-    while piece := sock.recv(65536):
-        pieces.append(piece)
-    return b"".join(pieces)
 
 
 def exchange(px: pysock.Proxy, payload: bytes) -> bytes:
