@@ -73,17 +73,26 @@ def pysock_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]
     pysock.Server on 127.0.0.1 and a free port; all are stopped afterwards."""
     from pysock.server import Server
 
+    def make(proto: str = "tcp", host: str = "127.0.0.1", **options: Any) -> Server:
+        return Server(host, 0, proto, **options)
+
+    yield from _started(request, make)
+
+
+def _started(request: pytest.FixtureRequest, make: Callable[..., Lifecycle]) -> Iterator[Callable[..., Any]]:
+    """A factory fixture's body: what make() returns is kept for the report,
+    started, and stopped after the test (all of them, whatever fails)."""
     servers = _servers_of(request)
     made: list[Lifecycle] = []
 
-    def make(proto: str = "tcp", host: str = "127.0.0.1", **options: Any) -> Server:
-        srv = Server(host, 0, proto, **options)
+    def start(*args: Any, **options: Any) -> Lifecycle:
+        srv = make(*args, **options)
         servers.append(srv)
         made.append(srv)
         return srv.start()
 
     try:
-        yield make
+        yield start
     finally:
         stop_all(made)
 
@@ -113,19 +122,11 @@ def pysock_proxy(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]
 
     marker = request.node.get_closest_marker("pysock_proxy")
     defaults = dict(marker.kwargs) if marker else {}
-    servers = _servers_of(request)
-    made: list[Lifecycle] = []
 
     def make(upstream: str | tuple[str, int], **options: Any) -> Proxy:
-        proxy = Proxy(upstream, **{**defaults, **options})
-        servers.append(proxy)
-        made.append(proxy)
-        return proxy.start()
+        return Proxy(upstream, **{**defaults, **options})
 
-    try:
-        yield make
-    finally:
-        stop_all(made)
+    yield from _started(request, make)
 
 
 def stop_all(servers: list[Lifecycle]) -> None:
