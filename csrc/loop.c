@@ -246,7 +246,9 @@ void ps__timer_restart(ps__tlist *l, ps__timer *t, int64_t now)
     ps__timer_push(l, t);
 }
 
+/* When l's oldest timer has run ms.  Clocks are read in whole ms, truncated:
+ * the 1 more makes sure a full ms have passed, never a hair less. */
 int64_t ps__timer_due(const ps__tlist *l, int ms)
 {
-    return ms > 0 && l->head != NULL ? l->head->since + ms : INT64_MAX;
+    return ms > 0 && l->head != NULL ? l->head->since + ms + 1 : INT64_MAX;
 }

@@ -206,7 +206,7 @@ class Pair:
         self.closing = False
         self.why = ""
         self.ended_by_us = False
-        self.last_read = self.loop.time()
+        self.last_read = time.monotonic()
         self.idle_timer: asyncio.TimerHandle | None = None
         self.slow_timer: asyncio.TimerHandle | None = None
         self.connecting: asyncio.Task[Any] | None = None
@@ -272,7 +272,7 @@ class Pair:
         return self.up if side is self.client else self.down
 
     def received(self, side: Side, data: bytes) -> None:
-        self.last_read = self.loop.time()
+        self.last_read = time.monotonic()
         if side is self.client:
             self.engine.traffic.bytes_in += len(data)
             self.info.bytes_in += len(data)
@@ -398,8 +398,9 @@ class Pair:
             self.idle_timer = None if self.closing else self.loop.call_later(idle, self._check_idle)
             return
         silent_until = self.last_read + idle
-        if self.loop.time() < silent_until:
-            self.idle_timer = self.loop.call_at(silent_until, self._check_idle)
+        left = silent_until - time.monotonic()  # not loop.time(): uvloop's is cached, in whole ms
+        if left > 0:
+            self.idle_timer = self.loop.call_later(left, self._check_idle)
             return
         self.idle_timer = None
         self.engine.counters.add("idle_closed")
@@ -431,7 +432,7 @@ class Session:
         except OSError:
             self.sock.close()
             raise
-        self.last_heard = proxy.loop.time()
+        self.last_heard = time.monotonic()
         proxy.loop.add_reader(self.sock.fileno(), self.readable)
 
     def readable(self) -> None:
@@ -443,7 +444,7 @@ class Session:
             except OSError:  # ICMP: the upstream's port is closed
                 self.proxy.engine.counters.add("errors")
                 return
-            self.last_heard = self.proxy.loop.time()
+            self.last_heard = time.monotonic()
             self.proxy.to_sender(self, data)
 
     def send(self, data: bytes) -> None:
@@ -498,7 +499,7 @@ class DatagramProxy:
             self.engine.traffic.bytes_in += len(data)
             session = self.session_for(peer)
             if session is not None:
-                session.last_heard = self.loop.time()
+                session.last_heard = time.monotonic()
                 session.info.bytes_in += len(data)
                 self.forward(UP, data, session)
 
@@ -565,7 +566,7 @@ class DatagramProxy:
     def sweep(self) -> None:
         """Forget the sessions silent (both ways) for idle_timeout."""
         idle = self.engine.cfg.idle_timeout or 0.0
-        now = self.loop.time()
+        now = time.monotonic()
         for peer, session in list(self.sessions.items()):
             if now - session.last_heard >= idle:
                 self.engine.counters.add("idle_closed")

@@ -127,7 +127,7 @@ class Echo(asyncio.BaseProtocol):
         self.xf = transform.make(engine.cfg.transform)
         self.feed = self.xf.feed
         self.loop = asyncio.get_running_loop()
-        self.last_read = self.loop.time()
+        self.last_read = time.monotonic()
         self.idle_timer: asyncio.TimerHandle | None = None
         self.slow_timer: asyncio.TimerHandle | None = None
         self.ended_by_us = False
@@ -165,7 +165,7 @@ class Echo(asyncio.BaseProtocol):
     def data_received(self, data: bytes) -> None:
         self.traffic.bytes_in += len(data)
         self.info.bytes_in += len(data)
-        self.last_read = self.loop.time()
+        self.last_read = time.monotonic()
         self._write(self.feed(data))
 
     def _write(self, reply: bytes) -> None:
@@ -292,8 +292,9 @@ class Echo(asyncio.BaseProtocol):
             self.idle_timer = self.loop.call_later(self.idle_timeout, self._check_idle)
             return
         silent_until = self.last_read + self.idle_timeout
-        if self.loop.time() < silent_until:
-            self.idle_timer = self.loop.call_at(silent_until, self._check_idle)
+        left = silent_until - time.monotonic()  # not loop.time(): uvloop's is cached, in whole ms
+        if left > 0:
+            self.idle_timer = self.loop.call_later(left, self._check_idle)
             return
         self.idle_timer = None
         self.counters.add("idle_closed")
