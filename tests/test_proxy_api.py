@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from support import LOCALHOST, CliServer
+from support import LOCALHOST, CliServer, skip_unless_ci
 
 import pysock
 from pysock.proxy.api import ControlAPI
@@ -188,3 +188,49 @@ def test_the_cli_serves_the_api_and_a_proxy(echo):
             proxies = json.loads(resp.read())
         assert proxies["pysock"]["upstream"] == echo.url
         round_trip(listen_address(proxies["pysock"]))
+
+
+@pytest.mark.slow
+def test_toxiproxy_python_drives_the_api_unchanged(api, echo):
+    """toxiproxy's own Python client (toxiproxy-python, which CI installs),
+    through its whole surface: what its users' tests call."""
+    try:
+        from toxiproxy import Toxiproxy
+        from toxiproxy.api import APIConsumer
+        from toxiproxy.exceptions import NotFound, ProxyExists
+    except ImportError:
+        skip_unless_ci("toxiproxy-python is not installed (pip install toxiproxy-python)")
+    saved = APIConsumer.host, APIConsumer.port  # the client keeps them on the class
+    server = Toxiproxy()
+    server.update_api_consumer(*api.address)
+    try:
+        assert server.running() and server.version().startswith(b"pysock ")
+        proxy = server.create(upstream=f"127.0.0.1:{echo.port}", name="db", listen="127.0.0.1:0")
+        with pytest.raises(ProxyExists):
+            server.create(upstream=f"127.0.0.1:{echo.port}", name="db")
+        address = listen_address({"listen": proxy.listen})
+        assert address[1] > 0 and proxy.enabled is True
+        assert round_trip(address) < 0.25
+        proxy.add_toxic(type="latency", attributes={"latency": 250})
+        assert [(t.type, t.stream, t.attributes["latency"]) for t in proxy.toxics().values()] == \
+            [("latency", "downstream", 250)]
+        assert 0.25 <= round_trip(address) < SLACK
+        proxy.destroy_toxic("latency_downstream")
+        assert proxy.toxics() == {} and round_trip(address) < 0.25
+        with proxy.down():
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(address, timeout=SLACK)
+        round_trip(address)
+        proxy.add_toxic(type="latency", stream="upstream", attributes={"latency": 250})
+        assert server.reset() and proxy.toxics() == {}
+        with pytest.raises(NotFound):
+            APIConsumer.get("/proxies/nope")
+        assert [p.name for p in server.populate([{"name": "cache", "upstream": f"127.0.0.1:{echo.port}",
+                                                   "listen": "127.0.0.1:0"}])] == ["cache"]
+        assert sorted(server.proxies()) == ["cache", "db"]
+        server.destroy_all()
+        assert server.proxies() == {}
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(address, timeout=SLACK)
+    finally:
+        APIConsumer.host, APIConsumer.port = saved
