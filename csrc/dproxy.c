@@ -56,16 +56,6 @@ struct ps__dproxy {
 #define DOWN 0
 #define UP 1
 
-static int epoll_add(ps__dproxy *p, int fd, void *ptr)
-{
-    struct epoll_event e;
-
-    memset(&e, 0, sizeof e);
-    e.events = EPOLLIN;
-    e.data.ptr = ptr;
-    return epoll_ctl(p->ep, EPOLL_CTL_ADD, fd, &e) < 0 ? -errno : 0;
-}
-
 /* -- sessions ---------------------------------------------------------------- */
 static size_t bucket(const ps__dproxy *p, const struct sockaddr_storage *peer, socklen_t plen)
 {
@@ -144,7 +134,7 @@ static session *session_for(ps__dproxy *p, const struct sockaddr_storage *peer, 
         return s;
     if (plen == 0 || p->nsessions >= p->w->srv->cfg.max_conns || (s = calloc(1, sizeof *s)) == NULL)
         goto refused;
-    if ((s->fd = connect_upstream(p)) < 0 || epoll_add(p, s->fd, s) < 0) {
+    if ((s->fd = connect_upstream(p)) < 0 || ps__epoll_set(p->ep, EPOLL_CTL_ADD, s->fd, EPOLLIN, s) < 0) {
         if (s->fd >= 0)
             close(s->fd);
         free(s);
@@ -344,8 +334,8 @@ static int open_dproxy(ps__worker *w)
         return -errno;
     rc = ps__upstream_address(&w->srv->cfg, &p->up_addr, &p->up_len);
     if (rc == 0)
-        rc = epoll_add(p, w->srv->wake[0], &p->wake_tag);
-    return rc < 0 ? rc : epoll_add(p, w->fd, &p->listen_tag);
+        rc = ps__epoll_set(p->ep, EPOLL_CTL_ADD, w->srv->wake[0], EPOLLIN, &p->wake_tag);
+    return rc < 0 ? rc : ps__epoll_set(p->ep, EPOLL_CTL_ADD, w->fd, EPOLLIN, &p->listen_tag);
 }
 
 static void free_dproxy(ps__worker *w)

@@ -72,16 +72,6 @@ static void restart(ps__tlist *l, econn *c, int64_t now)
 }
 
 /* -- opening and closing connections ------------------------------------- */
-static int epoll_set(ps__loop *l, int op, int fd, uint32_t events, void *ptr)
-{
-    struct epoll_event e;
-
-    memset(&e, 0, sizeof e);
-    e.events = events;
-    e.data.ptr = ptr;
-    return epoll_ctl(l->ep, op, fd, &e) < 0 ? -errno : 0;
-}
-
 static void conn_close(ps__loop *l, econn *c, int why);
 
 static int conn_open(ps__loop *l, int fd, const ps__conninfo *ci, int64_t now)
@@ -94,7 +84,7 @@ static int conn_open(ps__loop *l, int fd, const ps__conninfo *ci, int64_t now)
     c->fd = fd;
     c->events = EPOLLIN;
     ps__xf_init(&c->xf, l->ev.w->srv->cfg.transform);
-    rc = epoll_set(l, EPOLL_CTL_ADD, fd, c->events, c);
+    rc = ps__epoll_set(l->ep, EPOLL_CTL_ADD, fd, c->events, c);
     if (rc < 0) {
         free(c);
         return rc;
@@ -164,7 +154,7 @@ static int watch(ps__loop *l, econn *c)
 
     if (want == c->events)
         return 0;
-    rc = epoll_set(l, EPOLL_CTL_MOD, c->fd, want, c);
+    rc = ps__epoll_set(l->ep, EPOLL_CTL_MOD, c->fd, want, c);
     if (rc == 0)
         c->events = want;
     return rc;
@@ -379,7 +369,7 @@ static int set_listening(ps__loop *l, int on)
 
     if (on == l->listening)
         return 0;
-    rc = epoll_set(l, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, l->ev.w->fd, EPOLLIN, &l->listen_tag);
+    rc = ps__epoll_set(l->ep, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, l->ev.w->fd, EPOLLIN, &l->listen_tag);
     if (rc == 0)
         l->listening = on;
     return rc;
@@ -443,7 +433,7 @@ static void op_stop_accepting(ps__evloop *ev)
     ps__loop *l = loop_of(ev);
 
     set_listening(l, 0);
-    epoll_set(l, EPOLL_CTL_DEL, l->ev.w->srv->wake[0], 0, NULL);
+    ps__epoll_set(l->ep, EPOLL_CTL_DEL, l->ev.w->srv->wake[0], 0, NULL);
 }
 
 static int op_accept_again(ps__evloop *ev)
@@ -518,7 +508,7 @@ static int open_loop(ps__worker *w)
     l->ep = epoll_create1(EPOLL_CLOEXEC);
     if (l->ep < 0)
         return -errno;
-    rc = epoll_set(l, EPOLL_CTL_ADD, w->srv->wake[0], EPOLLIN, &l->wake_tag);
+    rc = ps__epoll_set(l->ep, EPOLL_CTL_ADD, w->srv->wake[0], EPOLLIN, &l->wake_tag);
     if (rc < 0)
         return rc;
     return set_listening(l, 1);

@@ -526,6 +526,9 @@ extern const ps__model ps__uring_model;    /* uring.c */
 extern const ps__model ps__threads_model;  /* tcp.c */
 extern const ps__model ps__udp_model;      /* udp.c */
 #ifdef PS__HAVE_EPOLL
+/* epoll_ctl(ep, op, fd) for events, with ptr as the event's data: 0 or -errno. */
+int ps__epoll_set(int ep, int op, int fd, uint32_t events, void *ptr);
+
 extern const ps__model ps__epoll_model;    /* epoll.c */
 extern const ps__model ps__proxy_model;    /* proxy.c */
 extern const ps__model ps__dproxy_model;   /* dproxy.c */

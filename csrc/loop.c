@@ -1,6 +1,7 @@
 /* loop.c - what every serving loop uses, written once: clocks, the stop
  * flag, waiting on a descriptor and the wake pipe, the connection limit,
- * taking a connection off a listening socket, and spinning before sleep.
+ * taking a connection off a listening socket, spinning before sleep, and
+ * changing what an epoll set watches.
  * The models (tcp.c, epoll.c, uring.c, udp.c) call these, and their timer
  * lists live here; nothing here calls them. */
 #include <arpa/inet.h>
@@ -252,3 +253,17 @@ int64_t ps__timer_due(const ps__tlist *l, int ms)
 {
     return ms > 0 && l->head != NULL ? l->head->since + ms + 1 : INT64_MAX;
 }
+
+#ifdef PS__HAVE_EPOLL
+#include <sys/epoll.h>
+
+int ps__epoll_set(int ep, int op, int fd, uint32_t events, void *ptr)
+{
+    struct epoll_event e;
+
+    memset(&e, 0, sizeof e);
+    e.events = events;
+    e.data.ptr = ptr;
+    return epoll_ctl(ep, op, fd, &e) < 0 ? -errno : 0;
+}
+#endif

@@ -89,16 +89,6 @@ struct ps__proxy {
 };
 
 /* -- epoll ----------------------------------------------------------------- */
-static int epoll_set(ps__proxy *p, int op, int fd, uint32_t events, void *ptr)
-{
-    struct epoll_event e;
-
-    memset(&e, 0, sizeof e);
-    e.events = events;
-    e.data.ptr = ptr;
-    return epoll_ctl(p->ep, op, fd, &e) < 0 ? -errno : 0;
-}
-
 /* Watch e for want.  An end that wants nothing leaves the set: epoll
  * reports a hang-up whatever it is asked, and would wake every turn. */
 static int end_watch(ps__proxy *p, pend *e, uint32_t want)
@@ -108,9 +98,9 @@ static int end_watch(ps__proxy *p, pend *e, uint32_t want)
     if (want == e->events)
         return 0;
     if (want == 0)
-        rc = epoll_set(p, EPOLL_CTL_DEL, e->fd, 0, NULL);
+        rc = ps__epoll_set(p->ep, EPOLL_CTL_DEL, e->fd, 0, NULL);
     else
-        rc = epoll_set(p, e->events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, e->fd, want, e);
+        rc = ps__epoll_set(p->ep, e->events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, e->fd, want, e);
     if (rc == 0)
         e->events = want;
     return rc;
@@ -524,7 +514,7 @@ static int set_listening(ps__proxy *p, int on)
 
     if (on == p->listening)
         return 0;
-    rc = epoll_set(p, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, p->w->fd, EPOLLIN, &p->listen_tag);
+    rc = ps__epoll_set(p->ep, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, p->w->fd, EPOLLIN, &p->listen_tag);
     if (rc == 0)
         p->listening = on;
     return rc;
@@ -617,7 +607,7 @@ static void begin_drain(ps__proxy *p, int64_t now)
     p->grace_end = now + PS__STOP_GRACE_MS;
     p->accept_at = 0;
     set_listening(p, 0);
-    epoll_set(p, EPOLL_CTL_DEL, p->w->srv->wake[0], 0, NULL);
+    ps__epoll_set(p->ep, EPOLL_CTL_DEL, p->w->srv->wake[0], 0, NULL);
     for (c = p->all; c != NULL; c = next) {
         next = c->next;
         settle(p, c, 0, PS_WHY_ERROR, now);
@@ -706,7 +696,7 @@ static int open_proxy(ps__worker *w)
         return -errno;
     rc = ps__upstream_address(&w->srv->cfg, &p->up_addr, &p->up_len);
     if (rc == 0)
-        rc = epoll_set(p, EPOLL_CTL_ADD, w->srv->wake[0], EPOLLIN, &p->wake_tag);
+        rc = ps__epoll_set(p->ep, EPOLL_CTL_ADD, w->srv->wake[0], EPOLLIN, &p->wake_tag);
     return rc < 0 ? rc : set_listening(p, 1);
 }
 
